@@ -1,0 +1,87 @@
+"""triobg: a trio-native ASGI toolkit whose background tasks are owned, drained and never lost.
+
+Everything public is re-exported here; the modules behind it are private.
+"""
+
+from ._app import App as App
+from ._background import BackgroundRunner as BackgroundRunner
+from ._background import BackgroundStatistics as BackgroundStatistics
+from ._background import BackgroundTask as BackgroundTask
+from ._background import BackgroundTasks as BackgroundTasks
+from ._background import BackgroundTasksFull as BackgroundTasksFull
+from ._background import TaskFailure as TaskFailure
+from ._convert import ErrorDetail as ErrorDetail
+from ._exceptions import HTTPException as HTTPException
+from ._exceptions import RequestValidationError as RequestValidationError
+from ._headers import Headers as Headers
+from ._headers import MutableHeaders as MutableHeaders
+from ._params import Body as Body
+from ._params import Cookie as Cookie
+from ._params import Depends as Depends
+from ._params import Header as Header
+from ._params import Path as Path
+from ._params import Query as Query
+from ._requests import QueryParams as QueryParams
+from ._requests import Request as Request
+from ._requests import RequestLimits as RequestLimits
+from ._requests import State as State
+from ._responses import HTMLResponse as HTMLResponse
+from ._responses import JSONResponse as JSONResponse
+from ._responses import PlainTextResponse as PlainTextResponse
+from ._responses import RedirectResponse as RedirectResponse
+from ._responses import Response as Response
+from ._responses import StreamingResponse as StreamingResponse
+from ._routes import Route as Route
+from ._routes import Router as Router
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    # application and routing
+    "App",
+    "Router",
+    "Route",
+    # requests and parameters
+    "Request",
+    "RequestLimits",
+    "Headers",
+    "MutableHeaders",
+    "QueryParams",
+    "State",
+    "Depends",
+    "Path",
+    "Query",
+    "Header",
+    "Cookie",
+    "Body",
+    # responses
+    "Response",
+    "JSONResponse",
+    "PlainTextResponse",
+    "HTMLResponse",
+    "RedirectResponse",
+    "StreamingResponse",
+    # errors
+    "HTTPException",
+    "RequestValidationError",
+    "ErrorDetail",
+    # background tasks
+    "BackgroundTasks",
+    "BackgroundTask",
+    "BackgroundRunner",
+    "BackgroundStatistics",
+    "BackgroundTasksFull",
+    "TaskFailure",
+]
+
+
+def _fix_module_names() -> None:
+    # Tracebacks, reprs and docs should say ``triobg.App``, not ``triobg._app.App``.
+    for name in __all__:
+        obj = globals()[name]
+        if getattr(obj, "__module__", "").startswith("triobg._"):
+            obj.__module__ = "triobg"
+
+
+_fix_module_names()
+del _fix_module_names

@@ -1,0 +1,255 @@
+# The application object: configuration, route registration, middleware, and the ASGI entry.
+#
+# ``App`` is what users create and what servers call. It holds the routes (through a root
+# ``Router``), the exception handlers, the middleware stack, the lifespan, the request limits,
+# the thread limiter for sync handlers and the ``BackgroundRunner`` for tasks. The work of
+# answering a request lives in ``_pipeline.py``; the lifespan protocol in ``_lifespan.py``.
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar, Unpack
+
+import trio
+
+from ._background import BackgroundRunner, TaskFailure
+from ._dependencies import DependencyOverrides
+from ._errors import DEFAULT_HANDLERS, ExceptionHandler
+from ._exceptions import HTTPException
+from ._lifespan import handle_lifespan
+from ._params import Depends
+from ._pipeline import handle_http
+from ._requests import Receive, RequestLimits, State
+from ._responses import RedirectResponse, Send, is_same_site_reference
+from ._routes import Handler, Route, RouteOptions, Router
+from ._routing import PathTable
+
+ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
+Lifespan = Callable[["App"], contextlib.AbstractAsyncContextManager[Any]]
+E = TypeVar("E", bound=ExceptionHandler)
+
+
+class _Redirect(HTTPException):
+    """Internal: the path only matches with/without a trailing slash; answer 307 to it."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(307, headers={"location": location})
+        self.location = location
+
+
+def _redirect_handler(request: Any, error: _Redirect) -> RedirectResponse:
+    return RedirectResponse(error.location, 307)
+
+
+class App:
+    """A triobg application: an ASGI callable for hypercorn's trio worker and ``triobg.serve``.
+
+    Args:
+        lifespan: ``async with lifespan(app) as state:`` runs around the server's life; a
+            mapping it yields becomes ``app.state`` and ``request.state``.
+        dependencies: Run before every handler, results discarded.
+        drain_timeout: Seconds background tasks get to finish once shutdown begins; tasks still
+            running then are cancelled and named in the log (default 30).
+        max_running_tasks: Most background tasks running at once; the rest wait their turn.
+        max_queued_tasks: Most background tasks waiting at once; beyond it ``add_task`` answers
+            503 instead of accepting work it cannot promise to do.
+        task_threads: Worker threads for ``def`` background tasks.
+        sync_threads: Worker threads for ``def`` handlers and dependencies (a separate pool, so
+            slow tasks never starve request handling).
+        on_task_error: Called with a ``TaskFailure`` whenever a background task raises.
+        max_body_size, max_json_depth, max_query_params: Request limits; see ``RequestLimits``.
+        redirect_slashes: Answer ``/items/`` with a 307 to ``/items`` (and back) when only the
+            other form is routed.
+    """
+
+    def __init__(
+        self,
+        *,
+        lifespan: Lifespan | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        drain_timeout: float = 30.0,
+        max_running_tasks: int | None = 1024,
+        max_queued_tasks: int | None = 65536,
+        task_threads: int = 16,
+        sync_threads: int = 40,
+        on_task_error: Callable[[TaskFailure], Awaitable[None] | None] | None = None,
+        max_body_size: int = 1024 * 1024,
+        max_json_depth: int = 64,
+        max_query_params: int = 1000,
+        redirect_slashes: bool = True,
+    ) -> None:
+        if not drain_timeout >= 0 or math.isnan(drain_timeout):
+            raise ValueError("drain_timeout must be a number of seconds >= 0")
+        self.lifespan = lifespan
+        self.router = Router(dependencies=dependencies)
+        self.state = State()
+        self.limits = RequestLimits(max_body_size, max_json_depth, max_query_params)
+        self.redirect_slashes = redirect_slashes
+        self.dependency_overrides = DependencyOverrides()
+        self.sync_limiter = trio.CapacityLimiter(sync_threads)
+        self.background = BackgroundRunner(
+            drain_timeout=drain_timeout,
+            max_running_tasks=max_running_tasks,
+            max_queued_tasks=max_queued_tasks,
+            thread_limiter=trio.CapacityLimiter(task_threads),
+            on_task_error=on_task_error,
+        )
+        self.exception_handlers: dict[type[BaseException], ExceptionHandler] = {
+            **DEFAULT_HANDLERS,
+            _Redirect: _redirect_handler,
+        }
+        self._middleware: list[tuple[Callable[..., ASGIApp], dict[str, Any]]] = []
+        self._stack: ASGIApp | None = None
+        self._table: PathTable[Route] | None = None
+        self._table_version = -1
+
+    # --- declaring -------------------------------------------------------------------------
+
+    @property
+    def routes(self) -> list[Route]:
+        return self.router.routes
+
+    def add_route(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        methods: Sequence[str] = ("GET",),
+        **options: Unpack[RouteOptions],
+    ) -> Route:
+        """Register ``endpoint`` for ``methods`` at ``path``."""
+        return self.router.add_route(path, endpoint, methods=methods, **options)
+
+    def route(
+        self, path: str, *, methods: Sequence[str] = ("GET",), **options: Unpack[RouteOptions]
+    ) -> Callable[[Handler], Handler]:
+        """Register the decorated function for ``methods`` at ``path``."""
+        return self.router.route(path, methods=methods, **options)
+
+    def get(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
+        """Register the decorated function for ``GET path`` (``HEAD`` is served from it too)."""
+        return self.router.get(path, **options)
+
+    def post(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
+        """Register the decorated function for ``POST path``."""
+        return self.router.post(path, **options)
+
+    def put(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
+        """Register the decorated function for ``PUT path``."""
+        return self.router.put(path, **options)
+
+    def patch(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
+        """Register the decorated function for ``PATCH path``."""
+        return self.router.patch(path, **options)
+
+    def delete(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
+        """Register the decorated function for ``DELETE path``."""
+        return self.router.delete(path, **options)
+
+    def head(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
+        """Register the decorated function for ``HEAD path``."""
+        return self.router.head(path, **options)
+
+    def options(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
+        """Register the decorated function for ``OPTIONS path``."""
+        return self.router.options(path, **options)
+
+    def include_router(
+        self, router: Router, *, prefix: str = "", dependencies: Sequence[Depends] | None = None
+    ) -> None:
+        """Add ``router``'s routes (as they are now) under ``prefix``."""
+        self.router.include_router(router, prefix=prefix, dependencies=dependencies)
+
+    def exception_handler(self, exc_class: type[BaseException]) -> Callable[[E], E]:
+        """Decorator: answer ``exc_class`` (and subclasses) with ``handler(request, exc)``."""
+
+        def register(handler: E) -> E:
+            self.add_exception_handler(exc_class, handler)
+            return handler
+
+        return register
+
+    def add_exception_handler(
+        self, exc_class: type[BaseException], handler: ExceptionHandler
+    ) -> None:
+        """Answer ``exc_class`` (and subclasses) with ``handler(request, exc)`` (sync or async)."""
+        self.exception_handlers[exc_class] = handler
+
+    def add_middleware(self, middleware: Callable[..., ASGIApp], **options: Any) -> None:
+        """Wrap the app in a pure ASGI middleware: ``middleware(app, **options)``.
+
+        The middleware added last is the outermost: it sees a request first and the response
+        last. Middleware wraps the whole pipeline, background tasks included, so a middleware
+        that waits for the inner app to return also waits for the request's tasks; one that
+        only watches ``send`` messages sees the response as soon as it is sent.
+
+        Raises:
+            RuntimeError: the app has already started serving.
+        """
+        if self._stack is not None:
+            raise RuntimeError("middleware must be added before the app handles its first call")
+        self._middleware.append((middleware, options))
+
+    # --- serving ---------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        stack = self._stack
+        if stack is None:
+            stack = self._stack = self._build_stack()
+        await stack(scope, receive, send)
+
+    def _build_stack(self) -> ASGIApp:
+        app: ASGIApp = self._dispatch
+        for middleware, options in self._middleware:
+            app = middleware(app, **options)
+        return app
+
+    async def _dispatch(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await handle_http(self, scope, receive, send)
+        elif kind == "lifespan":
+            await handle_lifespan(self, scope, receive, send)
+        elif kind == "websocket":
+            await receive()
+            await send({"type": "websocket.close", "code": 1000})
+        else:
+            raise RuntimeError(f"triobg does not handle ASGI scope type {kind!r}")
+
+    def _find_route(self, scope: dict[str, Any]) -> tuple[Route, dict[str, str]]:
+        """Match the request to a route.
+
+        Raises:
+            HTTPException: 404 for an unknown path, 405 (with ``Allow``) for a known path
+                without this method, 307 when only the other trailing-slash form is routed.
+        """
+        table = self._table
+        if table is None or self._table_version != self.router.version:
+            table = self._table = self._build_table()
+            self._table_version = self.router.version
+        path: str = scope["path"]
+        found = table.match(path, scope.get("raw_path"))
+        if found is None:
+            if self.redirect_slashes and path != "/":
+                other = path[:-1] if path.endswith("/") else path + "/"
+                if is_same_site_reference(other) and table.match(other) is not None:
+                    query = scope.get("query_string", b"").decode("latin-1")
+                    raise _Redirect(f"{other}?{query}" if query else other)
+            raise HTTPException(404)
+        method: str = scope["method"]
+        route = found.endpoints.get(method)
+        if route is None and method == "HEAD":
+            route = found.endpoints.get("GET")
+        if route is None:
+            allowed = set(found.endpoints)
+            if "GET" in allowed:
+                allowed.add("HEAD")
+            raise HTTPException(405, headers={"allow": ", ".join(sorted(allowed))})
+        return route, dict(found.params)
+
+    def _build_table(self) -> PathTable[Route]:
+        table: PathTable[Route] = PathTable()
+        for route in self.router.routes:
+            table.add(route.path, route.methods, route)
+        return table

@@ -1,0 +1,504 @@
+# Background tasks: collected while a request is handled, run after its response is flushed.
+#
+# Where this sits in the flow (see ``_pipeline.py``): the pipeline creates one
+# ``BackgroundTasks`` per request and injects that same object wherever a handler, dependency or
+# sub-dependency declares one. Once the final response body has been handed to the server, the
+# pipeline awaits ``BackgroundRunner.run`` in the task that served the request. That task is a
+# child of the server's per-connection nursery (hypercorn) or of the test client's nursery, so
+# every background task has an owner that outlives it; nothing is spawned detached.
+#
+# ``BackgroundRunner`` is one per app. It keeps the books (accepted = queued + running +
+# completed + failed + cancelled + discarded), caps how many tasks run at once, and on shutdown
+# gives every running and queued task the drain deadline, naming in the log each task that is
+# cancelled or never started.
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import math
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, ParamSpec, final
+
+import attrs
+import trio
+
+from ._exceptions import HTTPException
+
+logger = logging.getLogger("triobg.background")
+
+P = ParamSpec("P")
+
+
+def is_async_callable(func: Any) -> bool:
+    """Whether calling ``func`` returns an awaitable: coroutine functions, partials of them, and
+    objects whose ``__call__`` is a coroutine function."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    if inspect.iscoroutinefunction(func):
+        return True
+    call = getattr(func, "__call__", None)  # noqa: B004 - we need the method itself
+    return call is not None and not inspect.isfunction(func) and inspect.iscoroutinefunction(call)
+
+
+def callable_name(func: Any) -> str:
+    """A name for logs that a person can find in their code: ``module.qualname``."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    name = getattr(func, "__qualname__", None) or type(func).__qualname__
+    module = getattr(func, "__module__", None) or type(func).__module__
+    return f"{module}.{name}" if module and module != "builtins" else name
+
+
+@attrs.frozen
+class BackgroundTask:
+    """One ``add_task`` call: the function, its arguments, and how it will be run."""
+
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    is_async: bool
+    name: str
+
+
+@attrs.frozen
+class BackgroundStatistics:
+    """A snapshot of an app's background tasks.
+
+    ``accepted == queued + running + completed + failed + cancelled + discarded`` always holds:
+    every task that was accepted is accounted for in exactly one of the other columns.
+
+    Attributes:
+        accepted: Tasks accepted by ``add_task`` (or merged from a response's ``background``).
+        queued: Accepted, not started: their response is not sent yet, or they wait their turn.
+        running: Started and not finished (a ``def`` task counts from when its thread picks it up).
+        completed: Returned normally.
+        failed: Raised an exception (logged, reported to ``on_task_error``).
+        cancelled: Cut off by the drain deadline or an enclosing cancellation, whether they had
+            started or not; each one is named in the log.
+        discarded: Never run because the request ended in an error before its response.
+        rejected: ``add_task`` calls refused because the queue was full (not in ``accepted``).
+        live_requests: Requests whose tasks are running or waiting to run right now.
+    """
+
+    accepted: int
+    queued: int
+    running: int
+    completed: int
+    failed: int
+    cancelled: int
+    discarded: int
+    rejected: int
+    live_requests: int
+
+
+@attrs.frozen
+class TaskFailure:
+    """What ``App(on_task_error=...)`` receives when a background task raises."""
+
+    task: str
+    exception: BaseException
+    method: str
+    path: str
+
+
+class BackgroundTasksFull(HTTPException):
+    """``add_task`` refused: the app already has ``max_queued_tasks`` tasks waiting.
+
+    Raised from ``add_task`` inside the handler, so the client gets a 503 with ``Retry-After``
+    instead of a success whose side effects will never happen.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            503,
+            f"too many background tasks waiting ({limit}); try again shortly",
+            headers={"retry-after": "1"},
+        )
+
+
+_COLLECTING: Final = 0
+_RUNNING: Final = 1
+_CLOSED: Final = 2
+
+
+@final
+class BackgroundTasks:
+    """The tasks one request will run after its response has been sent.
+
+    Declare a parameter annotated ``BackgroundTasks`` in a path operation, a dependency or a
+    sub-dependency: triobg passes the same object to all of them, so tasks from every level run
+    in the order they were added. ``async def`` tasks run in the event loop; plain ``def`` tasks
+    run in a worker thread (consecutive ``def`` tasks share one thread hop).
+
+    You can also build one yourself and pass it as ``Response(background=...)``; its tasks are
+    then run after the injected object's tasks.
+    """
+
+    __slots__ = ("_label", "_next", "_runner", "_state", "_tasks")
+
+    def __init__(self) -> None:
+        self._tasks: list[BackgroundTask] = []
+        self._next = 0
+        self._runner: BackgroundRunner | None = None
+        self._label = ""
+        self._state = _COLLECTING
+
+    def add_task(self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Run ``func(*args, **kwargs)`` after the response has been sent.
+
+        Raises:
+            BackgroundTasksFull: the app's queue of waiting tasks is full (answered as 503).
+            RuntimeError: the request has completely finished; nothing would run the task.
+            TypeError: ``func`` is not callable.
+        """
+        if not callable(func):
+            raise TypeError(f"add_task needs a callable, got {type(func).__name__}")
+        if self._state == _CLOSED:
+            raise RuntimeError(
+                f"cannot add {callable_name(func)}: the request {self._label} has finished and "
+                "its background tasks have already run"
+            )
+        task = BackgroundTask(func, args, kwargs, is_async_callable(func), callable_name(func))
+        if self._runner is not None:
+            self._runner._accept(1, check_limit=True)
+        self._tasks.append(task)
+
+    @property
+    def tasks(self) -> tuple[BackgroundTask, ...]:
+        """The tasks added so far, in the order they will run."""
+        return tuple(self._tasks)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __repr__(self) -> str:
+        names = ", ".join(t.name for t in self._tasks)
+        return f"<BackgroundTasks [{names}]>"
+
+    def _pending(self) -> list[BackgroundTask]:
+        return self._tasks[self._next :]
+
+
+class BackgroundRunner:
+    """Runs, counts, limits and drains the background tasks of one app (``app.background``).
+
+    Args:
+        drain_timeout: Seconds that running and queued tasks get once shutdown begins.
+        max_running_tasks: Most tasks running at once across the app; others wait their turn.
+        max_queued_tasks: Most tasks waiting at once; beyond it ``add_task`` raises
+            ``BackgroundTasksFull`` (503).
+        thread_limiter: Bounds the worker threads used by ``def`` tasks (separate from the
+            limiter for sync handlers, so slow tasks cannot starve request handling).
+        on_task_error: Called with a ``TaskFailure`` when a task raises; may be async.
+    """
+
+    def __init__(
+        self,
+        *,
+        drain_timeout: float = 30.0,
+        max_running_tasks: int | None = 1024,
+        max_queued_tasks: int | None = 65536,
+        thread_limiter: trio.CapacityLimiter | None = None,
+        on_task_error: Callable[[TaskFailure], Awaitable[None] | None] | None = None,
+    ) -> None:
+        self.drain_timeout = drain_timeout
+        self.max_queued_tasks = max_queued_tasks
+        self.on_task_error = on_task_error
+        self._running_limiter = (
+            trio.CapacityLimiter(max_running_tasks) if max_running_tasks is not None else None
+        )
+        self.thread_limiter = thread_limiter or trio.CapacityLimiter(16)
+        self._lock = threading.Lock()  # counters are also touched from worker threads
+        self._accepted = 0
+        self._queued = 0
+        self._running = 0
+        self._completed = 0
+        self._failed = 0
+        self._cancelled = 0
+        self._discarded = 0
+        self._rejected = 0
+        self._live: set[trio.CancelScope] = set()
+        self._idle: trio.Event | None = None
+        self._drain_deadline: float | None = None
+        self._failure_listeners: list[Callable[[TaskFailure], None]] = []
+
+    # --- accounting ------------------------------------------------------------------------
+
+    def statistics(self) -> BackgroundStatistics:
+        """Counts of this app's tasks; see ``BackgroundStatistics`` for what each column means."""
+        with self._lock:
+            return BackgroundStatistics(
+                accepted=self._accepted,
+                queued=self._queued,
+                running=self._running,
+                completed=self._completed,
+                failed=self._failed,
+                cancelled=self._cancelled,
+                discarded=self._discarded,
+                rejected=self._rejected,
+                live_requests=len(self._live),
+            )
+
+    def _accept(self, count: int, *, check_limit: bool) -> None:
+        with self._lock:
+            limit = self.max_queued_tasks
+            if check_limit and limit is not None and self._queued + count > limit:
+                self._rejected += count
+                raise BackgroundTasksFull(limit)
+            self._accepted += count
+            self._queued += count
+
+    def _start(self) -> None:
+        with self._lock:
+            self._queued -= 1
+            self._running += 1
+
+    def _bind(self, tasks: BackgroundTasks, method: str, path: str) -> None:
+        tasks._runner = self
+        tasks._label = f"{method} {path}"
+
+    def _merge(self, into: BackgroundTasks, extra: BackgroundTasks | None) -> None:
+        """Append a response's own ``background`` tasks to the request's tasks, accounting them."""
+        if extra is None or extra is into:
+            return
+        # The response is already decided, so these are accepted even over the queue limit.
+        if extra._runner is None and extra._tasks:
+            self._accept(len(extra._tasks), check_limit=False)
+        into._tasks.extend(extra._tasks)
+        extra._tasks = []
+
+    def _discard(self, tasks: BackgroundTasks, reason: str) -> None:
+        """Drop the tasks a failed request added before its response, naming each one."""
+        dropped = tasks._pending()
+        if not dropped:
+            return
+        tasks._next = len(tasks._tasks)
+        with self._lock:
+            self._queued -= len(dropped)
+            self._discarded += len(dropped)
+        for task in dropped:
+            logger.warning(
+                "background task %s of %s discarded, never run: %s",
+                task.name,
+                tasks._label,
+                reason,
+                extra={"task": task.name, "request": tasks._label, "outcome": "discarded"},
+            )
+
+    def _close(self, tasks: BackgroundTasks) -> None:
+        tasks._state = _CLOSED
+
+    def _lose(self, tasks: BackgroundTasks, scope: trio.CancelScope | None) -> None:
+        """Name every task of ``tasks`` that will now never start, and count it as cancelled."""
+        lost = tasks._pending()
+        if not lost:
+            return
+        tasks._next = len(tasks._tasks)
+        with self._lock:
+            self._queued -= len(lost)
+            self._cancelled += len(lost)
+        why = _why_cancelled(scope)
+        for task in lost:
+            logger.warning(
+                "background task %s of %s cancelled before it started (%s)",
+                task.name,
+                tasks._label,
+                why,
+                extra={"task": task.name, "request": tasks._label, "outcome": "cancelled"},
+            )
+
+    # --- running ---------------------------------------------------------------------------
+
+    async def run(self, tasks: BackgroundTasks) -> None:
+        """Run ``tasks`` one after another, in the order they were added; called by the pipeline
+        after the response has been flushed, in the task that served the request.
+
+        A failing task is logged and reported, and the next one still runs. If this call is
+        cancelled (the drain deadline passed, or an enclosing nursery was cancelled), the running
+        task and every task not yet started are named in the log before the cancellation
+        propagates.
+        """
+        tasks._state = _RUNNING
+        if tasks._next == len(tasks._tasks):
+            return
+        scope = trio.CancelScope(deadline=self._drain_deadline or math.inf)
+        self._live.add(scope)
+        try:
+            with scope:
+                if self._running_limiter is None:
+                    await self._run_all(tasks, scope)
+                else:
+                    async with self._running_limiter:
+                        await self._run_all(tasks, scope)
+        finally:
+            self._lose(tasks, scope)
+            self._live.discard(scope)
+            if not self._live and self._idle is not None:
+                self._idle.set()
+                self._idle = None
+
+    async def _run_all(self, tasks: BackgroundTasks, scope: trio.CancelScope) -> None:
+        items = tasks._tasks
+        while tasks._next < len(items):
+            task = items[tasks._next]
+            if task.is_async:
+                tasks._next += 1
+                await self._run_async(task, tasks._label, scope)
+            else:
+                end = tasks._next + 1
+                while end < len(items) and not items[end].is_async:
+                    end += 1
+                group = items[tasks._next : end]
+                await self._run_threaded(group, tasks, scope)
+
+    async def _run_async(self, task: BackgroundTask, label: str, scope: trio.CancelScope) -> None:
+        self._start()
+        try:
+            await task.func(*task.args, **task.kwargs)
+        except Exception as error:
+            await self._failed_one(task, label, error)
+        except BaseException:
+            self._cancelled_running(task, label, _why_cancelled(scope))
+            raise
+        else:
+            self._completed_one()
+
+    async def _run_threaded(
+        self, group: list[BackgroundTask], tasks: BackgroundTasks, scope: trio.CancelScope
+    ) -> None:
+        # One thread hop for a run of consecutive ``def`` tasks: a round trip to a worker thread
+        # costs far more than a small sync task. The thread records each outcome under a lock; if
+        # we are cancelled we abandon the thread (it cannot be interrupted), tell it not to start
+        # anything further, and read off exactly which tasks had started.
+        gate = threading.Lock()
+        outcomes: list[BaseException | object | None] = []
+        stopped = False
+        started_marker = _STARTED
+
+        def work() -> None:
+            for task in group:
+                with gate:
+                    if stopped:
+                        return
+                    outcomes.append(started_marker)
+                self._start()
+                try:
+                    task.func(*task.args, **task.kwargs)
+                except BaseException as error:
+                    result: BaseException | None = error
+                else:
+                    result = None
+                with gate:
+                    outcomes[-1] = result
+
+        try:
+            await trio.to_thread.run_sync(work, limiter=self.thread_limiter, abandon_on_cancel=True)
+        finally:
+            with gate:
+                stopped = True
+                seen = list(outcomes)
+            tasks._next += len(seen)
+            for task, outcome in zip(group, seen, strict=False):
+                if outcome is started_marker:
+                    self._cancelled_running(
+                        task,
+                        tasks._label,
+                        f"{_why_cancelled(scope)}; it was still running in a worker thread, which "
+                        "cannot be interrupted, and was abandoned there",
+                    )
+                elif outcome is None:
+                    self._completed_one()
+                else:
+                    assert isinstance(outcome, BaseException)
+                    await self._failed_one(task, tasks._label, outcome)
+
+    def _completed_one(self) -> None:
+        with self._lock:
+            self._running -= 1
+            self._completed += 1
+
+    def _cancelled_running(self, task: BackgroundTask, label: str, why: str) -> None:
+        with self._lock:
+            self._running -= 1
+            self._cancelled += 1
+        logger.warning(
+            "background task %s of %s cancelled while running (%s)",
+            task.name,
+            label,
+            why,
+            extra={"task": task.name, "request": label, "outcome": "cancelled"},
+        )
+
+    async def _failed_one(self, task: BackgroundTask, label: str, error: BaseException) -> None:
+        with self._lock:
+            self._running -= 1
+            self._failed += 1
+        logger.error(
+            "background task %s of %s failed",
+            task.name,
+            label,
+            exc_info=error,
+            extra={"task": task.name, "request": label, "outcome": "failed"},
+        )
+        method, _, path = label.partition(" ")
+        failure = TaskFailure(task.name, error, method, path)
+        for listener in self._failure_listeners:
+            listener(failure)
+        if self.on_task_error is None:
+            return
+        try:
+            result = self.on_task_error(failure)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("on_task_error raised while reporting %s", task.name)
+
+    # --- shutdown --------------------------------------------------------------------------
+
+    def begin_drain(self, timeout: float | None = None) -> float:
+        """Give every running or queued task ``timeout`` seconds (default ``drain_timeout``).
+
+        Requests that finish later get the same deadline. Returns the deadline (trio time).
+        """
+        deadline = trio.current_time() + (self.drain_timeout if timeout is None else timeout)
+        if self._drain_deadline is not None:
+            deadline = min(deadline, self._drain_deadline)
+        self._drain_deadline = deadline
+        for scope in self._live:
+            scope.deadline = min(scope.deadline, deadline)
+        return deadline
+
+    async def wait_idle(self) -> None:
+        """Return once no request is running or waiting to run background tasks."""
+        while self._live:
+            if self._idle is None:
+                self._idle = trio.Event()
+            await self._idle.wait()
+
+    async def drain(self, timeout: float | None = None) -> BackgroundStatistics:
+        """Begin the drain and wait until every task has finished or been cancelled and named."""
+        self.begin_drain(timeout)
+        await self.wait_idle()
+        stats = self.statistics()
+        logger.info(
+            "background drain finished: %d completed, %d failed, %d cancelled, %d discarded",
+            stats.completed,
+            stats.failed,
+            stats.cancelled,
+            stats.discarded,
+        )
+        return stats
+
+    def _reset_drain(self) -> None:
+        self._drain_deadline = None
+
+
+_STARTED: Final = object()
+
+
+def _why_cancelled(scope: trio.CancelScope | None) -> str:
+    if scope is not None and scope.cancel_called:
+        return "the shutdown drain deadline passed"
+    return "the request's task was cancelled (server shutdown or an enclosing nursery)"

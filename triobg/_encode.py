@@ -1,0 +1,47 @@
+# Encoding handler return values as JSON.
+#
+# The fast path is ``json.dumps`` on plain dicts and lists; values json cannot encode (attrs
+# instances, datetimes, UUIDs, enums, sets) go through one ``default`` hook that uses the same
+# cattrs converter that structures request bodies, so a model round-trips the same way in and out.
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import uuid
+from typing import Any
+
+import attrs
+
+from ._convert import make_body_converter
+
+converter = make_body_converter()
+
+
+def _default(value: Any) -> Any:
+    if attrs.has(type(value)):
+        return converter.unstructure(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"cannot encode a {type(value).__name__} as JSON")
+
+
+_encoder = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_default
+)
+
+
+def dump_json(value: Any) -> bytes:
+    """Encode ``value`` as compact UTF-8 JSON.
+
+    Raises:
+        TypeError: a value has no JSON form.
+        ValueError: a float is NaN or infinite (not valid JSON).
+    """
+    return _encoder.encode(value).encode("utf-8")

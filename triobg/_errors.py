@@ -1,0 +1,72 @@
+# From an exception to an error response: the default handlers and the lookup of user ones.
+#
+# Called by the pipeline when a handler or dependency raises. User handlers registered with
+# ``@app.exception_handler(SomeError)`` win over the defaults; the most specific class in the
+# exception's MRO is used. An unhandled exception is logged with its traceback (logger
+# ``triobg.error``) and answered with a 500 whose body says nothing about the internals.
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ._exceptions import HTTPException, RequestValidationError
+from ._requests import Request
+from ._responses import JSONResponse, Response
+
+logger = logging.getLogger("triobg.error")
+
+ExceptionHandler = Callable[[Request, Any], Response | Awaitable[Response]]
+
+
+def http_exception_handler(request: Request, error: HTTPException) -> Response:
+    """``{"detail": ...}`` with the exception's status and headers."""
+    if error.status_code in (204, 304) or error.status_code < 200:
+        return Response(status_code=error.status_code, headers=error.headers)
+    return JSONResponse({"detail": error.detail}, error.status_code, error.headers)
+
+
+def validation_error_handler(request: Request, error: RequestValidationError) -> Response:
+    """422 listing every problem: ``{"detail": [{"loc": [...], "msg": ..., "type": ...}]}``."""
+    return JSONResponse({"detail": [e.as_json() for e in error.errors]}, 422)
+
+
+def server_error_handler(request: Request, error: Exception) -> Response:
+    """Log the traceback; tell the client only that something went wrong on our side."""
+    logger.error(
+        "unhandled %s in %s %s", type(error).__name__, request.method, request.path, exc_info=error
+    )
+    return JSONResponse({"detail": "Internal Server Error"}, 500)
+
+
+DEFAULT_HANDLERS: dict[type[BaseException], ExceptionHandler] = {
+    HTTPException: http_exception_handler,
+    RequestValidationError: validation_error_handler,
+    Exception: server_error_handler,
+}
+
+
+async def error_response(
+    handlers: dict[type[BaseException], ExceptionHandler], request: Request, error: Exception
+) -> Response:
+    """The response for ``error``: from the most specific handler, else a logged 500."""
+    handler = next((handlers[c] for c in type(error).__mro__ if c in handlers), None)
+    if handler is None:
+        return server_error_handler(request, error)
+    try:
+        result: Any = handler(request, error)
+        if inspect.isawaitable(result):
+            result = await result
+    except Exception as handler_error:
+        logger.exception(
+            "exception handler %r failed (%s) while handling %s",
+            handler,
+            type(handler_error).__name__,
+            type(error).__name__,
+        )
+        return server_error_handler(request, error)
+    if not isinstance(result, Response):
+        logger.error("exception handler %r returned %r, not a Response", handler, result)
+        return server_error_handler(request, error)
+    return result

@@ -1,0 +1,71 @@
+# The ASGI lifespan protocol: run the app's ``lifespan`` context and drain tasks at shutdown.
+#
+# Servers (hypercorn, ``triobg.serve``, the test client) call the app once with a ``lifespan``
+# scope. Startup enters the user's async context manager and publishes what it yields as
+# ``app.state`` and ``request.state``; shutdown first drains the app's background tasks (each one
+# cut off by the deadline is named in the log) and then exits the context manager, so tasks can
+# still use what the lifespan set up.
+from __future__ import annotations
+
+import logging
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+import trio
+
+if typing.TYPE_CHECKING:
+    from ._app import App
+    from ._requests import Receive
+    from ._responses import Send
+
+logger = logging.getLogger("triobg.lifespan")
+
+
+async def handle_lifespan(app: App, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    message = await receive()
+    if message["type"] != "lifespan.startup":
+        await trio.lowlevel.checkpoint()
+        return
+    app.background._reset_drain()
+    manager = app.lifespan(app) if app.lifespan is not None else None
+    try:
+        state = _check_state(await manager.__aenter__() if manager is not None else None)
+    except Exception as error:
+        logger.exception("startup failed")
+        await send(
+            {"type": "lifespan.startup.failed", "message": f"{type(error).__name__}: {error}"}
+        )
+        # Never hand control back without a checkpoint: hypercorn's trio worker crashes if the
+        # lifespan call returns before yielding to the scheduler.
+        await trio.lowlevel.checkpoint()
+        return
+    if state:
+        app.state._data.update(state)
+        scope.setdefault("state", {}).update(state)
+    await send({"type": "lifespan.startup.complete"})
+
+    await receive()  # lifespan.shutdown
+    try:
+        await app.background.drain()
+    finally:
+        failure: BaseException | None = None
+        if manager is not None:
+            try:
+                await manager.__aexit__(None, None, None)
+            except Exception as error:
+                logger.exception("shutdown failed")
+                failure = error
+    if failure is not None:
+        await send(
+            {"type": "lifespan.shutdown.failed", "message": f"{type(failure).__name__}: {failure}"}
+        )
+    else:
+        await send({"type": "lifespan.shutdown.complete"})
+    await trio.lowlevel.checkpoint()
+
+
+def _check_state(state: Any) -> Mapping[str, Any] | None:
+    if state is not None and not isinstance(state, Mapping):
+        raise TypeError(f"the lifespan must yield a mapping (or nothing), not {state!r}")
+    return state

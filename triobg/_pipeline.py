@@ -1,0 +1,110 @@
+# The request pipeline, top to bottom, in one place:
+#
+#   match route -> read & validate inputs -> solve dependencies -> call handler
+#     -> build response -> drain unread body -> send response (flush)
+#     -> run background tasks -> tear down ``yield`` dependencies -> run tasks added in teardown
+#
+# All of it runs in the single trio task the server started for this request. Under hypercorn
+# that task is a child of the connection's nursery, so the background tasks are owned by the
+# connection (which outlives them: a client closing its socket does not cancel them) and the
+# server's graceful shutdown reaches them; see ``_background.py`` for the drain.
+#
+# Errors: a handler or dependency exception becomes an error response through the app's
+# exception handlers. Tasks added before that error are discarded and named in the log (the
+# operation failed; its follow-up work should not pretend it succeeded), but tasks attached to
+# the error response itself (``background=``) do run.
+from __future__ import annotations
+
+import contextlib
+import logging
+import typing
+from typing import Any
+
+from ._background import BackgroundTasks
+from ._dependencies import Solving, call_dependant, read_inputs
+from ._errors import error_response
+from ._requests import Receive, Request
+from ._responses import Response, Send
+from ._routes import new_injected_response
+
+if typing.TYPE_CHECKING:
+    from ._app import App
+
+logger = logging.getLogger("triobg.error")
+
+
+async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    request = Request(scope, receive, app)
+    runner = app.background
+    tasks = BackgroundTasks()
+    runner._bind(tasks, scope["method"], scope["path"])
+    teardown = contextlib.AsyncExitStack()
+    failure: BaseException | None = None
+    try:
+        try:
+            response = await _respond(app, request, tasks, teardown)
+        except Exception as error:
+            failure = error
+            response = await error_response(app.exception_handlers, request, error)
+            runner._discard(
+                tasks, f"the request failed ({type(error).__name__}) before its response was sent"
+            )
+        await request._drain()
+        runner._merge(tasks, response.background)
+        if not await _send(response, request, send):
+            runner._discard(tasks, "the response could not be delivered")
+        # The client now has the whole response; what follows cannot delay it.
+        await runner.run(tasks)
+    except BaseException as error:  # cancellation: teardown must see it, not a clean exit
+        failure = failure or error
+        raise
+    finally:
+        # Also on cancellation: name the tasks that will never run, then tear down.
+        runner._lose(tasks, None)
+        try:
+            await teardown.__aexit__(
+                type(failure) if failure else None,
+                failure,
+                failure.__traceback__ if failure else None,
+            )
+        except Exception as error:
+            if error is not failure:
+                logger.exception(
+                    "dependency teardown failed after %s %s", request.method, request.path
+                )
+    # A teardown may add tasks (it runs after the first batch); they are run, never dropped.
+    try:
+        await runner.run(tasks)
+    finally:
+        runner._lose(tasks, None)
+        runner._close(tasks)
+
+
+async def _respond(
+    app: App, request: Request, tasks: BackgroundTasks, teardown: contextlib.AsyncExitStack
+) -> Response:
+    route, path_params = app._find_route(request.scope)
+    request.path_params = path_params
+    plan = route.plan(app.dependency_overrides)
+    inputs = await read_inputs(plan, request, path_params)
+    injected = new_injected_response() if plan.needs_response else None
+    if not plan.function_teardown:
+        solving = Solving(request, inputs, tasks, injected, teardown, None, app.sync_limiter)
+        result = await call_dependant(plan.root, solving)
+        return route.make_response(result, injected)
+    # ``Depends(..., scope="function")`` generators close here, before the response is sent.
+    async with contextlib.AsyncExitStack() as function_stack:
+        solving = Solving(
+            request, inputs, tasks, injected, teardown, function_stack, app.sync_limiter
+        )
+        result = await call_dependant(plan.root, solving)
+    return route.make_response(result, injected)
+
+
+async def _send(response: Response, request: Request, send: Send) -> bool:
+    try:
+        await response._send(send, head=request.method == "HEAD")
+    except Exception:
+        logger.exception("sending the response to %s %s failed", request.method, request.path)
+        return False
+    return True

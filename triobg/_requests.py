@@ -1,0 +1,324 @@
+# The incoming request: a lazy view over the ASGI scope plus the body read from ``receive``.
+#
+# Built once per request by the pipeline and injected into handlers that declare a ``Request``
+# parameter. Nothing is parsed until asked for (headers, query, cookies), and the body is read
+# under the app's limits: a body over ``max_body_size`` is a 413, JSON that is malformed or nested
+# deeper than ``max_json_depth`` is a 422. The pipeline always drains whatever the handler did not
+# read before sending the response (hypercorn's trio worker deadlocks otherwise, hypercorn#314).
+from __future__ import annotations
+
+import json
+import typing
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qsl
+
+import attrs
+
+from ._convert import ErrorDetail
+from ._exceptions import HTTPException, RequestValidationError
+from ._headers import Headers
+
+if typing.TYPE_CHECKING:
+    from ._app import App
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+@attrs.frozen
+class RequestLimits:
+    """Bounds on what a client may send; each breach is a clear 4xx, never a 500 or a hang.
+
+    Attributes:
+        max_body_size: Largest request body in bytes (413 beyond it).
+        max_json_depth: Deepest nesting of arrays/objects in a JSON body (422 beyond it).
+        max_query_params: Most ``key=value`` pairs in a query string (400 beyond it).
+    """
+
+    max_body_size: int = 1024 * 1024
+    max_json_depth: int = 64
+    max_query_params: int = 1000
+
+
+class State:
+    """Attribute access over a dict: ``request.state.db`` for lifespan state ``{"db": ...}``."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict[str, Any] | None = None) -> None:
+        object.__setattr__(self, "_data", data if data is not None else {})
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(f"state has no attribute {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._data[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            del self._data[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __repr__(self) -> str:
+        return f"State({self._data!r})"
+
+
+class QueryParams(Mapping[str, str]):
+    """The query string as a multi-dict: ``params["tag"]`` is the last value, ``getlist`` all."""
+
+    __slots__ = ("_items", "_last")
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self._items = items
+        self._last = dict(items)
+
+    def __getitem__(self, key: str) -> str:
+        return self._last[key]
+
+    def __iter__(self) -> typing.Iterator[str]:
+        return iter(self._last)
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def getlist(self, key: str) -> list[str]:
+        return [v for k, v in self._items if k == key]
+
+    def multi_items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
+
+_NO_BODY = b""
+
+
+class Request:
+    """One HTTP request as the handler sees it.
+
+    Attributes:
+        scope: The raw ASGI scope.
+        path_params: Path parameters as strings, from the matched route template.
+    """
+
+    __slots__ = (
+        "_body",
+        "_body_done",
+        "_cookies",
+        "_disconnected",
+        "_headers",
+        "_json",
+        "_query",
+        "_receive",
+        "_started_stream",
+        "app",
+        "limits",
+        "path_params",
+        "scope",
+    )
+
+    def __init__(self, scope: dict[str, Any], receive: Receive, app: App) -> None:
+        self.scope = scope
+        self._receive = receive
+        self.app = app
+        self.limits: RequestLimits = app.limits
+        self.path_params: dict[str, str] = {}
+        self._headers: Headers | None = None
+        self._query: QueryParams | None = None
+        self._cookies: dict[str, str] | None = None
+        self._body: bytes | None = None
+        self._json: Any = _NO_BODY
+        self._body_done = False
+        self._started_stream = False
+        self._disconnected = False
+
+    @property
+    def method(self) -> str:
+        return typing.cast(str, self.scope["method"])
+
+    @property
+    def path(self) -> str:
+        return typing.cast(str, self.scope["path"])
+
+    @property
+    def url(self) -> str:
+        """Path and query string, as the client sent them (percent-decoded path)."""
+        query = self.scope.get("query_string", b"")
+        return f"{self.path}?{query.decode('latin-1')}" if query else self.path
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            self._headers = Headers(self.scope.get("headers", []))
+        return self._headers
+
+    @property
+    def query_params(self) -> QueryParams:
+        if self._query is None:
+            raw = self.scope.get("query_string", b"")
+            if not raw:
+                self._query = QueryParams([])
+            else:
+                limit = self.limits.max_query_params
+                items = parse_qsl(
+                    raw.decode("latin-1"),
+                    keep_blank_values=True,
+                    errors="replace",
+                    max_num_fields=None,
+                )
+                if len(items) > limit:
+                    raise HTTPException(
+                        400, f"too many query parameters: {len(items)} (the limit is {limit})"
+                    )
+                self._query = QueryParams(items)
+        return self._query
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        if self._cookies is None:
+            parsed: dict[str, str] = {}
+            for header in self.headers.getlist("cookie"):
+                jar: SimpleCookie = SimpleCookie()
+                try:
+                    jar.load(header)
+                except Exception:  # http.cookies.CookieError; a bad cookie is just absent
+                    for part in header.split(";"):
+                        name, sep, value = part.strip().partition("=")
+                        if sep and name:
+                            parsed.setdefault(name, value)
+                    continue
+                for name, morsel in jar.items():
+                    parsed.setdefault(name, morsel.value)
+            self._cookies = parsed
+        return self._cookies
+
+    @property
+    def client(self) -> tuple[str, int] | None:
+        client = self.scope.get("client")
+        return (client[0], client[1]) if client else None
+
+    @property
+    def state(self) -> State:
+        """Lifespan state (what the lifespan yielded), shared by every request."""
+        return State(self.scope.setdefault("state", {}))
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """Yield the body as it arrives, enforcing ``max_body_size``.
+
+        Raises:
+            HTTPException: 413 when the body grows past the limit.
+            RuntimeError: the body was already consumed by ``body()`` or another ``stream()``.
+        """
+        if self._body is not None:
+            yield self._body
+            return
+        if self._started_stream:
+            raise RuntimeError("the request body has already been consumed")
+        self._started_stream = True
+        limit = self.limits.max_body_size
+        declared = self.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._drain()
+            raise HTTPException(413, f"request body too large: {declared} bytes (limit {limit})")
+        received = 0
+        while not self._body_done:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self._disconnected = True
+                self._body_done = True
+                break
+            chunk = message.get("body", b"")
+            self._body_done = not message.get("more_body", False)
+            received += len(chunk)
+            if received > limit:
+                await self._drain()
+                raise HTTPException(413, f"request body too large: over {limit} bytes")
+            if chunk:
+                yield chunk
+
+    async def body(self) -> bytes:
+        """The whole body (read once, then cached)."""
+        if self._body is None:
+            chunks = [chunk async for chunk in self.stream()]
+            self._body = b"".join(chunks)
+        return self._body
+
+    async def json(self) -> Any:
+        """The body parsed as JSON.
+
+        Raises:
+            RequestValidationError: the body is not valid UTF-8 JSON or nests too deeply.
+        """
+        if self._json is _NO_BODY:
+            self._json = parse_json(await self.body(), self.limits.max_json_depth)
+        return self._json
+
+    async def is_disconnected(self) -> bool:
+        """Whether the client has gone away (only known once the body has been read)."""
+        return self._disconnected
+
+    async def _drain(self) -> None:
+        # Read and discard what the handler left unread: hypercorn's trio worker blocks the
+        # connection once its per-request queue (10 messages) is full and nobody reads it.
+        while not self._body_done:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self._disconnected = True
+                break
+            self._body_done = not message.get("more_body", False)
+        self._body_done = True
+
+
+def parse_json(raw: bytes, max_depth: int) -> Any:
+    """Parse a JSON request body with located, readable errors."""
+    if not raw:
+        raise RequestValidationError([ErrorDetail(("body",), "a JSON body is required", "missing")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise RequestValidationError(
+            [
+                ErrorDetail(
+                    ("body",), f"body is not valid UTF-8 (byte {error.start})", "json_invalid"
+                )
+            ]
+        ) from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RequestValidationError(
+            [
+                ErrorDetail(
+                    ("body",),
+                    f"invalid JSON: {error.msg} at line {error.lineno} column {error.colno}",
+                    "json_invalid",
+                )
+            ]
+        ) from None
+    except RecursionError:
+        raise _too_deep_error(max_depth) from None
+    if _too_deep(value, max_depth):
+        raise _too_deep_error(max_depth)
+    return value
+
+
+def _too_deep_error(max_depth: int) -> RequestValidationError:
+    return RequestValidationError(
+        [ErrorDetail(("body",), f"JSON nested deeper than {max_depth} levels", "json_too_deep")]
+    )
+
+
+def _too_deep(value: Any, max_depth: int) -> bool:
+    if not isinstance(value, list | dict):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, list | dict))
+    return False

@@ -1,0 +1,271 @@
+# Response objects: what a handler returns, and how it is written to the ASGI ``send`` callable.
+#
+# The pipeline (``_pipeline.py``) calls ``Response._send`` once; the moment that call returns,
+# the final ``http.response.body`` message has been handed to the server (under hypercorn: the
+# bytes are in the kernel), and only then may background tasks start. Responses never run tasks
+# themselves: a ``background=`` given here is merged into the request's one ``BackgroundTasks``.
+from __future__ import annotations
+
+import json
+import typing
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from http.cookies import SimpleCookie
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+import trio
+
+from ._encode import dump_json
+from ._headers import MutableHeaders, RawHeaders, encode_header
+
+if typing.TYPE_CHECKING:
+    from ._background import BackgroundTasks
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Response:
+    """A complete response with a body known up front.
+
+    Args:
+        content: ``bytes`` are sent as they are, ``str`` is encoded as UTF-8; subclasses render
+            other values (``JSONResponse`` takes any JSON-serialisable value).
+        status_code: The HTTP status.
+        headers: Extra headers; CR/LF in a value raises ``ValueError`` (header injection).
+        media_type: The ``Content-Type`` (``; charset=utf-8`` is added for ``text/*``).
+        background: Tasks to run after this response is sent; they are merged with the ones the
+            request's injected ``BackgroundTasks`` collected, after them.
+    """
+
+    media_type: ClassVar[str | None] = None
+    charset: ClassVar[str] = "utf-8"
+
+    def __init__(
+        self,
+        content: Any = None,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundTasks | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.background = background
+        self.body = self.render(content)
+        self._raw: RawHeaders = []
+        if headers:
+            self._raw.extend(encode_header(k, v) for k, v in headers.items())
+        self._init_content_headers(media_type or self.media_type)
+
+    def render(self, content: Any) -> bytes:
+        """Turn ``content`` into the body bytes."""
+        if content is None:
+            return b""
+        if isinstance(content, bytes | bytearray | memoryview):
+            return bytes(content)
+        if isinstance(content, str):
+            return content.encode(self.charset)
+        raise TypeError(
+            f"{type(self).__name__} takes bytes or str content, not {type(content).__name__}; "
+            "use JSONResponse for other values"
+        )
+
+    def _init_content_headers(self, media_type: str | None) -> None:
+        names = {k for k, _ in self._raw}
+        if b"content-length" not in names and not _no_body_status(self.status_code):
+            self._raw.append((b"content-length", str(len(self.body)).encode()))
+        if media_type is not None and b"content-type" not in names:
+            if media_type.startswith("text/") and "charset=" not in media_type:
+                media_type = f"{media_type}; charset={self.charset}"
+            self._raw.append((b"content-type", media_type.encode("latin-1")))
+
+    @property
+    def headers(self) -> MutableHeaders:
+        """The response headers, case-insensitive; changes apply to this response."""
+        return MutableHeaders(self._raw)
+
+    @property
+    def raw_headers(self) -> RawHeaders:
+        return self._raw
+
+    def set_cookie(
+        self,
+        key: str,
+        value: str = "",
+        *,
+        max_age: int | None = None,
+        expires: int | str | None = None,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = True,
+        samesite: Literal["lax", "strict", "none"] | None = "lax",
+    ) -> None:
+        """Add a ``Set-Cookie`` header.
+
+        The defaults are the safe ones: ``HttpOnly`` (scripts cannot read the cookie) and
+        ``SameSite=Lax`` (no cross-site POSTs carry it). ``SameSite=None`` requires ``secure``.
+
+        Raises:
+            ValueError: the key or value cannot be carried safely in a cookie, or
+                ``samesite="none"`` without ``secure=True``.
+        """
+        if samesite is not None and samesite.lower() not in ("lax", "strict", "none"):
+            raise ValueError("samesite must be 'lax', 'strict' or 'none'")
+        if samesite is not None and samesite.lower() == "none" and not secure:
+            raise ValueError("browsers reject SameSite=None cookies that are not secure")
+        cookie: SimpleCookie = SimpleCookie()
+        try:
+            cookie[key] = value
+        except Exception as error:  # http.cookies.CookieError is not exported as a type
+            raise ValueError(f"invalid cookie name {key!r}: {error}") from None
+        morsel = cookie[key]
+        if max_age is not None:
+            morsel["max-age"] = str(max_age)
+        if expires is not None:
+            morsel["expires"] = expires
+        if path is not None:
+            morsel["path"] = path
+        if domain is not None:
+            morsel["domain"] = domain
+        if secure:
+            morsel["secure"] = True
+        if httponly:
+            morsel["httponly"] = True
+        if samesite is not None:
+            morsel["samesite"] = samesite.capitalize()
+        self._raw.append(encode_header("set-cookie", morsel.OutputString()))
+
+    def delete_cookie(self, key: str, *, path: str = "/", domain: str | None = None) -> None:
+        """Tell the client to forget a cookie."""
+        self.set_cookie(key, max_age=0, expires=0, path=path, domain=domain)
+
+    async def _send(self, send: Send, *, head: bool) -> None:
+        """Write the whole response; returns once the last body message has been handed over."""
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self._raw}
+        )
+        await send({"type": "http.response.body", "body": b"" if head else self.body})
+
+
+def _no_body_status(status: int) -> bool:
+    return status < 200 or status in (204, 304)
+
+
+class PlainTextResponse(Response):
+    """A ``text/plain; charset=utf-8`` response."""
+
+    media_type = "text/plain"
+
+
+class HTMLResponse(Response):
+    """A ``text/html; charset=utf-8`` response."""
+
+    media_type = "text/html"
+
+
+class JSONResponse(Response):
+    """A JSON response; ``content`` may be any value triobg can encode (attrs instances too)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return dump_json(content)
+
+
+class RedirectResponse(Response):
+    """Redirect to ``url`` (``307`` keeps the method and body).
+
+    To stop the helper from becoming an open redirect when ``url`` comes from the request
+    (``?next=https://evil.example``), only same-site references (``/path``) are accepted unless
+    ``allow_external=True`` is passed.
+
+    Raises:
+        ValueError: ``url`` points to another site and ``allow_external`` is false.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        status_code: int = 307,
+        headers: Mapping[str, str] | None = None,
+        background: BackgroundTasks | None = None,
+        *,
+        allow_external: bool = False,
+    ) -> None:
+        if not allow_external and not is_same_site_reference(url):
+            raise ValueError(
+                f"refusing to redirect to {url!r}: not a same-site path; "
+                "pass allow_external=True if the target is trusted"
+            )
+        super().__init__(None, status_code, headers, background=background)
+        self._raw.append(encode_header("location", url))
+
+
+def is_same_site_reference(url: str) -> bool:
+    """Whether ``url`` is a path on this site (``/a/b?c``), not ``//host`` or ``scheme:``."""
+    if not url.startswith("/") or url.startswith(("//", "/\\")):
+        return False
+    if any(c in url for c in "\r\n\t\0"):
+        return False
+    parts = urlsplit(url)
+    return not parts.scheme and not parts.netloc
+
+
+ContentStream = AsyncIterable[str | bytes] | Iterable[str | bytes]
+
+
+class StreamingResponse(Response):
+    """A response whose body is produced chunk by chunk.
+
+    ``content`` may be an async iterable (iterated in the event loop) or a plain iterable
+    (each ``next`` runs in a worker thread, so a blocking generator does not stall the loop).
+    Background tasks start after the last chunk has been sent.
+    """
+
+    def __init__(
+        self,
+        content: ContentStream,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundTasks | None = None,
+    ) -> None:
+        self._content = content
+        super().__init__(None, status_code, headers, media_type, background)
+
+    def _init_content_headers(self, media_type: str | None) -> None:
+        if media_type is not None and not any(k == b"content-type" for k, _ in self._raw):
+            self._raw.append((b"content-type", media_type.encode("latin-1")))
+
+    async def _send(self, send: Send, *, head: bool) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self._raw}
+        )
+        if not head:
+            async for chunk in _iterate(self._content):
+                data = chunk.encode(self.charset) if isinstance(chunk, str) else bytes(chunk)
+                if data:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _iterate(content: ContentStream) -> typing.AsyncIterator[str | bytes]:
+    if isinstance(content, AsyncIterable):
+        async for chunk in content:
+            yield chunk
+        return
+    iterator = iter(content)
+    while True:
+        item = await trio.to_thread.run_sync(_next_or_none, iterator)
+        if item is None:
+            return
+        yield item
+
+
+def _next_or_none(iterator: typing.Iterator[str | bytes]) -> str | bytes | None:
+    return next(iterator, None)
+
+
+def json_error_body(detail: Any) -> bytes:
+    """The body of every error response triobg produces: ``{"detail": ...}``."""
+    return json.dumps({"detail": detail}, separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,0 +1,198 @@
+# Declaring routes: ``Route`` values and the ``Router`` that collects them.
+#
+# A ``Router`` is a list of routes with a prefix and shared dependencies ("bigger applications"):
+# ``app.include_router(router)`` copies its routes into the app. Each route compiles its handler
+# into a dependency plan lazily, and again only if ``app.dependency_overrides`` has changed.
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypedDict, TypeVar, Unpack
+
+import attrs
+
+from ._dependencies import Compiler, DependencyOverrides, Plan
+from ._params import Depends
+from ._responses import JSONResponse, Response
+from ._routing import compile_path
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+class RouteOptions(TypedDict, total=False):
+    """Options every route decorator takes.
+
+    Attributes:
+        status_code: Status of the response built from the return value (default 200).
+        response_class: How a plain return value is rendered (default ``JSONResponse``).
+        dependencies: Run before the handler, results discarded.
+        name: A name for the route (default: the function's name).
+    """
+
+    status_code: int
+    response_class: type[Response]
+    dependencies: Sequence[Depends] | None
+    name: str | None
+
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class _UnsetStatus(Response):
+    """The ``Response`` injected into handlers that declare one: headers, cookies and status
+    set on it are copied onto the response built from the handler's return value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.status_code = 0  # 0: not set by the handler
+        self._raw.clear()
+
+    def _init_content_headers(self, media_type: str | None) -> None:
+        return
+
+
+@attrs.define(eq=False)
+class Route:
+    """One path operation: a path, its methods, and the handler that answers them."""
+
+    path: str
+    methods: frozenset[str]
+    endpoint: Callable[..., Any]
+    status_code: int = 200
+    response_class: type[Response] = JSONResponse
+    dependencies: list[Depends] = attrs.field(factory=list)
+    name: str = ""
+    _plan: Plan | None = attrs.field(default=None, init=False, repr=False)
+    _plan_version: int = attrs.field(default=-1, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        unknown = self.methods - METHODS
+        if unknown:
+            raise ValueError(
+                f"unknown HTTP method(s) for {self.path}: {', '.join(sorted(unknown))}"
+            )
+        if not self.name:
+            self.name = getattr(self.endpoint, "__name__", "endpoint")
+        self.plan(DependencyOverrides())  # fail at declaration, not at the first request
+
+    def plan(self, overrides: DependencyOverrides) -> Plan:
+        if self._plan is None or self._plan_version != overrides.version:
+            compiler = Compiler(compile_path(self.path).param_names, overrides)
+            self._plan = compiler.plan(self.endpoint, self.dependencies)
+            self._plan_version = overrides.version
+        return self._plan
+
+    def make_response(self, result: Any, injected: Response | None) -> Response:
+        """Wrap a handler's return value (unless it already is a ``Response``)."""
+        if isinstance(result, Response):
+            return result
+        status = self.status_code
+        if injected is not None and injected.status_code:
+            status = injected.status_code
+        response = self.response_class(result, status_code=status)
+        if injected is not None and injected.raw_headers:
+            response.raw_headers.extend(injected.raw_headers)
+        return response
+
+
+def new_injected_response() -> Response:
+    return _UnsetStatus()
+
+
+class Router:
+    """A group of routes with a common ``prefix`` and ``dependencies``.
+
+    Args:
+        prefix: Prepended to every path, e.g. ``"/users"``.
+        dependencies: Run before every handler of this router, results discarded (for checks
+            such as authentication).
+    """
+
+    def __init__(self, *, prefix: str = "", dependencies: Sequence[Depends] | None = None) -> None:
+        if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
+            raise ValueError(f"router prefix {prefix!r} must start with '/' and not end with '/'")
+        self.prefix = prefix
+        self.dependencies = list(dependencies or [])
+        self.routes: list[Route] = []
+        self.version = 0
+
+    def add_route(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        methods: Iterable[str] = ("GET",),
+        **options: Unpack[RouteOptions],
+    ) -> Route:
+        """Register ``endpoint`` for ``methods`` at ``path`` (relative to the prefix)."""
+        route = Route(
+            self.prefix + path,
+            frozenset(m.upper() for m in methods),
+            endpoint,
+            options.get("status_code", 200),
+            options.get("response_class", JSONResponse),
+            [*self.dependencies, *(options.get("dependencies") or [])],
+            options.get("name") or "",
+        )
+        self.routes.append(route)
+        self.version += 1
+        return route
+
+    def route(
+        self, path: str, *, methods: Iterable[str] = ("GET",), **options: Unpack[RouteOptions]
+    ) -> Callable[[Handler], Handler]:
+        """Decorator form of ``add_route``."""
+
+        def register(endpoint: Handler) -> Handler:
+            self.add_route(path, endpoint, methods=methods, **options)
+            return endpoint
+
+        return register
+
+    def get(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
+        """Register the decorated function for ``GET path`` (``HEAD`` is served from it too)."""
+        return self.route(path, methods=("GET",), **options)
+
+    def post(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
+        """Register the decorated function for ``POST path``."""
+        return self.route(path, methods=("POST",), **options)
+
+    def put(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
+        """Register the decorated function for ``PUT path``."""
+        return self.route(path, methods=("PUT",), **options)
+
+    def patch(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
+        """Register the decorated function for ``PATCH path``."""
+        return self.route(path, methods=("PATCH",), **options)
+
+    def delete(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
+        """Register the decorated function for ``DELETE path``."""
+        return self.route(path, methods=("DELETE",), **options)
+
+    def head(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
+        """Register the decorated function for ``HEAD path`` (instead of the GET fallback)."""
+        return self.route(path, methods=("HEAD",), **options)
+
+    def options(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
+        """Register the decorated function for ``OPTIONS path``."""
+        return self.route(path, methods=("OPTIONS",), **options)
+
+    def include_router(
+        self,
+        router: Router,
+        *,
+        prefix: str = "",
+        dependencies: Sequence[Depends] | None = None,
+    ) -> None:
+        """Copy ``router``'s routes (as they are now) into this one, under ``prefix``."""
+        if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
+            raise ValueError(f"include prefix {prefix!r} must start with '/' and not end with '/'")
+        for route in router.routes:
+            self.add_route(
+                prefix + route.path,
+                route.endpoint,
+                methods=route.methods,
+                status_code=route.status_code,
+                response_class=route.response_class,
+                dependencies=[*(dependencies or []), *route.dependencies],
+                name=route.name,
+            )
