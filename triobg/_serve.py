@@ -1,0 +1,207 @@
+# Serving an app from inside a trio program: ``triobg.serve`` on top of hypercorn's trio worker.
+#
+# This is the outermost layer of the flow: sockets -> hypercorn (HTTP/1.1, h2, TLS) -> the app's
+# ASGI entry (``_app.py``) -> the request pipeline (``_pipeline.py``) -> background tasks
+# (``_background.py``). hypercorn does all the HTTP; this module only chooses its settings so
+# that triobg's promises hold under it, and wires a graceful shutdown into the app's drain:
+#
+# * hypercorn gives in-flight connections ``graceful_timeout`` (3 s by default) once shutdown
+#   starts and then cancels them. Background tasks run in the request's task, inside those
+#   connections, so that default would silently cut a 30 s drain to 3 s. ``serve`` sets it to the
+#   app's ``drain_timeout`` plus a margin, and starts the app's drain the moment shutdown begins
+#   (hypercorn only runs lifespan shutdown after every connection is gone, which is too late to
+#   hand out the deadline).
+# * hypercorn writes to sockets inside a shielded cancel scope, so a client that stops reading
+#   would hold shutdown open forever. ``serve`` bounds that with the kernel's TCP_USER_TIMEOUT
+#   (Linux) on the listening sockets, which accepted connections inherit.
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+import trio
+from hypercorn.config import Config, Sockets
+from hypercorn.trio import serve as hypercorn_serve
+
+if TYPE_CHECKING:
+    from hypercorn.typing import Framework
+
+    from ._app import App
+
+#: Seconds added to the app's ``drain_timeout`` for hypercorn's ``graceful_timeout``: long enough
+#: for a task cut off at the drain deadline to be named and its connection closed, before
+#: hypercorn cancels whatever is left.
+DRAIN_MARGIN = 2.0
+
+#: Default ``send_timeout``, as nginx's: a client that takes no data for this long is dropped.
+DEFAULT_SEND_TIMEOUT = 60.0
+
+logger = logging.getLogger("triobg.serve")
+
+
+class _TriobgConfig(Config):
+    """A hypercorn ``Config`` whose listening TCP sockets carry a send timeout.
+
+    hypercorn creates the sockets itself inside ``hypercorn.trio.serve``, so the only place to
+    set an option on them before they accept connections is ``create_sockets``.
+    """
+
+    send_timeout: float | None = None
+
+    def create_sockets(self) -> Sockets:
+        sockets = super().create_sockets()
+        if self.send_timeout is not None:
+            for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
+                _set_send_timeout(sock, self.send_timeout)
+        return sockets
+
+
+def _set_send_timeout(sock: socket.socket, seconds: float) -> None:
+    # TCP_USER_TIMEOUT: the kernel aborts a connection whose sent data stays unacknowledged (or
+    # whose peer keeps a zero window) for this long. The send blocked in hypercorn's shielded
+    # scope then fails with a BrokenResourceError, which hypercorn handles as a closed
+    # connection. Accepted sockets inherit it from the listener. Only Linux has it.
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if option is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, option, max(1, round(seconds * 1000)))
+
+
+def build_config(
+    app: App,
+    *,
+    bind: str | Sequence[str] = "127.0.0.1:8000",
+    keep_alive_timeout: float | None = None,
+    graceful_timeout: float | None = None,
+    shutdown_timeout: float | None = None,
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    access_log: bool | None = None,
+    config: Config | None = None,
+) -> _TriobgConfig:
+    """The hypercorn configuration ``serve`` (and the CLI) runs ``app`` with.
+
+    Starts from a copy of ``config`` when given (so hypercorn settings triobg has no argument
+    for still reach hypercorn), then applies the arguments. See ``serve`` for their meaning.
+    """
+    result = _TriobgConfig()
+    if config is not None:
+        result.__dict__.update(copy.copy(config).__dict__)
+        result._log = None  # the logger is built from these settings; build it again
+    else:
+        # A library must not install log handlers: hand hypercorn a plain logger, which
+        # propagates to whatever logging the program set up.
+        result.errorlog = logging.getLogger("hypercorn.error")
+    result.bind = [bind] if isinstance(bind, str) else list(bind)
+    if keep_alive_timeout is not None:
+        result.keep_alive_timeout = keep_alive_timeout
+    if certfile is not None:
+        result.certfile = certfile
+    if keyfile is not None:
+        result.keyfile = keyfile
+    if access_log is not None:
+        result.accesslog = logging.getLogger("hypercorn.access") if access_log else None
+    if graceful_timeout is None:
+        graceful_timeout = app.background.drain_timeout + DRAIN_MARGIN
+    if not graceful_timeout >= 0 or math.isnan(graceful_timeout):
+        raise ValueError("graceful_timeout must be a number of seconds >= 0")
+    result.graceful_timeout = graceful_timeout
+    # Lifespan shutdown runs after the connections are gone; its drain is then only a formality,
+    # but the user's lifespan exit must not be cut short by a budget smaller than the drain.
+    floor = graceful_timeout + DRAIN_MARGIN
+    result.shutdown_timeout = (
+        shutdown_timeout if shutdown_timeout is not None else max(result.shutdown_timeout, floor)
+    )
+    result.send_timeout = send_timeout
+    return result
+
+
+async def serve(
+    app: App,
+    *,
+    bind: str | Sequence[str] = "127.0.0.1:8000",
+    keep_alive_timeout: float | None = None,
+    graceful_timeout: float | None = None,
+    shutdown_timeout: float | None = None,
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    access_log: bool | None = None,
+    shutdown_trigger: Callable[[], Awaitable[Any]] | None = None,
+    config: Config | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` over HTTP with hypercorn's trio worker until shut down.
+
+    Meant for ``nursery.start``: it reports the bound addresses once the sockets listen and the
+    app's lifespan startup has completed, with real port numbers, so ``bind="127.0.0.1:0"``
+    gives a free port::
+
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(triobg.serve, app, bind="127.0.0.1:0")
+            # urls == ["http://127.0.0.1:54321"]
+
+    Shutting down gracefully: when ``shutdown_trigger()`` returns, the server stops accepting
+    connections, lets in-flight requests finish, starts the app's background drain (every task
+    gets ``app.background.drain_timeout`` from that moment, and each one still running at the
+    deadline is cancelled and named in the log ``triobg.background``), runs the lifespan
+    shutdown and returns. Cancelling the enclosing scope instead stops everything at once; the
+    tasks cut off are named in the same log.
+
+    Args:
+        app: The triobg application.
+        bind: ``"host:port"``, ``"unix:/path"`` or ``"fd://N"``, or a list of them.
+        keep_alive_timeout: Seconds an idle keep-alive connection stays open (hypercorn: 5).
+        graceful_timeout: Seconds in-flight connections get after shutdown begins before
+            hypercorn cancels them. Defaults to the app's ``drain_timeout`` plus a two-second
+            margin, because the background tasks live inside those connections: hypercorn's own
+            default of 3 s would cut every drain to 3 s without a word from the drain itself.
+        shutdown_timeout: Seconds the lifespan shutdown may take (default: hypercorn's 60 s, or
+            more if ``graceful_timeout`` is longer).
+        send_timeout: Seconds a client may leave sent data unacknowledged before its connection
+            is dropped (Linux; ignored elsewhere). hypercorn writes to the socket in a shielded
+            scope, so without this a client that stops reading a large response holds the
+            shutdown open for as long as it likes. ``None`` leaves the kernel default (minutes
+            to forever).
+        certfile: PEM certificate to serve HTTPS (with ``keyfile``).
+        keyfile: PEM private key for ``certfile``.
+        access_log: Log each request to the ``hypercorn.access`` logger (``None``: keep what
+            ``config`` says, off by default).
+        shutdown_trigger: An async callable; when it returns, the server shuts down gracefully.
+        config: A hypercorn ``Config`` to start from; it is copied, never modified. Arguments
+            given here win over its values.
+        task_status: Given by ``nursery.start``; receives the list of bound URLs.
+    """
+    hconfig = build_config(
+        app,
+        bind=bind,
+        keep_alive_timeout=keep_alive_timeout,
+        graceful_timeout=graceful_timeout,
+        shutdown_timeout=shutdown_timeout,
+        send_timeout=send_timeout,
+        certfile=certfile,
+        keyfile=keyfile,
+        access_log=access_log,
+        config=config,
+    )
+
+    trigger = None
+    if shutdown_trigger is not None:
+        user_trigger = shutdown_trigger
+
+        async def trigger() -> None:
+            await user_trigger()
+            deadline = app.background.begin_drain()
+            logger.info(
+                "shutting down: background tasks have %.1f s to finish",
+                deadline - trio.current_time(),
+            )
+
+    await hypercorn_serve(
+        cast("Framework", app), hconfig, shutdown_trigger=trigger, task_status=task_status
+    )

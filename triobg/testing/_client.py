@@ -1,0 +1,430 @@
+# An in-process test client: drives the ASGI app inside the test's own trio run.
+#
+# Each request runs the app in a task of the client's nursery, which therefore owns the
+# request's background tasks exactly as a server's connection nursery would. A call returns as
+# soon as the final response message has been sent, while those tasks may still be running, so
+# a test can observe both moments; ``wait_background()`` then waits for the tasks and re-raises
+# their failures. Starlette's TestClient cannot do this: it blocks until every task is done
+# (starlette#533). Nothing here reads the clock, so ``trio.testing.MockClock`` makes drain
+# deadlines instant.
+from __future__ import annotations
+
+import json as jsonlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from http.cookies import SimpleCookie
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlencode, urlsplit
+
+import attrs
+import trio
+
+from .._background import TaskFailure
+from .._headers import Headers
+
+ASGIApp = Callable[
+    [dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]],
+    Awaitable[None],
+]
+Params = Mapping[str, Any] | Sequence[tuple[str, Any]]
+
+
+@attrs.frozen
+class TestResponse:
+    """A complete response as the client received it."""
+
+    __test__ = False  # not a pytest test class
+
+    status_code: int
+    headers: Headers
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.content)
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+
+class StreamingTestResponse:
+    """A response whose body is read chunk by chunk, as the app sends it."""
+
+    def __init__(self, status_code: int, headers: Headers, call: _Call) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self._call = call
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        """Yield each non-empty body chunk as the app sends it."""
+        async for chunk in self._call.body_chunks():
+            yield chunk
+
+    async def read(self) -> bytes:
+        """The rest of the body."""
+        return b"".join([chunk async for chunk in self._call.body_chunks()])
+
+
+class _Call:
+    """One request in flight: its ASGI channels and the moments a test may wait for."""
+
+    def __init__(self, body: bytes, buffer: float) -> None:
+        self.body = body
+        self.body_sent = False
+        self.response_done = trio.Event()
+        self.app_done = trio.Event()
+        self.error: BaseException | None = None
+        self.to_client, self.from_app = trio.open_memory_channel[dict[str, Any]](buffer)
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.body_sent:
+            self.body_sent = True
+            return {"type": "http.request", "body": self.body, "more_body": False}
+        await self.response_done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.response_done.is_set():
+            raise RuntimeError(f"the app sent {message['type']!r} after the response was complete")
+        kind = message["type"]
+        if kind == "http.response.body" and not message.get("more_body", False):
+            await self.to_client.send(message)
+            self.response_done.set()
+            return
+        await self.to_client.send(message)
+
+    async def start(self) -> tuple[int, Headers]:
+        message = await self._next()
+        if message["type"] != "http.response.start":
+            raise RuntimeError(f"the app sent {message['type']!r} before http.response.start")
+        return int(message["status"]), Headers(list(message.get("headers", [])))
+
+    async def body_chunks(self) -> AsyncIterator[bytes]:
+        while True:
+            message = await self._next()
+            chunk = bytes(message.get("body", b""))
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+    async def _next(self) -> dict[str, Any]:
+        try:
+            return await self.from_app.receive()
+        except trio.EndOfChannel:
+            if self.error is not None:
+                raise self.error from None
+            raise RuntimeError("the app returned without completing its response") from None
+
+
+class TestClient:
+    """Drive an ASGI app in-process: ``async with TestClient(app) as client:``.
+
+    Args:
+        app: The app (usually a ``triobg.App``).
+        base_url: Scheme and host the requests appear to come to.
+        headers: Sent with every request.
+        cookies: Initial cookie jar; ``Set-Cookie`` responses update it.
+        wait_for_tasks: Make every call also wait for that request's background tasks and
+            teardown (and raise their failures), like Starlette's client.
+        raise_task_errors: ``wait_background()`` and leaving the ``async with`` raise the
+            exception of a failed background task (several: an ``ExceptionGroup``); with
+            ``False`` failures are only logged, as in production.
+        lifespan: Run the app's lifespan around the ``async with`` block.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        base_url: str = "http://testserver",
+        headers: Mapping[str, str] | None = None,
+        cookies: Mapping[str, str] | None = None,
+        wait_for_tasks: bool = False,
+        raise_task_errors: bool = True,
+        lifespan: bool = True,
+    ) -> None:
+        parts = urlsplit(base_url)
+        self.app = app
+        self.scheme = parts.scheme or "http"
+        self.host = parts.netloc or "testserver"
+        self.headers = dict(headers or {})
+        self.cookies: dict[str, str] = dict(cookies or {})
+        self.wait_for_tasks = wait_for_tasks
+        self.raise_task_errors = raise_task_errors
+        self._use_lifespan = lifespan
+        self._state: dict[str, Any] = {}
+        self._calls: set[_Call] = set()
+        self._failures: list[TaskFailure] = []
+        self._nursery: trio.Nursery | None = None
+        self._manager: Any = None
+        self._lifespan_in: trio.MemorySendChannel[dict[str, Any]] | None = None
+        self._lifespan_events: dict[str, trio.Event] = {}
+        self._lifespan_messages: dict[str, dict[str, Any]] = {}
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self._manager = self._lifecycle()
+        return await self._manager.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._manager.__aexit__(exc_type, exc, tb)
+        if exc is None:
+            self._raise_failures()
+
+    @asynccontextmanager
+    async def _lifecycle(self) -> AsyncIterator[Self]:
+        listeners = getattr(getattr(self.app, "background", None), "_failure_listeners", None)
+        if listeners is not None:
+            listeners.append(self._failures.append)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    if self._use_lifespan:
+                        await self._lifespan("startup")
+                    yield self
+                    if self._use_lifespan:
+                        # The app drains its tasks (with its deadline) before shutdown completes.
+                        await self._lifespan("shutdown")
+                except BaseException:
+                    nursery.cancel_scope.cancel()
+                    raise
+        finally:
+            self._nursery = None
+            if listeners is not None and self._failures.append in listeners:
+                listeners.remove(self._failures.append)
+
+    async def _lifespan(self, phase: str) -> None:
+        assert self._nursery is not None
+        if self._lifespan_in is None:
+            self._lifespan_in, inbox = trio.open_memory_channel[dict[str, Any]](2)
+            for name in ("startup", "shutdown"):
+                self._lifespan_events[name] = trio.Event()
+            await self._nursery.start(self._run_lifespan, inbox)
+        await self._lifespan_in.send({"type": f"lifespan.{phase}"})
+        await self._lifespan_events[phase].wait()
+        message = self._lifespan_messages.get(phase)
+        if message is not None and message["type"].endswith(".failed"):
+            raise RuntimeError(f"lifespan {phase} failed: {message.get('message', '')}")
+
+    async def _run_lifespan(
+        self,
+        inbox: trio.MemoryReceiveChannel[dict[str, Any]],
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": self._state}
+
+        async def receive() -> dict[str, Any]:
+            try:
+                return await inbox.receive()
+            except trio.EndOfChannel:
+                await trio.sleep_forever()
+                raise AssertionError("unreachable") from None
+
+        async def send(message: dict[str, Any]) -> None:
+            phase = message["type"].split(".")[1]
+            self._lifespan_messages[phase] = message
+            self._lifespan_events[phase].set()
+
+        task_status.started()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            for phase, event in self._lifespan_events.items():
+                if not event.is_set():
+                    self._lifespan_messages.setdefault(
+                        phase, {"type": f"lifespan.{phase}.failed", "message": "app returned"}
+                    )
+                    event.set()
+
+    # --- requests --------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        data: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        cookies: Mapping[str, str] | None = None,
+    ) -> TestResponse:
+        """Send one request and return once its response is complete (tasks may still run)."""
+        call = self._start(method, path, params, json, content, data, headers, cookies, buffer=64)
+        status, response_headers = await call.start()
+        body = b"".join([chunk async for chunk in call.body_chunks()])
+        self._store_cookies(response_headers)
+        if self.wait_for_tasks:
+            await call.app_done.wait()
+            self._raise_failures()
+        if call.error is not None:
+            raise call.error
+        return TestResponse(status, response_headers, body)
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[StreamingTestResponse]:
+        """``async with client.stream("GET", "/feed") as response:`` then ``iter_bytes()``.
+
+        The app waits for the test to read each chunk (no buffering), so a test can check what
+        has happened between two chunks.
+        """
+        call = self._start(method, path, params, json, content, None, headers, None, buffer=0)
+        status, response_headers = await call.start()
+        self._store_cookies(response_headers)
+        response = StreamingTestResponse(status, response_headers, call)
+        try:
+            yield response
+        finally:
+            if not call.response_done.is_set():
+                call.from_app.close()  # the test stopped reading: the app's next send fails
+
+    async def get(self, path: str, **kwargs: Any) -> TestResponse:
+        return await self.request("GET", path, **kwargs)
+
+    async def head(self, path: str, **kwargs: Any) -> TestResponse:
+        return await self.request("HEAD", path, **kwargs)
+
+    async def options(self, path: str, **kwargs: Any) -> TestResponse:
+        return await self.request("OPTIONS", path, **kwargs)
+
+    async def post(self, path: str, **kwargs: Any) -> TestResponse:
+        return await self.request("POST", path, **kwargs)
+
+    async def put(self, path: str, **kwargs: Any) -> TestResponse:
+        return await self.request("PUT", path, **kwargs)
+
+    async def patch(self, path: str, **kwargs: Any) -> TestResponse:
+        return await self.request("PATCH", path, **kwargs)
+
+    async def delete(self, path: str, **kwargs: Any) -> TestResponse:
+        return await self.request("DELETE", path, **kwargs)
+
+    async def wait_background(self) -> None:
+        """Wait until every request sent so far has finished its background tasks and teardown.
+
+        Raises:
+            Exception: the exception of a background task that failed (an ``ExceptionGroup``
+                for several), unless the client was made with ``raise_task_errors=False``.
+        """
+        for call in list(self._calls):
+            await call.app_done.wait()
+        self._raise_failures()
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _start(
+        self,
+        method: str,
+        path: str,
+        params: Params | None,
+        json: Any,
+        content: bytes | str | None,
+        data: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        cookies: Mapping[str, str] | None,
+        *,
+        buffer: float,
+    ) -> _Call:
+        if self._nursery is None:
+            raise RuntimeError("use the client inside 'async with TestClient(app) as client:'")
+        path, _, query = path.partition("?")
+        if params:
+            encoded = urlencode(list(params.items()) if isinstance(params, Mapping) else params)
+            query = f"{query}&{encoded}" if query else encoded
+        raw: list[tuple[bytes, bytes]] = [
+            (b"host", self.host.encode()),
+            (b"user-agent", b"triobg-testclient"),
+        ]
+        body = b""
+        if json is not None:
+            body = jsonlib.dumps(json).encode()
+            raw.append((b"content-type", b"application/json"))
+        elif data is not None:
+            body = urlencode(data).encode()
+            raw.append((b"content-type", b"application/x-www-form-urlencoded"))
+        elif content is not None:
+            body = content.encode() if isinstance(content, str) else content
+        if body:
+            raw.append((b"content-length", str(len(body)).encode()))
+        merged = {**self.headers, **(headers or {})}
+        names = {name.lower().encode() for name in merged}
+        raw = [(k, v) for k, v in raw if k not in names]
+        raw.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in merged.items())
+        jar = {**self.cookies, **(cookies or {})}
+        if jar:
+            raw.append((b"cookie", "; ".join(f"{k}={v}" for k, v in jar.items()).encode()))
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method.upper(),
+            "scheme": self.scheme,
+            "path": path,
+            "raw_path": path.encode("utf-8"),
+            "query_string": query.encode("latin-1"),
+            "root_path": "",
+            "headers": raw,
+            "client": ("127.0.0.1", 50000),
+            "server": (self.host.partition(":")[0], 80),
+            "state": dict(self._state),
+        }
+        call = _Call(body, buffer)
+        self._calls.add(call)
+        self._nursery.start_soon(self._run_app, scope, call)
+        return call
+
+    async def _run_app(self, scope: dict[str, Any], call: _Call) -> None:
+        try:
+            async with call.to_client:
+                await self.app(scope, call.receive, call.send)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the test closed a stream early; the app saw its send fail
+        except Exception as error:  # surfaced to the caller, not as a nursery crash
+            call.error = error
+        finally:
+            call.app_done.set()
+            self._calls.discard(call)
+
+    def _store_cookies(self, headers: Headers) -> None:
+        for header in headers.getlist("set-cookie"):
+            jar: SimpleCookie = SimpleCookie()
+            jar.load(header)
+            for name, morsel in jar.items():
+                if morsel["max-age"] == "0":
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = morsel.value
+
+    def _raise_failures(self) -> None:
+        if not self._failures or not self.raise_task_errors:
+            return
+        failures, self._failures[:] = list(self._failures), []
+        errors = [f.exception for f in failures]
+        if len(errors) == 1 and isinstance(errors[0], Exception):
+            raise errors[0]
+        raise BaseExceptionGroup("background tasks failed", errors)
