@@ -289,8 +289,11 @@ class TestFailures:
         assert any("explode" in m and "POST /notify/ada" in m for m in messages)
         assert any("boom" in m and "POST /notify/bob" in m for m in messages)
         assert all(r.exc_info for r in caplog.records)
-        assert [(f.method, f.path) for f in reported][:2] == [("POST", "/notify/ada")] * 2
-        assert {type(f.exception) for f in reported} == {ValueError, KeyError}
+        # Within one request the order is fixed; across requests it depends on the threads.
+        for who in ("ada", "bob"):
+            mine = [f for f in reported if f.path == f"/notify/{who}"]
+            assert [type(f.exception) for f in mine] == [ValueError, KeyError]
+            assert all(f.method == "POST" for f in mine)
         stats = app.background.statistics()
         assert (stats.failed, stats.completed) == (4, 2)
         assert_books_balance(stats)

@@ -33,6 +33,7 @@ from ._responses import Response as Response
 from ._responses import StreamingResponse as StreamingResponse
 from ._routes import Route as Route
 from ._routes import Router as Router
+from ._serve import serve as serve
 
 __version__ = "0.1.0.dev0"
 
@@ -72,6 +73,8 @@ __all__ = [
     "BackgroundStatistics",
     "BackgroundTasksFull",
     "TaskFailure",
+    # serving
+    "serve",
 ]
 
 

@@ -107,16 +107,21 @@ def build_config(
     if access_log is not None:
         result.accesslog = logging.getLogger("hypercorn.access") if access_log else None
     if graceful_timeout is None:
-        graceful_timeout = app.background.drain_timeout + DRAIN_MARGIN
+        # A value set on the given config on purpose is kept (hypercorn's class default is not).
+        explicit = config is not None and "graceful_timeout" in vars(config)
+        graceful_timeout = (
+            result.graceful_timeout if explicit else app.background.drain_timeout + DRAIN_MARGIN
+        )
     if not graceful_timeout >= 0 or math.isnan(graceful_timeout):
         raise ValueError("graceful_timeout must be a number of seconds >= 0")
     result.graceful_timeout = graceful_timeout
     # Lifespan shutdown runs after the connections are gone; its drain is then only a formality,
     # but the user's lifespan exit must not be cut short by a budget smaller than the drain.
     floor = graceful_timeout + DRAIN_MARGIN
-    result.shutdown_timeout = (
-        shutdown_timeout if shutdown_timeout is not None else max(result.shutdown_timeout, floor)
-    )
+    if shutdown_timeout is not None:
+        result.shutdown_timeout = shutdown_timeout
+    elif config is None or "shutdown_timeout" not in vars(config):
+        result.shutdown_timeout = max(result.shutdown_timeout, floor)
     result.send_timeout = send_timeout
     return result
 
@@ -174,7 +179,8 @@ async def serve(
             ``config`` says, off by default).
         shutdown_trigger: An async callable; when it returns, the server shuts down gracefully.
         config: A hypercorn ``Config`` to start from; it is copied, never modified. Arguments
-            given here win over its values.
+            given here win over its values; ``graceful_timeout`` and ``shutdown_timeout`` set on
+            it explicitly are kept (hypercorn's class defaults are not).
         task_status: Given by ``nursery.start``; receives the list of bound URLs.
     """
     hconfig = build_config(

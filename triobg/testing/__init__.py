@@ -7,5 +7,18 @@ hypercorn server on 127.0.0.1 for end-to-end tests.
 
 from ._client import TestClient as TestClient
 from ._client import TestResponse as TestResponse
+from ._http11 import HTTP11Connection as HTTP11Connection
+from ._http11 import HTTP11Error as HTTP11Error
+from ._http11 import HTTP11Response as HTTP11Response
+from ._live import LiveServer as LiveServer
+from ._live import serve_live as serve_live
 
-__all__ = ["TestClient", "TestResponse"]
+__all__ = [
+    "TestClient",
+    "TestResponse",
+    "serve_live",
+    "LiveServer",
+    "HTTP11Connection",
+    "HTTP11Response",
+    "HTTP11Error",
+]

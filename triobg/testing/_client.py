@@ -187,26 +187,37 @@ class TestClient:
 
     @asynccontextmanager
     async def _lifecycle(self) -> AsyncIterator[Self]:
+        # Errors from startup and from the test's own block are carried out of the nursery and
+        # re-raised as they are: a test expects ``ValueError``, not an ``ExceptionGroup``.
         listeners = getattr(getattr(self.app, "background", None), "_failure_listeners", None)
         if listeners is not None:
             listeners.append(self._failures.append)
+        error: BaseException | None = None
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:
                     if self._use_lifespan:
                         await self._lifespan("startup")
-                    yield self
-                    if self._use_lifespan:
-                        # The app drains its tasks (with its deadline) before shutdown completes.
-                        await self._lifespan("shutdown")
-                except BaseException:
+                except RuntimeError as startup_error:
+                    error = startup_error
                     nursery.cancel_scope.cancel()
-                    raise
+                else:
+                    try:
+                        yield self
+                    except BaseException as body_error:
+                        error = body_error
+                        nursery.cancel_scope.cancel()
+                    else:
+                        if self._use_lifespan:
+                            # The app drains its tasks (with its deadline) before it completes.
+                            await self._lifespan("shutdown")
         finally:
             self._nursery = None
             if listeners is not None and self._failures.append in listeners:
                 listeners.remove(self._failures.append)
+        if error is not None:
+            raise error
 
     async def _lifespan(self, phase: str) -> None:
         assert self._nursery is not None

@@ -1,0 +1,292 @@
+# The command line: ``python -m triobg module:app`` (or the ``triobg`` script).
+#
+# Where it sits: it loads the user's app, then hands it to ``triobg.serve`` (``_serve.py``) in a
+# ``trio.run`` of its own, turning SIGINT/SIGTERM into the graceful shutdown (drain included) and
+# a second signal into an immediate stop. Several workers or the reloader are hypercorn's job:
+# the CLI then configures hypercorn's multi-process runner with the trio worker and the same
+# settings, and each worker process loads the app again through ``_worker_app``.
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import logging
+import math
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import trio
+
+from ._app import App
+from ._serve import DEFAULT_SEND_TIMEOUT, build_config, serve
+
+logger = logging.getLogger("triobg.cli")
+
+_DESCRIPTION = """\
+Serve a triobg app with hypercorn's trio worker.
+
+SIGINT or SIGTERM shut down gracefully: the server stops accepting connections, in-flight
+requests finish, background tasks get the drain deadline (tasks still running then are
+cancelled and named in the log), the lifespan shutdown runs. A second signal stops at once.
+"""
+
+_EPILOG = """\
+examples:
+  python -m triobg myproject.api:app --bind 0.0.0.0:8000
+  python -m triobg myproject.api:create_app --factory --drain-timeout 10
+  python -m triobg myproject.api:app --workers 4 --access-log
+"""
+
+
+class AppLoadError(Exception):
+    """The ``module:attribute`` given on the command line does not lead to a triobg app."""
+
+
+def load_app(spec: str, *, factory: bool = False) -> App:
+    """Import ``module:attribute`` and return the ``App`` it names (or that it builds).
+
+    The current directory is importable, as with ``python -m``. ``attribute`` may be dotted
+    (``module:api.app``).
+
+    Raises:
+        AppLoadError: the spec is malformed, the module or attribute does not exist, or the
+            object is not a triobg ``App`` (with ``factory``: not a callable returning one).
+            Exceptions raised by the user's module itself while it imports propagate as they
+            are: they are bugs in that module, and their traceback is what the user needs.
+    """
+    module_name, sep, attr_path = spec.partition(":")
+    if not sep or not module_name or not attr_path:
+        raise AppLoadError(f"expected 'module:attribute', got {spec!r}")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        missing = error.name or ""
+        if missing == module_name or module_name.startswith(missing + "."):
+            raise AppLoadError(
+                f"cannot import {module_name!r}: no module named {missing!r}"
+            ) from None
+        raise
+    obj: Any = module
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AppLoadError(f"module {module_name!r} has no attribute {attr_path!r}") from None
+    if factory:
+        if not callable(obj):
+            raise AppLoadError(f"{spec} is not callable, so it cannot be an app factory")
+        obj = obj()
+        if not isinstance(obj, App):
+            raise AppLoadError(
+                f"the factory {spec} returned {type(obj).__name__}, not a triobg.App"
+            )
+        return obj
+    if not isinstance(obj, App):
+        hint = " (if it builds the app, add --factory)" if callable(obj) else ""
+        raise AppLoadError(f"{spec} is {type(obj).__name__}, not a triobg.App{hint}")
+    return obj
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0: {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more: {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m triobg",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "app", metavar="MODULE:APP", help="where the app is, e.g. 'myproject.api:app'"
+    )
+    parser.add_argument(
+        "-b",
+        "--bind",
+        action="append",
+        metavar="HOST:PORT",
+        help="address to listen on; repeat for several; also unix:PATH (default 127.0.0.1:8000)",
+    )
+    parser.add_argument(
+        "-w",
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="worker processes (hypercorn's runner; each one drains its own tasks) (default 1)",
+    )
+    parser.add_argument(
+        "--reload", action="store_true", help="restart when a source file changes (development)"
+    )
+    parser.add_argument(
+        "--factory",
+        action="store_true",
+        help="MODULE:APP is a callable taking no arguments that returns the app",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=_non_negative,
+        metavar="S",
+        help="seconds background tasks get at shutdown (default: the app's drain_timeout)",
+    )
+    parser.add_argument(
+        "--graceful-timeout",
+        type=_non_negative,
+        metavar="S",
+        help="seconds in-flight connections get at shutdown before being cancelled "
+        "(default: drain timeout + 2, so the drain is never cut short)",
+    )
+    parser.add_argument(
+        "--keep-alive",
+        type=_non_negative,
+        metavar="S",
+        help="seconds an idle keep-alive connection stays open (default 5)",
+    )
+    parser.add_argument(
+        "--send-timeout",
+        type=_non_negative,
+        default=DEFAULT_SEND_TIMEOUT,
+        metavar="S",
+        help="drop a client that accepts no data for this long; 0: never (Linux only) "
+        "(default %(default)s)",
+    )
+    parser.add_argument("--certfile", metavar="PATH", help="PEM certificate, to serve HTTPS")
+    parser.add_argument("--keyfile", metavar="PATH", help="PEM private key for --certfile")
+    parser.add_argument(
+        "--access-log", action="store_true", help="log every request (logger hypercorn.access)"
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=["critical", "error", "warning", "info", "debug"],
+        default="info",
+        help="(default %(default)s)",
+    )
+    return parser
+
+
+def setup_logging(level: str) -> None:
+    """Send log records of ``level`` and above to stderr, once per process."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if level != "debug":
+        # hypercorn repeats "Running on ..." per worker; keep it, but not its debug chatter.
+        logging.getLogger("hypercorn.error").setLevel(max(logging.INFO, logging.getLogger().level))
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"triobg: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        app = load_app(args.app, factory=args.factory)
+    except AppLoadError as error:
+        _fail(str(error))
+    if args.drain_timeout is not None:
+        app.background.drain_timeout = args.drain_timeout
+    if (args.certfile is None) != (args.keyfile is None):
+        _fail("--certfile and --keyfile go together")
+    options: dict[str, Any] = {
+        "bind": args.bind or ["127.0.0.1:8000"],
+        "keep_alive_timeout": args.keep_alive,
+        "graceful_timeout": args.graceful_timeout,
+        "send_timeout": args.send_timeout or None,
+        "certfile": args.certfile,
+        "keyfile": args.keyfile,
+        "access_log": args.access_log or None,
+    }
+    if args.workers > 1 or args.reload:
+        return _run_hypercorn(app, args, options)
+    trio.run(functools.partial(_serve_until_signalled, app, options))
+    return 0
+
+
+async def _serve_until_signalled(app: App, options: dict[str, Any]) -> None:
+    stop = trio.Event()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    if not stop.is_set():
+                        logger.info(
+                            "%s received: shutting down gracefully (send it again to stop now)",
+                            name,
+                        )
+                        stop.set()
+                    else:
+                        logger.warning("%s received again: stopping now", name)
+                        nursery.cancel_scope.cancel()
+
+            async def run_server(task_status: trio.TaskStatus[list[str]]) -> None:
+                await serve(app, shutdown_trigger=stop.wait, task_status=task_status, **options)
+                nursery.cancel_scope.cancel()  # the signal watcher is done too
+
+            nursery.start_soon(watch_signals)
+            urls: list[str] = await nursery.start(run_server)
+            for url in urls:
+                print(f"triobg: serving on {url} (CTRL+C to quit)", file=sys.stderr, flush=True)
+
+
+def _run_hypercorn(app: App, args: argparse.Namespace, options: dict[str, Any]) -> int:
+    # hypercorn's runner starts fresh processes (spawn) that import the app by a path it
+    # evaluates in a module's namespace; pointing it at ``_worker_app`` here lets every worker
+    # load the app the same way as this process did, with the same overrides and logging.
+    from hypercorn.run import run
+
+    module_name, _, attr_path = args.app.partition(":")
+    config = build_config(app, **options)
+    config.worker_class = "trio"
+    config.workers = args.workers
+    config.use_reloader = args.reload
+    config.application_path = (
+        f"{__name__}:_worker_app({module_name!r}, {attr_path!r}, {args.factory!r}, "
+        f"{app.background.drain_timeout!r}, {args.log_level!r})"
+    )
+    print(
+        f"triobg: serving on {', '.join(config.bind)} with {args.workers} hypercorn trio "
+        f"worker(s) (CTRL+C to quit)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return run(config)
+
+
+def _worker_app(
+    module_name: str, attr_path: str, factory: bool, drain_timeout: float, log_level: str
+) -> App:
+    """Load the app in a hypercorn worker process (see ``_run_hypercorn``)."""
+    setup_logging(log_level)
+    app = load_app(f"{module_name}:{attr_path}", factory=factory)
+    app.background.drain_timeout = drain_timeout
+    return app
