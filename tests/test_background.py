@@ -631,7 +631,7 @@ class TestShutdownDrain:
         named = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert len(named) == 2
         assert "while running" in named[0] and "before it started" in named[1]
-        assert all("enclosing nursery" in m for m in named)
+        assert all("cancelled during the shutdown drain" in m for m in named)
         assert_books_balance(app.background.statistics())
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import math
 import threading
+import types
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, ParamSpec, final
 
@@ -34,6 +34,8 @@ P = ParamSpec("P")
 def is_async_callable(func: Any) -> bool:
     """Whether calling ``func`` returns an awaitable: coroutine functions, partials of them, and
     objects whose ``__call__`` is a coroutine function."""
+    if type(func) is types.FunctionType:  # the common case, checked without inspect's layers
+        return bool(func.__code__.co_flags & inspect.CO_COROUTINE)
     while isinstance(func, functools.partial):
         func = func.func
     if inspect.iscoroutinefunction(func):
@@ -51,15 +53,31 @@ def callable_name(func: Any) -> str:
     return f"{module}.{name}" if module and module != "builtins" else name
 
 
-@attrs.frozen
+@final
 class BackgroundTask:
-    """One ``add_task`` call: the function, its arguments, and how it will be run."""
+    """One ``add_task`` call: the function, its arguments, and how it will be run.
 
-    func: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    is_async: bool
-    name: str
+    A slotted class rather than an attrs one: one is built per ``add_task`` on the request's
+    hot path, and its ``name`` is only computed when something is logged.
+    """
+
+    __slots__ = ("args", "func", "is_async", "kwargs")
+
+    def __init__(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.is_async = is_async_callable(func)
+
+    @property
+    def name(self) -> str:
+        """``module.qualname`` of the function, for logs."""
+        return callable_name(self.func)
+
+    def __repr__(self) -> str:
+        return f"<BackgroundTask {self.name}>"
 
 
 @attrs.frozen
@@ -160,7 +178,7 @@ class BackgroundTasks:
                 f"cannot add {callable_name(func)}: the request {self._label} has finished and "
                 "its background tasks have already run"
             )
-        task = BackgroundTask(func, args, kwargs, is_async_callable(func), callable_name(func))
+        task = BackgroundTask(func, args, kwargs)
         if self._runner is not None:
             self._runner._accept(1, check_limit=True)
         self._tasks.append(task)
@@ -219,7 +237,7 @@ class BackgroundRunner:
         self._cancelled = 0
         self._discarded = 0
         self._rejected = 0
-        self._live: set[trio.CancelScope] = set()
+        self._live = 0
         self._idle: trio.Event | None = None
         self._drain_deadline: float | None = None
         self._failure_listeners: list[Callable[[TaskFailure], None]] = []
@@ -238,7 +256,7 @@ class BackgroundRunner:
                 cancelled=self._cancelled,
                 discarded=self._discarded,
                 rejected=self._rejected,
-                live_requests=len(self._live),
+                live_requests=self._live,
             )
 
     def _accept(self, count: int, *, check_limit: bool) -> None:
@@ -290,7 +308,7 @@ class BackgroundRunner:
     def _close(self, tasks: BackgroundTasks) -> None:
         tasks._state = _CLOSED
 
-    def _lose(self, tasks: BackgroundTasks, scope: trio.CancelScope | None) -> None:
+    def _lose(self, tasks: BackgroundTasks) -> None:
         """Name every task of ``tasks`` that will now never start, and count it as cancelled."""
         lost = tasks._pending()
         if not lost:
@@ -299,7 +317,7 @@ class BackgroundRunner:
         with self._lock:
             self._queued -= len(lost)
             self._cancelled += len(lost)
-        why = _why_cancelled(scope)
+        why = self._why_cancelled()
         for task in lost:
             logger.warning(
                 "background task %s of %s cancelled before it started (%s)",
@@ -315,59 +333,65 @@ class BackgroundRunner:
         """Run ``tasks`` one after another, in the order they were added; called by the pipeline
         after the response has been flushed, in the task that served the request.
 
-        A failing task is logged and reported, and the next one still runs. If this call is
-        cancelled (the drain deadline passed, or an enclosing nursery was cancelled), the running
+        A failing task is logged and reported, and the next one still runs. Nothing here
+        cancels anything: the owner of the calling task (the server's connection nursery, the
+        test client) enforces the drain deadline by cancelling it. If that happens, the running
         task and every task not yet started are named in the log before the cancellation
-        propagates.
+        propagates. (A ``CancelScope`` per request would cost about as much as a whole bare
+        request; the owners already have one.)
         """
         tasks._state = _RUNNING
         if tasks._next == len(tasks._tasks):
             return
-        scope = trio.CancelScope(deadline=self._drain_deadline or math.inf)
-        self._live.add(scope)
+        self._live += 1
         try:
-            with scope:
-                if self._running_limiter is None:
-                    await self._run_all(tasks, scope)
-                else:
-                    async with self._running_limiter:
-                        await self._run_all(tasks, scope)
+            limiter = self._running_limiter
+            if limiter is None:
+                await self._run_all(tasks)
+                return
+            # Take a slot without a scheduler round trip when one is free (the common case);
+            # queue fairly behind the others only when the app is at its cap.
+            try:
+                limiter.acquire_nowait()
+            except trio.WouldBlock:
+                await limiter.acquire()
+            try:
+                await self._run_all(tasks)
+            finally:
+                limiter.release()
         finally:
-            self._lose(tasks, scope)
-            self._live.discard(scope)
+            self._lose(tasks)
+            self._live -= 1
             if not self._live and self._idle is not None:
                 self._idle.set()
                 self._idle = None
 
-    async def _run_all(self, tasks: BackgroundTasks, scope: trio.CancelScope) -> None:
+    async def _run_all(self, tasks: BackgroundTasks) -> None:
         items = tasks._tasks
         while tasks._next < len(items):
             task = items[tasks._next]
             if task.is_async:
                 tasks._next += 1
-                await self._run_async(task, tasks._label, scope)
+                await self._run_async(task, tasks._label)
             else:
                 end = tasks._next + 1
                 while end < len(items) and not items[end].is_async:
                     end += 1
-                group = items[tasks._next : end]
-                await self._run_threaded(group, tasks, scope)
+                await self._run_threaded(items[tasks._next : end], tasks)
 
-    async def _run_async(self, task: BackgroundTask, label: str, scope: trio.CancelScope) -> None:
+    async def _run_async(self, task: BackgroundTask, label: str) -> None:
         self._start()
         try:
             await task.func(*task.args, **task.kwargs)
         except Exception as error:
             await self._failed_one(task, label, error)
         except BaseException:
-            self._cancelled_running(task, label, _why_cancelled(scope))
+            self._cancelled_running(task, label, self._why_cancelled())
             raise
         else:
             self._completed_one()
 
-    async def _run_threaded(
-        self, group: list[BackgroundTask], tasks: BackgroundTasks, scope: trio.CancelScope
-    ) -> None:
+    async def _run_threaded(self, group: list[BackgroundTask], tasks: BackgroundTasks) -> None:
         # One thread hop for a run of consecutive ``def`` tasks: a round trip to a worker thread
         # costs far more than a small sync task. The thread records each outcome under a lock; if
         # we are cancelled we abandon the thread (it cannot be interrupted), tell it not to start
@@ -405,7 +429,7 @@ class BackgroundRunner:
                     self._cancelled_running(
                         task,
                         tasks._label,
-                        f"{_why_cancelled(scope)}; it was still running in a worker thread, which "
+                        f"{self._why_cancelled()}; it was still running in a worker thread, which "
                         "cannot be interrupted, and was abandoned there",
                     )
                 elif outcome is None:
@@ -458,17 +482,22 @@ class BackgroundRunner:
     # --- shutdown --------------------------------------------------------------------------
 
     def begin_drain(self, timeout: float | None = None) -> float:
-        """Give every running or queued task ``timeout`` seconds (default ``drain_timeout``).
+        """Start the shutdown clock: tasks have ``timeout`` seconds (default ``drain_timeout``).
 
-        Requests that finish later get the same deadline. Returns the deadline (trio time).
+        The owners of the request tasks (``triobg.serve`` through hypercorn's graceful timeout,
+        ``TestClient`` itself) cancel whatever still runs at the returned deadline (trio time);
+        from then on each task cut off is logged as lost to the drain deadline.
         """
         deadline = trio.current_time() + (self.drain_timeout if timeout is None else timeout)
         if self._drain_deadline is not None:
             deadline = min(deadline, self._drain_deadline)
         self._drain_deadline = deadline
-        for scope in self._live:
-            scope.deadline = min(scope.deadline, deadline)
         return deadline
+
+    @property
+    def drain_deadline(self) -> float | None:
+        """The deadline set by ``begin_drain`` (trio time), or ``None`` before shutdown."""
+        return self._drain_deadline
 
     async def wait_idle(self) -> None:
         """Return once no request is running or waiting to run background tasks."""
@@ -478,27 +507,36 @@ class BackgroundRunner:
             await self._idle.wait()
 
     async def drain(self, timeout: float | None = None) -> BackgroundStatistics:
-        """Begin the drain and wait until every task has finished or been cancelled and named."""
-        self.begin_drain(timeout)
-        await self.wait_idle()
+        """Begin the drain and wait until every task has finished, or the deadline passes.
+
+        Returns at the deadline even if requests are still running tasks (it cannot cancel
+        tasks it does not own); their owners cancel them and each lost task is named.
+        """
+        deadline = self.begin_drain(timeout)
+        with trio.move_on_at(deadline):
+            await self.wait_idle()
         stats = self.statistics()
         logger.info(
-            "background drain finished: %d completed, %d failed, %d cancelled, %d discarded",
+            "background drain finished: %d completed, %d failed, %d cancelled, %d discarded, "
+            "%d requests still running tasks",
             stats.completed,
             stats.failed,
             stats.cancelled,
             stats.discarded,
+            stats.live_requests,
         )
         return stats
 
     def _reset_drain(self) -> None:
         self._drain_deadline = None
 
+    def _why_cancelled(self) -> str:
+        deadline = self._drain_deadline
+        if deadline is not None and trio.current_time() >= deadline:
+            return "the shutdown drain deadline passed"
+        if deadline is not None:
+            return "its owner was cancelled during the shutdown drain, before the deadline"
+        return "the request's task was cancelled (server shutdown or an enclosing nursery)"
+
 
 _STARTED: Final = object()
-
-
-def _why_cancelled(scope: trio.CancelScope | None) -> str:
-    if scope is not None and scope.cancel_called:
-        return "the shutdown drain deadline passed"
-    return "the request's task was cancelled (server shutdown or an enclosing nursery)"

@@ -503,6 +503,31 @@ async def _load_body(plan: Plan, request: Request, errors: list[ErrorDetail]) ->
     return _read_body(plan, payload, errors)
 
 
+class Teardown:
+    """The request-scoped exit stack, created only when a generator dependency needs one
+    (most requests have none, and an ``AsyncExitStack`` per request is measurable)."""
+
+    __slots__ = ("stack",)
+
+    def __init__(self) -> None:
+        self.stack: contextlib.AsyncExitStack | None = None
+
+    def get(self) -> contextlib.AsyncExitStack:
+        if self.stack is None:
+            self.stack = contextlib.AsyncExitStack()
+        return self.stack
+
+    async def close(self, error: BaseException | None) -> None:
+        """Exit every generator dependency in reverse order, throwing ``error`` into them."""
+        if self.stack is None:
+            return
+        stack, self.stack = self.stack, None
+        if error is None:
+            await stack.__aexit__(None, None, None)
+        else:
+            await stack.__aexit__(type(error), error, error.__traceback__)
+
+
 @attrs.define
 class Solving:
     """Per-request state of pass two: the dependency cache and the teardown stacks."""
@@ -511,7 +536,7 @@ class Solving:
     inputs: dict[int, dict[str, Any]]
     tasks: BackgroundTasks | None
     response: Response | None
-    request_stack: contextlib.AsyncExitStack
+    teardown: Teardown
     function_stack: contextlib.AsyncExitStack | None
     sync_limiter: trio.CapacityLimiter
     cache: dict[Any, Any] = attrs.field(factory=dict)
@@ -550,9 +575,10 @@ async def _gather(dep: Dependant, solving: Solving) -> dict[str, Any]:
 async def _invoke(dep: Dependant, scope: str, solving: Solving) -> Any:
     if dep.context_factory is None:
         return await call_dependant(dep, solving)
-    stack = solving.request_stack
     if scope == "function" and solving.function_stack is not None:
         stack = solving.function_stack
+    else:
+        stack = solving.teardown.get()
     # Generator dependencies: enter now, exit later from the stack (in reverse order), with the
     # handler's exception thrown in so the dependency can see it and roll back.
     return await _enter_generator(dep, stack, await _gather(dep, solving))

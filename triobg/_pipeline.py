@@ -21,7 +21,7 @@ import typing
 from typing import Any
 
 from ._background import BackgroundTasks
-from ._dependencies import Solving, call_dependant, read_inputs
+from ._dependencies import Solving, Teardown, call_dependant, read_inputs
 from ._errors import error_response
 from ._requests import Receive, Request
 from ._responses import Response, Send
@@ -38,7 +38,7 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
     runner = app.background
     tasks = BackgroundTasks()
     runner._bind(tasks, scope["method"], scope["path"])
-    teardown = contextlib.AsyncExitStack()
+    teardown = Teardown()
     failure: BaseException | None = None
     try:
         try:
@@ -60,28 +60,25 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
         raise
     finally:
         # Also on cancellation: name the tasks that will never run, then tear down.
-        runner._lose(tasks, None)
+        runner._lose(tasks)
         try:
-            await teardown.__aexit__(
-                type(failure) if failure else None,
-                failure,
-                failure.__traceback__ if failure else None,
-            )
+            await teardown.close(failure)
         except Exception as error:
             if error is not failure:
                 logger.exception(
                     "dependency teardown failed after %s %s", request.method, request.path
                 )
-    # A teardown may add tasks (it runs after the first batch); they are run, never dropped.
-    try:
-        await runner.run(tasks)
-    finally:
-        runner._lose(tasks, None)
+        if tasks._pending():
+            # A teardown added tasks (it runs after the first batch): run them, never drop them.
+            try:
+                await runner.run(tasks)
+            finally:
+                runner._lose(tasks)
         runner._close(tasks)
 
 
 async def _respond(
-    app: App, request: Request, tasks: BackgroundTasks, teardown: contextlib.AsyncExitStack
+    app: App, request: Request, tasks: BackgroundTasks, teardown: Teardown
 ) -> Response:
     route, path_params = app._find_route(request.scope)
     request.path_params = path_params

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json as jsonlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from http.cookies import SimpleCookie
 from types import TracebackType
 from typing import Any, Self
@@ -24,7 +24,11 @@ from .._background import TaskFailure
 from .._headers import Headers
 
 ASGIApp = Callable[
-    [dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]],
+    [
+        dict[str, Any],
+        Callable[[], Awaitable[dict[str, Any]]],
+        Callable[[dict[str, Any]], Awaitable[None]],
+    ],
     Awaitable[None],
 ]
 Params = Mapping[str, Any] | Sequence[tuple[str, Any]]
@@ -79,6 +83,7 @@ class _Call:
         self.response_done = trio.Event()
         self.app_done = trio.Event()
         self.error: BaseException | None = None
+        self.scope = trio.CancelScope()  # the owner's handle: cancelled at the drain deadline
         self.to_client, self.from_app = trio.open_memory_channel[dict[str, Any]](buffer)
 
     async def receive(self) -> dict[str, Any]:
@@ -164,7 +169,7 @@ class TestClient:
         self._calls: set[_Call] = set()
         self._failures: list[TaskFailure] = []
         self._nursery: trio.Nursery | None = None
-        self._manager: Any = None
+        self._manager: AbstractAsyncContextManager[Self] | None = None
         self._lifespan_in: trio.MemorySendChannel[dict[str, Any]] | None = None
         self._lifespan_events: dict[str, trio.Event] = {}
         self._lifespan_messages: dict[str, dict[str, Any]] = {}
@@ -172,8 +177,8 @@ class TestClient:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        self._manager = self._lifecycle()
-        return await self._manager.__aenter__()
+        manager = self._manager = self._lifecycle()
+        return await manager.__aenter__()
 
     async def __aexit__(
         self,
@@ -181,6 +186,7 @@ class TestClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        assert self._manager is not None
         await self._manager.__aexit__(exc_type, exc, tb)
         if exc is None:
             self._raise_failures()
@@ -209,8 +215,8 @@ class TestClient:
                         error = body_error
                         nursery.cancel_scope.cancel()
                     else:
+                        await self._drain()
                         if self._use_lifespan:
-                            # The app drains its tasks (with its deadline) before it completes.
                             await self._lifespan("shutdown")
         finally:
             self._nursery = None
@@ -218,6 +224,21 @@ class TestClient:
                 listeners.remove(self._failures.append)
         if error is not None:
             raise error
+
+    async def _drain(self) -> None:
+        # As the owner of the request tasks, the client enforces the app's drain deadline the
+        # way a server does: wait until then, cancel what is left (the app names each task it
+        # loses), and only then run the lifespan shutdown.
+        runner = getattr(self.app, "background", None)
+        if runner is None or not self._calls:
+            return
+        with trio.move_on_at(runner.begin_drain()):
+            for call in list(self._calls):
+                await call.app_done.wait()
+        for call in list(self._calls):
+            call.scope.cancel()
+        for call in list(self._calls):
+            await call.app_done.wait()
 
     async def _lifespan(self, phase: str) -> None:
         assert self._nursery is not None
@@ -411,8 +432,9 @@ class TestClient:
 
     async def _run_app(self, scope: dict[str, Any], call: _Call) -> None:
         try:
-            async with call.to_client:
-                await self.app(scope, call.receive, call.send)
+            with call.scope:
+                async with call.to_client:
+                    await self.app(scope, call.receive, call.send)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the test closed a stream early; the app saw its send fail
         except Exception as error:  # surfaced to the caller, not as a nursery crash
