@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -37,7 +37,7 @@ class ServerError(Exception):
 
 @attrs.frozen
 class Cores:
-    """Where to pin processes: ``server`` and ``load`` are taskset CPU lists, or None for "anywhere".
+    """Where to pin processes: taskset CPU lists for ``server`` and ``load``, None for "anywhere".
 
     Two different cores keep the load generator from stealing the server's CPU, so the server's
     throughput is what we measure.
@@ -152,24 +152,30 @@ async def _wait_ready(server: Server) -> None:
     raise ServerError(f"{server.app} ({server.kind}) did not start:\n{server.output_tail()}")
 
 
-def stop(server: Server) -> None:
-    """Stop the server's process group: SIGTERM, then SIGKILL after ``STOP_TIMEOUT``."""
-    if server.process.poll() is None:
-        os.killpg(server.process.pid, signal.SIGTERM)
+def stop_all(servers: Sequence[Server]) -> None:
+    """Stop every server's process group: SIGTERM to all, then SIGKILL after ``STOP_TIMEOUT``.
+
+    All at once, because hypercorn's graceful shutdown takes a couple of seconds each.
+    """
+    for server in servers:
+        if server.process.poll() is None:
+            os.killpg(server.process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for server in servers:
         try:
-            server.process.wait(STOP_TIMEOUT)
+            server.process.wait(max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
             os.killpg(server.process.pid, signal.SIGKILL)
             server.process.wait(STOP_TIMEOUT)
-    # Give the forked worker a moment to follow its parent out before the next measurement.
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(server.process.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    server.output.close()
+        server.output.close()
+    # Give forked workers a moment to follow their parents out before the next measurement.
+    for server in servers:
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(server.process.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
 
 
 @contextmanager
@@ -183,16 +189,20 @@ def serving(
     """
     servers: dict[str, Server] = {}
     failures: dict[str, str] = {}
-    with ExitStack() as stack:
+    started: list[Server] = []
+    try:
+        # Start them all before waiting for any: importing the frameworks is most of the wait.
         for app, module in modules.items():
             log_dir = log_root / kind / app
             log_dir.mkdir(parents=True, exist_ok=True)
-            server = _start(app, module, kind, log_dir, cores.server)
-            stack.callback(stop, server)
+            started.append(_start(app, module, kind, log_dir, cores.server))
+        for server in started:
             try:
                 trio.run(_wait_ready, server)
             except ServerError as exc:
-                failures[app] = str(exc)
+                failures[server.app] = str(exc)
                 continue
-            servers[app] = server
+            servers[server.app] = server
         yield servers, failures
+    finally:
+        stop_all(started)

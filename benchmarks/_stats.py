@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterator, Mapping, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
-def interleaved(names: Sequence[str], rounds: int) -> Iterator[list[str]]:
+def interleaved(names: Sequence[T], rounds: int) -> Iterator[list[T]]:
     """Yield the order of ``names`` for each of ``rounds`` rounds, rotating the start each round.
 
     Rotation keeps any "first after a pause" or "right after the heavy one" effect from always
@@ -31,5 +34,5 @@ def paired_ratio(samples: Mapping[str, Sequence[float]], name: str, baseline: st
     Returns None when the baseline was not measured.
     """
     ours, theirs = samples.get(name, ()), samples.get(baseline, ())
-    pairs = [a / b for a, b in zip(ours, theirs) if b]
+    pairs = [a / b for a, b in zip(ours, theirs, strict=False) if b]
     return statistics.median(pairs) if pairs else None

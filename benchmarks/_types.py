@@ -11,7 +11,9 @@ Scope: TypeAlias = MutableMapping[str, Any]
 Message: TypeAlias = MutableMapping[str, Any]
 Receive: TypeAlias = Callable[[], Awaitable[Message]]
 Send: TypeAlias = Callable[[Message], Awaitable[None]]
-ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Loose on purpose: each framework types the ASGI triple its own way (dicts, TypedDict unions),
+# and parameter types are contravariant, so no precise alias accepts all five apps.
+ASGIApp: TypeAlias = Callable[[Any, Any, Any], Awaitable[None]]
 
 
 class AppFactory(Protocol):

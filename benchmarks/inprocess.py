@@ -1,6 +1,6 @@
 # In-process dispatch benchmark: microseconds per seed request, background tasks included.
 #
-# Every app is called directly (``benchmarks._driver``) under one ``trio.run``: N sequential requests
+# Every app is called directly (``benchmarks._driver``) under ``trio.run``: N sequential requests
 # per round, rounds interleaved across apps, the round's time running until the last task has
 # finished. Reported: the median time per request and the median per-round ratio to the bare app.
 from __future__ import annotations
@@ -72,7 +72,7 @@ async def _measure_kind(
             try:
                 await stack.enter_async_context(_driver.running(app))
                 await time_round(app, max(requests // 4, 20))
-            except Exception as exc:  # noqa: BLE001 -- any failure is reported, not raised
+            except Exception as exc:  # any failure is reported, not raised
                 failures[f"{kind}/{name}"] = f"{type(exc).__name__}: {exc}"
                 continue
             active.append(name)
@@ -110,7 +110,7 @@ def run(loaded: LoadedApps, *, rounds: int, requests: int) -> DispatchReport:
                 log_dir.mkdir(parents=True)
                 try:
                     apps[name] = factory(kind, log_dir=str(log_dir))
-                except Exception as exc:  # noqa: BLE001 -- a broken app is a result, not a crash
+                except Exception as exc:  # a broken app is a result, not a crash
                     failures[f"{kind}/{name}"] = f"{type(exc).__name__}: {exc}"
             results += trio.run(_measure_kind, kind, apps, rounds, requests, failures)
     return DispatchReport(tuple(results), failures)

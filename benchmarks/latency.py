@@ -74,8 +74,8 @@ async def _sample(
     none_servers: dict[str, _server.Server], sleep_servers: dict[str, _server.Server], samples: int
 ) -> dict[str, dict[str, list[float]]]:
     apps = [app for app in none_servers if app in sleep_servers]
-    times = {app: {"first_none": [], "second_none": [], "first_sleep": [], "second_sleep": []}
-             for app in apps}  # fmt: skip
+    series = ("first_none", "second_none", "first_sleep", "second_sleep")
+    times: dict[str, dict[str, list[float]]] = {app: {name: [] for name in series} for app in apps}
     for index, order in enumerate(_stats.interleaved(apps, samples)):
         for app in order:
             # Alternate which server goes first, so neither always follows the other.
@@ -96,14 +96,14 @@ def run(loaded: LoadedApps, *, samples: int) -> LatencyReport:
     """
     cores = _server.Cores.detect()
     failures: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="triobg-bench-") as tmp:
-        with (
-            _server.serving(loaded.modules, "none", Path(tmp), cores) as (none_servers, failed),
-            _server.serving(loaded.modules, "sleep", Path(tmp), cores) as (sleep_servers, failed2),
-        ):
-            failures.update({f"none/{app}": reason for app, reason in failed.items()})
-            failures.update({f"sleep/{app}": reason for app, reason in failed2.items()})
-            times = trio.run(_sample, none_servers, sleep_servers, samples)
+    with (
+        tempfile.TemporaryDirectory(prefix="triobg-bench-") as tmp,
+        _server.serving(loaded.modules, "none", Path(tmp), cores) as (none_servers, failed),
+        _server.serving(loaded.modules, "sleep", Path(tmp), cores) as (sleep_servers, failed2),
+    ):
+        failures.update({f"none/{app}": reason for app, reason in failed.items()})
+        failures.update({f"sleep/{app}": reason for app, reason in failed2.items()})
+        times = trio.run(_sample, none_servers, sleep_servers, samples)
     results = []
     for app, series in times.items():
         medians = {name: _stats.median(values) for name, values in series.items()}

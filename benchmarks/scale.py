@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import gc
+import math
 import time
 import tracemalloc
 from contextlib import AsyncExitStack
@@ -21,7 +22,7 @@ from benchmarks.inprocess import time_round
 
 #: Requests per timed batch at each pending level, and batches (their median is reported).
 BATCH = 100
-BATCHES = 3
+BATCHES = 5
 #: Apps always have the seed route and ``GET /count``; the rest are dummies.
 FIXED_ROUTES = 2
 
@@ -71,37 +72,62 @@ async def _answer_batch(app: ASGIApp, nursery: trio.Nursery, requests: int) -> f
     return (time.perf_counter_ns() - start) / 1e3 / requests
 
 
-async def _level(app: ASGIApp, nursery: trio.Nursery, pending: int) -> tuple[float, float]:
-    """Bytes per pending task and microseconds per further request with ``pending`` tasks blocked.
+async def _level(
+    app: ASGIApp, nursery: trio.Nursery, pending: int, *, trace: bool
+) -> tuple[float | None, float]:
+    """Bytes per pending task (if ``trace``) and microseconds per further request, with
+    ``pending`` tasks blocked.
 
     Leaves nothing behind: the gate is opened and every request and task has finished on return.
     """
     _work.GATE.reset()
     finished_before = _work.COMPLETED.value
     gc.collect()
-    tracemalloc.start()
+    if trace:
+        tracemalloc.start()
     try:
         held_before = tracemalloc.get_traced_memory()[0]
         await _answer_batch(app, nursery, pending)
         gc.collect()
         held = tracemalloc.get_traced_memory()[0] - held_before
     finally:
-        tracemalloc.stop()
-    # Timed without tracemalloc, which would slow every allocation.
-    times = [await _answer_batch(app, nursery, BATCH) for _ in range(BATCHES)]
+        if trace:
+            tracemalloc.stop()
+    times = []
+    for _ in range(BATCHES):
+        # Timed without tracemalloc, which slows every allocation, and after a full collection, so
+        # a collection the previous level left due does not land in one app's batch at random.
+        gc.collect()
+        times.append(await _answer_batch(app, nursery, BATCH))
     _work.GATE.open()
     await _driver.wait_for_completions(finished_before + pending + BATCH * BATCHES)
     with trio.fail_after(_driver.HANDSHAKE_TIMEOUT):
         # Apps that run tasks inside the ASGI call return from it only now.
         while nursery.child_tasks:  # noqa: ASYNC110 -- nothing to wait on but the nursery itself
             await trio.sleep(0.001)
-    return held / pending, _stats.median(times)
+    return (held / pending if trace else None), _stats.median(times)
 
 
-async def _pending_levels(name: str, app: ASGIApp, levels: tuple[int, ...]) -> list[PendingResult]:
+async def _pending_levels(
+    name: str, app: ASGIApp, levels: tuple[int, ...], rounds: int
+) -> list[PendingResult]:
+    memory: dict[int, float] = {}
+    times: dict[int, list[float]] = {pending: [] for pending in levels}
     async with _driver.running(app) as nursery:
-        await _level(app, nursery, BATCH)  # warm-up
-        return [PendingResult(name, pending, *await _level(app, nursery, pending)) for pending in levels]
+        await _level(app, nursery, BATCH, trace=False)  # warm-up
+        for index, order in enumerate(_stats.interleaved(levels, rounds)):
+            for pending in order:
+                # Memory is deterministic enough to trace once; timing needs every round.
+                bytes_per_task, us_per_request = await _level(
+                    app, nursery, pending, trace=index == 0
+                )
+                if bytes_per_task is not None:
+                    memory[pending] = bytes_per_task
+                times[pending].append(us_per_request)
+    return [
+        PendingResult(name, pending, memory.get(pending, math.nan), _stats.median(times[pending]))
+        for pending in levels
+    ]
 
 
 async def _routes(
@@ -114,7 +140,7 @@ async def _routes(
             try:
                 await stack.enter_async_context(_driver.running(app))
                 await time_round(app, max(requests // 4, 20))
-            except Exception as exc:  # noqa: BLE001 -- a broken app is a result, not a crash
+            except Exception as exc:  # a broken app is a result, not a crash
                 failures[f"routes/{key[0]}/{key[1]}"] = f"{type(exc).__name__}: {exc}"
                 continue
             active.append(key)
@@ -128,6 +154,7 @@ def run(
     loaded: LoadedApps,
     *,
     levels: tuple[int, ...],
+    level_rounds: int,
     route_counts: tuple[int, ...],
     rounds: int,
     requests: int,
@@ -137,6 +164,7 @@ def run(
     Args:
         loaded: The apps to measure; ``bare`` has no router and is left out of the routes test.
         levels: Numbers of pending tasks to measure at.
+        level_rounds: Passes over all levels (in rotating order); medians are reported.
         route_counts: Total route counts to measure at; the first is the reference for ratios.
         rounds: Interleaved rounds of the routes test.
         requests: Sequential requests per routes round.
@@ -145,8 +173,8 @@ def run(
     pending: list[PendingResult] = []
     for name, factory in loaded.factories.items():
         try:
-            pending += trio.run(_pending_levels, name, factory("block"), levels)
-        except Exception as exc:  # noqa: BLE001 -- a broken app is a result, not a crash
+            pending += trio.run(_pending_levels, name, factory("block"), levels, level_rounds)
+        except Exception as exc:  # a broken app is a result, not a crash
             failures[f"pending/{name}"] = f"{type(exc).__name__}: {exc}"
 
     apps: dict[tuple[str, int], ASGIApp] = {}

@@ -9,7 +9,7 @@ import enum
 import logging
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 import attrs
@@ -23,6 +23,7 @@ from triobg import (
     Header,
     HTMLResponse,
     HTTPException,
+    Path,
     PlainTextResponse,
     Query,
     RedirectResponse,
@@ -431,20 +432,19 @@ class TestErrors:
         """Declaration mistakes fail at import time with the reason."""
         app = App()
         with pytest.raises(TypeError, match="no such"):
-
-            @app.get("/a")
-            async def no_such_path_param(x: int = Query(), y: int = Body(), z: Any = None) -> None:
-                from triobg import Path
-
-                _ = Path
-
             app.add_route("/b", _path_only)
         with pytest.raises(ValueError, match="unknown HTTP method"):
             app.add_route("/c", _path_only, methods=["FETCH"])
+        with pytest.raises(TypeError, match="cannot be a generator"):
+            app.add_route("/d", _generator)
 
 
-def _path_only(missing: Annotated[int, __import__("triobg").Path()]) -> None:
+def _path_only(missing: Annotated[int, Path()]) -> None:
     return None
+
+
+def _generator() -> Iterator[int]:
+    yield 1
 
 
 class TestLifespan:
@@ -472,9 +472,12 @@ class TestLifespan:
     async def test_failing_startup_is_reported_clearly(self) -> None:
         """A startup error surfaces with its type and message."""
 
+        def connect() -> None:
+            raise ConnectionError("cannot reach db")
+
         @contextlib.asynccontextmanager
         async def lifespan(app: App) -> AsyncIterator[None]:
-            raise ConnectionError("cannot reach db")
+            connect()
             yield
 
         with pytest.raises(RuntimeError, match="startup failed: ConnectionError: cannot reach db"):
@@ -556,7 +559,12 @@ class TestBodyIsAlwaysConsumed:
                 assert reads == chunks
             sent.append(message)
 
-        scope = {"type": "http", "method": "POST", "path": "/ignore", "headers": []}
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/ignore",
+            "headers": [(b"transfer-encoding", b"chunked")],
+        }
         with trio.fail_after(5):
             await app(scope, receive, send)
         assert sent[0]["status"] == 200

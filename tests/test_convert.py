@@ -34,8 +34,16 @@ class TestScalars:
             (bool, "yes", True),
             (bool, "0", False),
             (str, "x", "x"),
-            (uuid.UUID, "12345678-1234-5678-1234-567812345678", uuid.UUID(int=0x12345678123456781234567812345678)),
-            (dt.datetime, "2024-05-01T12:30:00+00:00", dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.UTC)),
+            (
+                uuid.UUID,
+                "12345678-1234-5678-1234-567812345678",
+                uuid.UUID(int=0x12345678123456781234567812345678),
+            ),
+            (
+                dt.datetime,
+                "2024-05-01T12:30:00+00:00",
+                dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.UTC),
+            ),
             (dt.date, "2024-05-01", dt.date(2024, 5, 1)),
             (Color, "blue", Color.BLUE),
             (Literal["a", "b"], "b", "b"),
@@ -128,7 +136,7 @@ class TestBodies:
     ) -> None:
         """Strings are not numbers, booleans are not numbers, strings are not lists."""
         found = self.errors(payload)
-        assert any(l == loc and message in m for l, m in found), found
+        assert any(where == loc and message in m for where, m in found), found
 
     def test_integral_floats_are_accepted_as_ints_but_fractions_are_not(self) -> None:
         """``2.0`` is the integer 2 (JSON has one number type); ``2.5`` is an error."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, Unpack
 
 import trio
@@ -18,7 +18,7 @@ from ._dependencies import DependencyOverrides
 from ._errors import DEFAULT_HANDLERS, ExceptionHandler
 from ._exceptions import HTTPException
 from ._lifespan import handle_lifespan
-from ._params import Depends
+from ._params import DependsInfo
 from ._pipeline import handle_http
 from ._requests import Receive, RequestLimits, State
 from ._responses import RedirectResponse, Send, is_same_site_reference
@@ -67,7 +67,7 @@ class App:
         self,
         *,
         lifespan: Lifespan | None = None,
-        dependencies: Sequence[Depends] | None = None,
+        dependencies: Sequence[DependsInfo] | None = None,
         drain_timeout: float = 30.0,
         max_running_tasks: int | None = 1024,
         max_queued_tasks: int | None = 65536,
@@ -156,7 +156,7 @@ class App:
         return self.router.options(path, **options)
 
     def include_router(
-        self, router: Router, *, prefix: str = "", dependencies: Sequence[Depends] | None = None
+        self, router: Router, *, prefix: str = "", dependencies: Sequence[DependsInfo] | None = None
     ) -> None:
         """Add ``router``'s routes (as they are now) under ``prefix``."""
         self.router.include_router(router, prefix=prefix, dependencies=dependencies)
@@ -201,6 +201,8 @@ class App:
 
     def _build_stack(self) -> ASGIApp:
         app: ASGIApp = self._dispatch
+        if not self._middleware:
+            return app
         for middleware, options in self._middleware:
             app = middleware(app, **options)
         return app
@@ -208,16 +210,15 @@ class App:
     async def _dispatch(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await handle_http(self, scope, receive, send)
-        elif kind == "lifespan":
-            await handle_lifespan(self, scope, receive, send)
-        elif kind == "websocket":
+            return await handle_http(self, scope, receive, send)
+        if kind == "lifespan":
+            return await handle_lifespan(self, scope, receive, send)
+        if kind == "websocket":
             await receive()
-            await send({"type": "websocket.close", "code": 1000})
-        else:
-            raise RuntimeError(f"triobg does not handle ASGI scope type {kind!r}")
+            return await send({"type": "websocket.close", "code": 1000})
+        raise RuntimeError(f"triobg does not handle ASGI scope type {kind!r}")
 
-    def _find_route(self, scope: dict[str, Any]) -> tuple[Route, dict[str, str]]:
+    def _find_route(self, scope: dict[str, Any]) -> tuple[Route, Mapping[str, str]]:
         """Match the request to a route.
 
         Raises:
@@ -246,7 +247,7 @@ class App:
             if "GET" in allowed:
                 allowed.add("HEAD")
             raise HTTPException(405, headers={"allow": ", ".join(sorted(allowed))})
-        return route, dict(found.params)
+        return route, found.params
 
     def _build_table(self) -> PathTable[Route]:
         table: PathTable[Route] = PathTable()

@@ -154,13 +154,14 @@ class BackgroundTasks:
     then run after the injected object's tasks.
     """
 
-    __slots__ = ("_label", "_next", "_runner", "_state", "_tasks")
+    __slots__ = ("_method", "_next", "_path", "_runner", "_state", "_tasks")
 
     def __init__(self) -> None:
         self._tasks: list[BackgroundTask] = []
         self._next = 0
         self._runner: BackgroundRunner | None = None
-        self._label = ""
+        self._method = ""
+        self._path = ""
         self._state = _COLLECTING
 
     def add_task(self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
@@ -194,6 +195,11 @@ class BackgroundTasks:
     def __repr__(self) -> str:
         names = ", ".join(t.name for t in self._tasks)
         return f"<BackgroundTasks [{names}]>"
+
+    @property
+    def _label(self) -> str:
+        """``METHOD /path`` of the request, for log lines (built only when one is written)."""
+        return f"{self._method} {self._path}" if self._method else "(no request)"
 
     def _pending(self) -> list[BackgroundTask]:
         return self._tasks[self._next :]
@@ -275,7 +281,8 @@ class BackgroundRunner:
 
     def _bind(self, tasks: BackgroundTasks, method: str, path: str) -> None:
         tasks._runner = self
-        tasks._label = f"{method} {path}"
+        tasks._method = method
+        tasks._path = path
 
     def _merge(self, into: BackgroundTasks, extra: BackgroundTasks | None) -> None:
         """Append a response's own ``background`` tasks to the request's tasks, accounting them."""
@@ -372,21 +379,21 @@ class BackgroundRunner:
             task = items[tasks._next]
             if task.is_async:
                 tasks._next += 1
-                await self._run_async(task, tasks._label)
+                await self._run_async(task, tasks)
             else:
                 end = tasks._next + 1
                 while end < len(items) and not items[end].is_async:
                     end += 1
                 await self._run_threaded(items[tasks._next : end], tasks)
 
-    async def _run_async(self, task: BackgroundTask, label: str) -> None:
+    async def _run_async(self, task: BackgroundTask, tasks: BackgroundTasks) -> None:
         self._start()
         try:
             await task.func(*task.args, **task.kwargs)
         except Exception as error:
-            await self._failed_one(task, label, error)
+            await self._failed_one(task, tasks._label, error)
         except BaseException:
-            self._cancelled_running(task, label, self._why_cancelled())
+            self._cancelled_running(task, tasks._label, self._why_cancelled())
             raise
         else:
             self._completed_one()

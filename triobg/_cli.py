@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative,
         metavar="S",
         help="seconds in-flight connections get at shutdown before being cancelled "
-        "(default: drain timeout + 2, so the drain is never cut short)",
+        "(default: drain timeout + 0.25, so the drain is never cut short)",
     )
     parser.add_argument(
         "--keep-alive",
@@ -274,8 +274,8 @@ def _run_hypercorn(app: App, args: argparse.Namespace, options: dict[str, Any]) 
         f"{app.background.drain_timeout!r}, {args.log_level!r})"
     )
     print(
-        f"triobg: serving on {', '.join(config.bind)} with {args.workers} hypercorn trio "
-        f"worker(s) (CTRL+C to quit)",
+        f"triobg: starting {args.workers} hypercorn trio worker(s) on {', '.join(config.bind)}; "
+        "each logs the URL it serves (CTRL+C to quit)",
         file=sys.stderr,
         flush=True,
     )

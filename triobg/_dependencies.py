@@ -36,7 +36,7 @@ from ._convert import (
 )
 from ._encode import converter as body_converter
 from ._exceptions import HTTPException, RequestValidationError
-from ._params import REQUIRED, Body, Depends, Header, Param, Path, Query
+from ._params import REQUIRED, DependsInfo, ParamInfo
 from ._requests import Request
 from ._responses import Response
 
@@ -59,7 +59,7 @@ class ParamSpec:
     many: bool
     required: bool
     default: Any
-    marker: Param
+    marker: ParamInfo
 
 
 @attrs.frozen
@@ -72,7 +72,7 @@ class BodySpec:
     required: bool
     default: Any
     embed: bool
-    marker: Param
+    marker: ParamInfo
 
 
 @attrs.frozen(eq=False)
@@ -197,7 +197,7 @@ class Compiler:
         self._done: dict[Any, Dependant] = {}
         self._visiting: set[Any] = set()
 
-    def plan(self, handler: Callable[..., Any], dependencies: list[Depends]) -> Plan:
+    def plan(self, handler: Callable[..., Any], dependencies: list[DependsInfo]) -> Plan:
         root = self.dependant(handler, extra=dependencies, is_handler=True)
         readers: list[Dependant] = []
         seen: set[int] = set()
@@ -232,7 +232,7 @@ class Compiler:
         self,
         call: Callable[..., Any],
         *,
-        extra: list[Depends] | None = None,
+        extra: list[DependsInfo] | None = None,
         is_handler: bool = False,
     ) -> Dependant:
         call = self._overrides.get(call, call)
@@ -250,7 +250,7 @@ class Compiler:
         return dependant
 
     def _compile(
-        self, call: Callable[..., Any], extra: list[Depends], is_handler: bool
+        self, call: Callable[..., Any], extra: list[DependsInfo], is_handler: bool
     ) -> Dependant:
         kind = _kind_of(call)
         if is_handler and kind in (CallKind.ASYNC_GEN, CallKind.SYNC_GEN):
@@ -264,11 +264,11 @@ class Compiler:
             if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
                 continue
             annotation, extras = _split_annotated(hints.get(parameter.name, Any))
-            marker: Any = next((e for e in extras if isinstance(e, Param | Depends)), None)
+            marker: Any = next((e for e in extras if isinstance(e, ParamInfo | DependsInfo)), None)
             default = parameter.default
-            if isinstance(default, Param | Depends):
+            if isinstance(default, ParamInfo | DependsInfo):
                 marker, default = default, parameter.empty
-            if isinstance(marker, Depends):
+            if isinstance(marker, DependsInfo):
                 deps.append(self._sub(parameter.name, marker, annotation))
                 continue
             if marker is None:
@@ -282,15 +282,15 @@ class Compiler:
                     response_arg = parameter.name
                     continue
                 if parameter.name in self._path_params:
-                    marker = Path()
+                    marker = ParamInfo(source="path")
                 elif is_scalar(annotation):
-                    marker = Query()
+                    marker = ParamInfo(source="query")
                 else:
-                    marker = Body()
+                    marker = ParamInfo(source="body")
             if marker.default is not REQUIRED:
                 default = marker.default
             required = default is parameter.empty or default is REQUIRED
-            if isinstance(marker, Body):
+            if marker.source == "body":
                 wire = marker.alias or parameter.name
                 body.append(
                     BodySpec(
@@ -309,7 +309,7 @@ class Compiler:
             response_arg, factory,
         )  # fmt: skip
 
-    def _sub(self, arg: str | None, marker: Depends, annotation: Any) -> SubDependency:
+    def _sub(self, arg: str | None, marker: DependsInfo, annotation: Any) -> SubDependency:
         target = marker.dependency
         if target is None:
             target, _ = strip_optional(annotation)
@@ -322,11 +322,11 @@ class Compiler:
         call: Callable[..., Any],
         name: str,
         annotation: Any,
-        marker: Param,
+        marker: ParamInfo,
         required: bool,
         default: Any,
     ) -> ParamSpec:
-        if isinstance(marker, Path):
+        if marker.source == "path":
             if name not in self._path_params and (marker.alias or name) not in self._path_params:
                 raise TypeError(
                     f"{getattr(call, '__name__', call)!r} declares path parameter {name!r}, "
@@ -335,12 +335,12 @@ class Compiler:
             required, default = True, REQUIRED
         inner, _ = strip_optional(annotation)
         item = sequence_item(inner)
-        many = item is not None and not isinstance(marker, Path)
+        many = item is not None and marker.source != "path"
         try:
             convert = scalar_converter(item if many else annotation)
         except TypeError as error:
             raise TypeError(f"parameter {name!r} of {call!r}: {error}") from None
-        if isinstance(marker, Header):
+        if marker.source == "header":
             wire = marker.alias or (name.replace("_", "-") if marker.convert_underscores else name)
             wire = wire.lower()
         else:
@@ -353,7 +353,7 @@ class Compiler:
 # --- solving ---------------------------------------------------------------------------------
 
 
-def _check_bounds(value: Any, marker: Param) -> str | None:
+def _check_bounds(value: Any, marker: ParamInfo) -> str | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         if marker.gt is not None and not value > marker.gt:
             return f"must be greater than {marker.gt}"
@@ -371,7 +371,7 @@ def _check_bounds(value: Any, marker: Param) -> str | None:
     return None
 
 
-def _has_bounds(marker: Param) -> bool:
+def _has_bounds(marker: ParamInfo) -> bool:
     return any(
         v is not None
         for v in (marker.gt, marker.ge, marker.lt, marker.le, marker.min_length, marker.max_length)
@@ -470,9 +470,26 @@ async def read_inputs(
         HTTPException: the body has a content type other than JSON (415) or is too large (413).
     """
     errors: list[ErrorDetail] = []
-    body_values: dict[str, Any] = {}
-    if plan.body:
-        body_values = await _load_body(plan, request, errors)
+    body_values = await _load_body(plan, request, errors)
+    return read_values(plan, request, path_params, body_values, errors)
+
+
+def read_values(
+    plan: Plan,
+    request: Request,
+    path_params: Mapping[str, str],
+    body_values: dict[str, Any] | None = None,
+    errors: list[ErrorDetail] | None = None,
+) -> dict[int, dict[str, Any]]:
+    """Pass one without a body to await (the common case): path, query, headers, cookies.
+
+    Raises:
+        RequestValidationError: at least one value is missing or invalid (422).
+    """
+    if errors is None:
+        errors = []
+    if body_values is None:
+        body_values = {}
     inputs: dict[int, dict[str, Any]] = {}
     for reader in plan.readers:
         values: dict[str, Any] = {}
@@ -528,18 +545,38 @@ class Teardown:
             await stack.__aexit__(type(error), error, error.__traceback__)
 
 
-@attrs.define
 class Solving:
     """Per-request state of pass two: the dependency cache and the teardown stacks."""
 
-    request: Request
-    inputs: dict[int, dict[str, Any]]
-    tasks: BackgroundTasks | None
-    response: Response | None
-    teardown: Teardown
-    function_stack: contextlib.AsyncExitStack | None
-    sync_limiter: trio.CapacityLimiter
-    cache: dict[Any, Any] = attrs.field(factory=dict)
+    __slots__ = (
+        "cache",
+        "function_stack",
+        "inputs",
+        "request",
+        "response",
+        "sync_limiter",
+        "tasks",
+        "teardown",
+    )
+
+    def __init__(
+        self,
+        request: Request,
+        inputs: dict[int, dict[str, Any]],
+        tasks: BackgroundTasks | None,
+        response: Response | None,
+        teardown: Teardown,
+        function_stack: contextlib.AsyncExitStack | None,
+        sync_limiter: trio.CapacityLimiter,
+    ) -> None:
+        self.request = request
+        self.inputs = inputs
+        self.tasks = tasks
+        self.response = response
+        self.teardown = teardown
+        self.function_stack = function_stack
+        self.sync_limiter = sync_limiter
+        self.cache: dict[Any, Any] = {}
 
 
 async def call_dependant(dep: Dependant, solving: Solving) -> Any:
@@ -581,20 +618,25 @@ async def _invoke(dep: Dependant, scope: str, solving: Solving) -> Any:
         stack = solving.teardown.get()
     # Generator dependencies: enter now, exit later from the stack (in reverse order), with the
     # handler's exception thrown in so the dependency can see it and roll back.
-    return await _enter_generator(dep, stack, await _gather(dep, solving))
+    return await _enter_generator(dep, stack, await _gather(dep, solving), solving.sync_limiter)
 
 
 async def _enter_generator(
-    dep: Dependant, stack: contextlib.AsyncExitStack, kwargs: dict[str, Any]
+    dep: Dependant,
+    stack: contextlib.AsyncExitStack,
+    kwargs: dict[str, Any],
+    limiter: trio.CapacityLimiter,
 ) -> Any:
     assert dep.context_factory is not None
     manager = dep.context_factory(**kwargs)
     if dep.kind is CallKind.ASYNC_GEN:
         return await stack.enter_async_context(manager)
-    value = await trio.to_thread.run_sync(manager.__enter__)
+    # A plain generator runs on both sides of its ``yield`` in a worker thread, under the same
+    # limiter and context rules as any sync dependency.
+    value = await run_sync(manager.__enter__, {}, limiter)
 
     async def exit_in_thread(*exc_info: Any) -> bool:
-        return bool(await trio.to_thread.run_sync(manager.__exit__, *exc_info))
+        return bool(await run_sync(manager.__exit__, dict(zip(_EXIT_ARGS, exc_info)), limiter))
 
     stack.push_async_exit(exit_in_thread)
     return value
@@ -619,3 +661,4 @@ async def run_sync(
 
 
 _UNSET: Any = object()
+_EXIT_ARGS = ("typ", "value", "traceback")

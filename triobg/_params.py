@@ -1,8 +1,10 @@
 # Parameter markers: where a handler argument comes from, and ``Depends``.
 #
-# These are plain frozen values read once, when a route is declared (``_dependencies.py``
-# compiles them into a plan). Usable as defaults (``q: str = Query("x")``) or inside
-# ``Annotated[str, Query()]``, as in FastAPI.
+# The public names (``Query``, ``Depends``, ...) are functions returning ``Any``, as in FastAPI,
+# so that ``q: str = Query("x")`` and ``db: Session = Depends(get_db)`` type-check under
+# ``mypy --strict`` in users' code. What they return are plain frozen ``*Info`` values, read once
+# when a route is declared (``_dependencies.py`` compiles them into a plan). Usable as defaults
+# or inside ``Annotated[str, Query()]``.
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -20,74 +22,175 @@ class _Required:
 
 REQUIRED: Any = _Required()
 
+Source = Literal["path", "query", "header", "cookie", "body"]
+
+
+@attrs.frozen(kw_only=True)
+class ParamInfo:
+    """What a parameter marker declared: its source, default, wire name and bounds."""
+
+    source: Source
+    default: Any = REQUIRED
+    alias: str | None = None
+    description: str | None = None
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    convert_underscores: bool = True
+    embed: bool = False
+
 
 @attrs.frozen
-class Param:
-    """Common options of every request parameter marker.
+class DependsInfo:
+    """What ``Depends(...)`` declared."""
+
+    dependency: Callable[..., Any] | None = None
+    use_cache: bool = attrs.field(default=True, kw_only=True)
+    scope: Literal["request", "function"] = attrs.field(default="request", kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        if self.scope not in ("request", "function"):
+            raise ValueError(f"Depends scope must be 'request' or 'function', not {self.scope!r}")
+
+
+def Path(
+    default: Any = REQUIRED,
+    *,
+    alias: str | None = None,
+    description: str | None = None,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    min_length: int | None = None,
+    max_length: int | None = None,
+) -> Any:
+    """A value from the URL path: ``/items/{item_id}``. Path values are always required.
 
     Args:
-        default: Used when the request does not carry the value; ``REQUIRED`` when omitted.
-        alias: The name on the wire when it differs from the Python name.
+        default: Ignored for path values (kept for call-shape compatibility).
+        alias: The name in the route template when it differs from the Python name.
+        description: For documentation.
+        gt, ge, lt, le: Bounds a number must respect.
+        min_length, max_length: Bounds on the length of a string.
+    """
+    return ParamInfo(
+        source="path", default=default, alias=alias, description=description, gt=gt, ge=ge,
+        lt=lt, le=le, min_length=min_length, max_length=max_length,
+    )  # fmt: skip
+
+
+def Query(
+    default: Any = REQUIRED,
+    *,
+    alias: str | None = None,
+    description: str | None = None,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    min_length: int | None = None,
+    max_length: int | None = None,
+) -> Any:
+    """A value from the query string; annotate ``list[X]`` to collect repeated keys.
+
+    Args:
+        default: Used when the key is absent; omitted, the key is required.
+        alias: The key on the wire when it differs from the Python name.
         description: For documentation.
         gt, ge, lt, le: Bounds a number must respect.
         min_length, max_length: Bounds on the length of a string or list.
     """
-
-    default: Any = REQUIRED
-    alias: str | None = attrs.field(default=None, kw_only=True)
-    description: str | None = attrs.field(default=None, kw_only=True)
-    gt: float | None = attrs.field(default=None, kw_only=True)
-    ge: float | None = attrs.field(default=None, kw_only=True)
-    lt: float | None = attrs.field(default=None, kw_only=True)
-    le: float | None = attrs.field(default=None, kw_only=True)
-    min_length: int | None = attrs.field(default=None, kw_only=True)
-    max_length: int | None = attrs.field(default=None, kw_only=True)
-
-    source: Literal["path", "query", "header", "cookie", "body"] = attrs.field(
-        default="query", init=False
-    )
+    return ParamInfo(
+        source="query", default=default, alias=alias, description=description, gt=gt, ge=ge,
+        lt=lt, le=le, min_length=min_length, max_length=max_length,
+    )  # fmt: skip
 
 
-@attrs.frozen
-class Path(Param):
-    """A value from the URL path: ``/items/{item_id}``."""
+def Header(
+    default: Any = REQUIRED,
+    *,
+    alias: str | None = None,
+    convert_underscores: bool = True,
+    description: str | None = None,
+    min_length: int | None = None,
+    max_length: int | None = None,
+) -> Any:
+    """A request header: ``user_agent`` reads ``User-Agent``.
 
-    source: Literal["path"] = attrs.field(default="path", init=False)
-
-
-@attrs.frozen
-class Query(Param):
-    """A value from the query string; annotate ``list[X]`` for repeated keys."""
-
-    source: Literal["query"] = attrs.field(default="query", init=False)
-
-
-@attrs.frozen
-class Header(Param):
-    """A request header; ``user_agent`` reads ``User-Agent`` (``convert_underscores=False``
-    turns that off)."""
-
-    convert_underscores: bool = attrs.field(default=True, kw_only=True)
-    source: Literal["header"] = attrs.field(default="header", init=False)
-
-
-@attrs.frozen
-class Cookie(Param):
-    """A request cookie."""
-
-    source: Literal["cookie"] = attrs.field(default="cookie", init=False)
+    Args:
+        default: Used when the header is absent; omitted, the header is required.
+        alias: The header name when it differs from the Python name.
+        convert_underscores: Read ``x_token`` as ``x-token`` (the default).
+        description: For documentation.
+        min_length, max_length: Bounds on the value's length.
+    """
+    return ParamInfo(
+        source="header", default=default, alias=alias, description=description,
+        convert_underscores=convert_underscores, min_length=min_length, max_length=max_length,
+    )  # fmt: skip
 
 
-@attrs.frozen
-class Body(Param):
-    """A JSON body, or with ``embed=True`` (or several body parameters) a field of it."""
+def Cookie(
+    default: Any = REQUIRED,
+    *,
+    alias: str | None = None,
+    description: str | None = None,
+    min_length: int | None = None,
+    max_length: int | None = None,
+) -> Any:
+    """A request cookie, by name.
 
-    embed: bool = attrs.field(default=False, kw_only=True)
-    source: Literal["body"] = attrs.field(default="body", init=False)
+    Args:
+        default: Used when the cookie is absent; omitted, the cookie is required.
+        alias: The cookie name when it differs from the Python name.
+        description: For documentation.
+        min_length, max_length: Bounds on the value's length.
+    """
+    return ParamInfo(
+        source="cookie", default=default, alias=alias, description=description,
+        min_length=min_length, max_length=max_length,
+    )  # fmt: skip
 
 
-@attrs.frozen
-class Depends:
+def Body(
+    default: Any = REQUIRED,
+    *,
+    embed: bool = False,
+    alias: str | None = None,
+    description: str | None = None,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    min_length: int | None = None,
+    max_length: int | None = None,
+) -> Any:
+    """The JSON body, or with ``embed=True`` (or several body parameters) one key of it.
+
+    Args:
+        default: Used when the body (or key) is absent; omitted, it is required.
+        embed: Read ``{"name": value}`` instead of the bare value.
+        alias: The key when it differs from the Python name.
+        description: For documentation.
+        gt, ge, lt, le: Bounds a number must respect.
+        min_length, max_length: Bounds on the length of a string or list.
+    """
+    return ParamInfo(
+        source="body", default=default, embed=embed, alias=alias, description=description,
+        gt=gt, ge=ge, lt=lt, le=le, min_length=min_length, max_length=max_length,
+    )  # fmt: skip
+
+
+def Depends(
+    dependency: Callable[..., Any] | None = None,
+    *,
+    use_cache: bool = True,
+    scope: Literal["request", "function"] = "request",
+) -> Any:
     """Declare a dependency: ``db: Session = Depends(get_db)``.
 
     Args:
@@ -99,11 +202,4 @@ class Depends:
             can use the resource; ``"function"`` tears down as soon as the handler returns,
             before the response is sent.
     """
-
-    dependency: Callable[..., Any] | None = None
-    use_cache: bool = attrs.field(default=True, kw_only=True)
-    scope: Literal["request", "function"] = attrs.field(default="request", kw_only=True)
-
-    def __attrs_post_init__(self) -> None:
-        if self.scope not in ("request", "function"):
-            raise ValueError(f"Depends scope must be 'request' or 'function', not {self.scope!r}")
+    return DependsInfo(dependency, use_cache=use_cache, scope=scope)

@@ -21,7 +21,7 @@ import typing
 from typing import Any
 
 from ._background import BackgroundTasks
-from ._dependencies import Solving, Teardown, call_dependant, read_inputs
+from ._dependencies import Solving, Teardown, call_dependant, read_inputs, read_values
 from ._errors import error_response
 from ._requests import Receive, Request
 from ._responses import Response, Send
@@ -49,9 +49,14 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
             runner._discard(
                 tasks, f"the request failed ({type(error).__name__}) before its response was sent"
             )
-        await request._drain()
-        runner._merge(tasks, response.background)
-        if not await _send(response, request, send):
+        if request._has_unread_body():
+            await request._drain()
+        if response.background is not None:
+            runner._merge(tasks, response.background)
+        try:
+            await response._send(send, head=request.method == "HEAD")
+        except Exception:
+            logger.exception("sending the response to %s %s failed", request.method, request.path)
             runner._discard(tasks, "the response could not be delivered")
         # The client now has the whole response; what follows cannot delay it.
         await runner.run(tasks)
@@ -83,7 +88,10 @@ async def _respond(
     route, path_params = app._find_route(request.scope)
     request.path_params = path_params
     plan = route.plan(app.dependency_overrides)
-    inputs = await read_inputs(plan, request, path_params)
+    if plan.body:
+        inputs = await read_inputs(plan, request, path_params)
+    else:
+        inputs = read_values(plan, request, path_params)
     injected = new_injected_response() if plan.needs_response else None
     if not plan.function_teardown:
         solving = Solving(request, inputs, tasks, injected, teardown, None, app.sync_limiter)
@@ -96,12 +104,3 @@ async def _respond(
         )
         result = await call_dependant(plan.root, solving)
     return route.make_response(result, injected)
-
-
-async def _send(response: Response, request: Request, send: Send) -> bool:
-    try:
-        await response._send(send, head=request.method == "HEAD")
-    except Exception:
-        logger.exception("sending the response to %s %s failed", request.method, request.path)
-        return False
-    return True

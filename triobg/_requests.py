@@ -12,7 +12,7 @@ import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 import attrs
 
@@ -125,7 +125,7 @@ class Request:
         self._receive = receive
         self.app = app
         self.limits: RequestLimits = app.limits
-        self.path_params: dict[str, str] = {}
+        self.path_params: Mapping[str, str] = {}
         self._headers: Headers | None = None
         self._query: QueryParams | None = None
         self._cookies: dict[str, str] | None = None
@@ -163,17 +163,12 @@ class Request:
                 self._query = QueryParams([])
             else:
                 limit = self.limits.max_query_params
-                items = parse_qsl(
-                    raw.decode("latin-1"),
-                    keep_blank_values=True,
-                    errors="replace",
-                    max_num_fields=None,
-                )
-                if len(items) > limit:
+                count = raw.count(b"&") + raw.count(b";") + 1
+                if count > limit:  # refuse before doing any work for the flood
                     raise HTTPException(
-                        400, f"too many query parameters: {len(items)} (the limit is {limit})"
+                        400, f"too many query parameters: {count} (the limit is {limit})"
                     )
-                self._query = QueryParams(items)
+                self._query = QueryParams(parse_query(raw))
         return self._query
 
     @property
@@ -260,6 +255,24 @@ class Request:
         """Whether the client has gone away (only known once the body has been read)."""
         return self._disconnected
 
+    def _has_unread_body(self) -> bool:
+        """Whether the client announced a body that nobody has read yet.
+
+        A request without ``Content-Length``/``Transfer-Encoding`` (or with length 0) queues at
+        most one empty message in the server, so there is nothing to drain and the pipeline can
+        skip a ``receive`` round trip.
+        """
+        if self._body_done:
+            return False
+        if self.scope.get("http_version") in ("2", "3"):
+            return True  # HTTP/2 and /3 bodies need not announce a length
+        for name, value in self.scope.get("headers", ()):
+            if name == b"content-length":
+                return value.strip() not in (b"0", b"")
+            if name == b"transfer-encoding":
+                return True
+        return False
+
     async def _drain(self) -> None:
         # Read and discard what the handler left unread: hypercorn's trio worker blocks the
         # connection once its per-request queue (10 messages) is full and nobody reads it.
@@ -270,6 +283,26 @@ class Request:
                 break
             self._body_done = not message.get("more_body", False)
         self._body_done = True
+
+
+def parse_query(raw: bytes) -> list[tuple[str, str]]:
+    """Split a query string into ``(name, value)`` pairs, keeping blanks and order.
+
+    Percent-escapes and ``+`` are decoded as UTF-8 (invalid sequences become U+FFFD, never an
+    error); pairs without ``=`` have an empty value. Faster than ``parse_qsl`` for the short
+    query strings most requests carry, because plain pairs skip unquoting entirely.
+    """
+    text = raw.decode("utf-8", errors="replace")
+    items: list[tuple[str, str]] = []
+    for part in text.replace(";", "&").split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if "%" in part or "+" in part:
+            name = unquote_plus(name, errors="replace")
+            value = unquote_plus(value, errors="replace")
+        items.append((name, value))
+    return items
 
 
 def parse_json(raw: bytes, max_depth: int) -> Any:

@@ -6,6 +6,8 @@
 # themselves: a ``background=`` given here is merged into the request's one ``BackgroundTasks``.
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import typing
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
@@ -70,13 +72,12 @@ class Response:
         )
 
     def _init_content_headers(self, media_type: str | None) -> None:
-        names = {k for k, _ in self._raw}
+        raw = self._raw
+        names = {k for k, _ in raw} if raw else ()
         if b"content-length" not in names and not _no_body_status(self.status_code):
-            self._raw.append((b"content-length", str(len(self.body)).encode()))
+            raw.append((b"content-length", str(len(self.body)).encode()))
         if media_type is not None and b"content-type" not in names:
-            if media_type.startswith("text/") and "charset=" not in media_type:
-                media_type = f"{media_type}; charset={self.charset}"
-            self._raw.append((b"content-type", media_type.encode("latin-1")))
+            raw.append((b"content-type", _content_type(media_type, self.charset)))
 
     @property
     def headers(self) -> MutableHeaders:
@@ -145,6 +146,13 @@ class Response:
             {"type": "http.response.start", "status": self.status_code, "headers": self._raw}
         )
         await send({"type": "http.response.body", "body": b"" if head else self.body})
+
+
+@functools.cache
+def _content_type(media_type: str, charset: str) -> bytes:
+    if media_type.startswith("text/") and "charset=" not in media_type:
+        media_type = f"{media_type}; charset={charset}"
+    return media_type.encode("latin-1")
 
 
 def _no_body_status(status: int) -> bool:
@@ -242,17 +250,25 @@ class StreamingResponse(Response):
             {"type": "http.response.start", "status": self.status_code, "headers": self._raw}
         )
         if not head:
-            async for chunk in _iterate(self._content):
-                data = chunk.encode(self.charset) if isinstance(chunk, str) else bytes(chunk)
-                if data:
-                    await send({"type": "http.response.body", "body": data, "more_body": True})
+            # ``aclosing``: a send cut off (client gone, shutdown) must close the generators
+            # now, not leave them to the garbage collector.
+            async with contextlib.aclosing(_iterate(self._content)) as chunks:
+                async for chunk in chunks:
+                    data = chunk.encode(self.charset) if isinstance(chunk, str) else bytes(chunk)
+                    if data:
+                        await send({"type": "http.response.body", "body": data, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
 
-async def _iterate(content: ContentStream) -> typing.AsyncIterator[str | bytes]:
+async def _iterate(content: ContentStream) -> typing.AsyncGenerator[str | bytes, None]:
     if isinstance(content, AsyncIterable):
-        async for chunk in content:
-            yield chunk
+        try:
+            async for chunk in content:
+                yield chunk
+        finally:
+            aclose = getattr(content, "aclose", None)
+            if aclose is not None:
+                await aclose()
         return
     iterator = iter(content)
     while True:

@@ -11,7 +11,7 @@ from typing import Any, TypedDict, TypeVar, Unpack
 import attrs
 
 from ._dependencies import Compiler, DependencyOverrides, Plan
-from ._params import Depends
+from ._params import DependsInfo
 from ._responses import JSONResponse, Response
 from ._routing import compile_path
 
@@ -30,7 +30,7 @@ class RouteOptions(TypedDict, total=False):
 
     status_code: int
     response_class: type[Response]
-    dependencies: Sequence[Depends] | None
+    dependencies: Sequence[DependsInfo] | None
     name: str | None
 
 
@@ -59,7 +59,7 @@ class Route:
     endpoint: Callable[..., Any]
     status_code: int = 200
     response_class: type[Response] = JSONResponse
-    dependencies: list[Depends] = attrs.field(factory=list)
+    dependencies: list[DependsInfo] = attrs.field(factory=list)
     name: str = ""
     _plan: Plan | None = attrs.field(default=None, init=False, repr=False)
     _plan_version: int = attrs.field(default=-1, init=False, repr=False)
@@ -107,7 +107,9 @@ class Router:
             such as authentication).
     """
 
-    def __init__(self, *, prefix: str = "", dependencies: Sequence[Depends] | None = None) -> None:
+    def __init__(
+        self, *, prefix: str = "", dependencies: Sequence[DependsInfo] | None = None
+    ) -> None:
         if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
             raise ValueError(f"router prefix {prefix!r} must start with '/' and not end with '/'")
         self.prefix = prefix
@@ -181,7 +183,7 @@ class Router:
         router: Router,
         *,
         prefix: str = "",
-        dependencies: Sequence[Depends] | None = None,
+        dependencies: Sequence[DependsInfo] | None = None,
     ) -> None:
         """Copy ``router``'s routes (as they are now) into this one, under ``prefix``."""
         if prefix and (not prefix.startswith("/") or prefix.endswith("/")):

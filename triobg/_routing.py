@@ -100,13 +100,17 @@ class _Node(Generic[T]):
     entry: _Entry[T] | None = None
 
 
-@attrs.frozen
 class Match(Generic[T]):
     """The result of a lookup: endpoints by method and the raw (string) path parameters."""
 
-    endpoints: Mapping[str, T]
-    params: Mapping[str, str]
-    template: str
+    __slots__ = ("endpoints", "params", "template")
+
+    def __init__(
+        self, endpoints: Mapping[str, T], params: Mapping[str, str], template: str
+    ) -> None:
+        self.endpoints = endpoints
+        self.params = params
+        self.template = template
 
 
 class PathTable(Generic[T]):

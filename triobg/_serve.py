@@ -8,7 +8,8 @@
 # * hypercorn gives in-flight connections ``graceful_timeout`` (3 s by default) once shutdown
 #   starts and then cancels them. Background tasks run in the request's task, inside those
 #   connections, so that default would silently cut a 30 s drain to 3 s. ``serve`` sets it to the
-#   app's ``drain_timeout`` plus a margin, and starts the app's drain the moment shutdown begins
+#   app's ``drain_timeout`` plus a small margin, which also makes hypercorn's cancellation the
+#   backstop for the drain deadline, and starts the app's drain the moment shutdown begins
 #   (hypercorn only runs lifespan shutdown after every connection is gone, which is too late to
 #   hand out the deadline).
 # * hypercorn writes to sockets inside a shielded cancel scope, so a client that stops reading
@@ -26,16 +27,19 @@ from typing import TYPE_CHECKING, Any, cast
 import trio
 from hypercorn.config import Config, Sockets
 from hypercorn.trio import serve as hypercorn_serve
+from hypercorn.utils import LifespanFailureError
 
 if TYPE_CHECKING:
     from hypercorn.typing import Framework
 
     from ._app import App
 
-#: Seconds added to the app's ``drain_timeout`` for hypercorn's ``graceful_timeout``: long enough
-#: for a task cut off at the drain deadline to be named and its connection closed, before
-#: hypercorn cancels whatever is left.
-DRAIN_MARGIN = 2.0
+#: Seconds added to the app's ``drain_timeout`` for hypercorn's ``graceful_timeout``. hypercorn
+#: cancels whatever is left in its connections at ``graceful_timeout``, background tasks
+#: included, so this is also the backstop that enforces the drain deadline: a task still running
+#: at the deadline is cancelled (and named) at most this much later. Small, but enough for a
+#: request whose task the drain did cut off to tear down and let its connection close first.
+DRAIN_MARGIN = 0.25
 
 #: Default ``send_timeout``, as nginx's: a client that takes no data for this long is dropped.
 DEFAULT_SEND_TIMEOUT = 60.0
@@ -117,7 +121,7 @@ def build_config(
     result.graceful_timeout = graceful_timeout
     # Lifespan shutdown runs after the connections are gone; its drain is then only a formality,
     # but the user's lifespan exit must not be cut short by a budget smaller than the drain.
-    floor = graceful_timeout + DRAIN_MARGIN
+    floor = graceful_timeout + 5.0
     if shutdown_timeout is not None:
         result.shutdown_timeout = shutdown_timeout
     elif config is None or "shutdown_timeout" not in vars(config):
@@ -158,14 +162,22 @@ async def serve(
     shutdown and returns. Cancelling the enclosing scope instead stops everything at once; the
     tasks cut off are named in the same log.
 
+    Under hypercorn's own command line (``hypercorn --worker-class trio module:app``) none of
+    this wiring exists: the drain only starts at lifespan shutdown, after the connections are
+    gone, so hypercorn's ``--graceful-timeout`` is all the time tasks get, and its default of 3 s
+    applies. Pass ``--graceful-timeout`` of at least the app's ``drain_timeout`` (whole seconds:
+    hypercorn's flag only takes integers), e.g. ``--graceful-timeout 31`` for the default 30;
+    tasks cut off are still named in the log. ``python -m triobg`` sets all of it for you.
+
     Args:
         app: The triobg application.
         bind: ``"host:port"``, ``"unix:/path"`` or ``"fd://N"``, or a list of them.
         keep_alive_timeout: Seconds an idle keep-alive connection stays open (hypercorn: 5).
         graceful_timeout: Seconds in-flight connections get after shutdown begins before
-            hypercorn cancels them. Defaults to the app's ``drain_timeout`` plus a two-second
-            margin, because the background tasks live inside those connections: hypercorn's own
-            default of 3 s would cut every drain to 3 s without a word from the drain itself.
+            hypercorn cancels them. Defaults to the app's ``drain_timeout`` plus a quarter
+            second (``DRAIN_MARGIN``), because the background tasks live inside those
+            connections: hypercorn's own default of 3 s would cut every drain to 3 s without a
+            word from the drain itself.
         shutdown_timeout: Seconds the lifespan shutdown may take (default: hypercorn's 60 s, or
             more if ``graceful_timeout`` is longer).
         send_timeout: Seconds a client may leave sent data unacknowledged before its connection
@@ -182,6 +194,10 @@ async def serve(
             given here win over its values; ``graceful_timeout`` and ``shutdown_timeout`` set on
             it explicitly are kept (hypercorn's class defaults are not).
         task_status: Given by ``nursery.start``; receives the list of bound URLs.
+
+    Raises:
+        hypercorn.utils.LifespanFailureError: the app's lifespan startup (or shutdown) failed;
+            the app has logged why (logger ``triobg.lifespan``).
     """
     hconfig = build_config(
         app,
@@ -208,6 +224,23 @@ async def serve(
                 deadline - trio.current_time(),
             )
 
-    await hypercorn_serve(
-        cast("Framework", app), hconfig, shutdown_trigger=trigger, task_status=task_status
-    )
+    try:
+        await hypercorn_serve(
+            cast("Framework", app), hconfig, shutdown_trigger=trigger, task_status=task_status
+        )
+    except BaseExceptionGroup as group:
+        # A failed lifespan startup comes out of hypercorn's nested nurseries as a group of one;
+        # the caller should get the one error it can act on.
+        failure = _sole_leaf(group)
+        if isinstance(failure, LifespanFailureError):
+            raise failure from None
+        raise
+
+
+def _sole_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    while len(group.exceptions) == 1:
+        inner = group.exceptions[0]
+        if not isinstance(inner, BaseExceptionGroup):
+            return inner
+        group = inner
+    return None

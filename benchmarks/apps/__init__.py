@@ -46,7 +46,7 @@ def load(names: tuple[str, ...] = APP_NAMES) -> LoadedApps:
     for name in names:
         try:
             module = importlib.import_module(_MODULES[name])
-        except Exception as exc:  # noqa: BLE001 -- any import failure means "skip this app"
+        except Exception as exc:  # any import failure means "skip this app"
             skipped[name] = f"{type(exc).__name__}: {exc}"
             continue
         factories[name] = module.create_app

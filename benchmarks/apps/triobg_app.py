@@ -3,10 +3,9 @@
 # No ``from __future__ import annotations`` here: like FastAPI, triobg may resolve the handlers'
 # annotations at registration time, and the handlers are closures built per task kind. Importing
 # this module fails when triobg is not importable; ``benchmarks.apps`` turns that into a skip.
-from triobg import App, BackgroundTasks, Depends
-
 from benchmarks._types import ASGIApp
 from benchmarks.apps import _work
+from triobg import App, BackgroundTasks, Depends
 
 
 def create_app(kind: str, *, log_dir: str | None = None, extra_routes: int = 0) -> ASGIApp:
@@ -27,7 +26,10 @@ def create_app(kind: str, *, log_dir: str | None = None, extra_routes: int = 0) 
 
     @app.post("/send-notification/{email}")
     async def send_notification(
-        email: str, background_tasks: BackgroundTasks, q: str | None = Depends(get_query)
+        email: str,
+        background_tasks: BackgroundTasks,
+        # The seed's spelling; triobg types Depends() as returning Depends, not Any like FastAPI.
+        q: str | None = Depends(get_query),  # type: ignore[assignment]
     ) -> dict[str, str]:
         if tasks.enabled:
             background_tasks.add_task(tasks.write_notification, email, message="some notification")

@@ -89,6 +89,7 @@ class HTTP11Connection:
         self._reader = h11.Connection(h11.CLIENT, max_incomplete_event_size=1024 * 1024)
         self._unanswered: collections.deque[h11.Request] = collections.deque()
         self._send_failed: BaseException | None = None
+        self._eof = False
 
     @classmethod
     async def connect(cls, host: str, port: int, *, timeout: float = 10.0) -> HTTP11Connection:
@@ -138,9 +139,18 @@ class HTTP11Connection:
             json: Send this as a JSON body instead of ``body``.
         """
         writer, head, body = self._prepare(method, target, headers, body, json)
+        failure: Exception | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._transmit_tolerating_early_answer, writer, head, body)
-            return await self.read_response()
+            try:
+                response = await self.read_response()
+            except Exception as error:
+                # Re-raised below as itself, not wrapped in the nursery's ExceptionGroup.
+                failure = error
+                nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        return response
 
     async def _transmit_tolerating_early_answer(
         self, writer: h11.Connection, head: bytes, body: Body
@@ -285,6 +295,10 @@ class HTTP11Connection:
             try:
                 event = self._reader.next_event()
             except h11.RemoteProtocolError as error:
+                if self._eof:
+                    raise HTTP11Error(
+                        "the server closed the connection before a complete response"
+                    ) from self._send_failed
                 raise HTTP11Error(f"the server broke HTTP/1.1: {error}") from error
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]  # h11's sentinels are types
@@ -293,4 +307,5 @@ class HTTP11Connection:
                     data = await self._stream.receive_some(65536)
                 except trio.BrokenResourceError:
                     data = b""  # a reset is a close, as far as the response is concerned
+            self._eof = not data
             self._reader.receive_data(data)

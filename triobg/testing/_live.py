@@ -91,10 +91,20 @@ async def serve_live(app: App, **serve_kwargs: Any) -> AsyncIterator[LiveServer]
         finally:
             stopped.set()
 
+    failure: BaseException | None = None
     async with trio.open_nursery() as nursery:
         urls: list[str] = await nursery.start(functools.partial(run))
         url = next((u for u in urls if u.startswith("http://")), urls[0])
         host, _, port = url.partition("://")[2].rpartition(":")
         server = LiveServer(app, url, host.strip("[]"), int(port), stop, stopped)
-        yield server
-        stop.set()
+        try:
+            yield server
+        except BaseException as error:
+            # Carried out of the nursery and re-raised as itself: a test expecting
+            # ``AssertionError`` should not get an ``ExceptionGroup``.
+            failure = error
+            nursery.cancel_scope.cancel()
+        else:
+            stop.set()
+    if failure is not None:
+        raise failure

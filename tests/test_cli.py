@@ -1,0 +1,169 @@
+"""``python -m triobg``: loading the app, its options, and signals in a real child process."""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from test_e2e_hypercorn import (
+    STARTUP,
+    free_port,
+    get,
+    server_process,
+    spread_over_workers,
+    write_app,
+)
+
+from triobg import App
+from triobg._cli import AppLoadError, build_parser, load_app, main
+
+PYTHON = sys.executable
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory holding ``clibgapp.py``, made the current one (as a user's project would be)."""
+    write_app(tmp_path, "clibgapp")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+class TestLoadApp:
+    def test_loads_an_app_and_a_factory(self, app_dir: Path) -> None:
+        """``module:app`` gives the App; ``--factory`` calls ``module:make_app`` for it."""
+        app = load_app("clibgapp:app")
+        assert isinstance(app, App)
+        assert load_app("clibgapp:make_app", factory=True) is app
+
+    @pytest.mark.parametrize(
+        ("spec", "factory", "message"),
+        [
+            ("clibgapp", False, "expected 'module:attribute'"),
+            ("no_such_module_here:app", False, "cannot import 'no_such_module_here'"),
+            ("clibgapp:missing", False, "has no attribute 'missing'"),
+            ("clibgapp:not_an_app", False, "is int, not a triobg.App"),
+            ("clibgapp:make_app", False, "add --factory"),
+            ("clibgapp:not_an_app", True, "not callable"),
+            ("clibgapp:make_number", True, "returned int, not a triobg.App"),
+        ],
+    )
+    def test_bad_specs_say_what_is_wrong(
+        self, app_dir: Path, spec: str, factory: bool, message: str
+    ) -> None:
+        """Every way of pointing at something that is not an app gets its own message."""
+        with pytest.raises(AppLoadError, match=re.escape(message)):
+            load_app(spec, factory=factory)
+
+    def test_main_exits_2_with_one_line(
+        self, app_dir: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A bad ``module:app`` is a usage error: exit status 2 and a single line on stderr."""
+        with pytest.raises(SystemExit) as info:
+            main(["clibgapp:missing"])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert err == "triobg: error: module 'clibgapp' has no attribute 'missing'\n"
+
+
+class TestOptions:
+    def test_help_names_every_option(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """``--help`` documents each option and the graceful shutdown."""
+        with pytest.raises(SystemExit) as info:
+            main(["--help"])
+        assert info.value.code == 0
+        out = capsys.readouterr().out
+        for option in (
+            "--bind",
+            "--workers",
+            "--reload",
+            "--factory",
+            "--drain-timeout",
+            "--keep-alive",
+            "--access-log",
+            "--log-level",
+            "--graceful-timeout",
+            "SIGTERM",
+        ):
+            assert option in out
+
+    @pytest.mark.parametrize(
+        "argv",
+        [["--workers", "0"], ["--drain-timeout", "-1"], ["--keep-alive", "soon"]],
+    )
+    def test_bad_values_are_refused(self, argv: list[str]) -> None:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*argv, "m:app"])
+
+    def test_binds_accumulate(self) -> None:
+        args = build_parser().parse_args(["-b", "127.0.0.1:1", "--bind", "unix:/tmp/s", "m:a"])
+        assert args.bind == ["127.0.0.1:1", "unix:/tmp/s"]
+
+
+class TestProcess:
+    async def test_bad_app_exits_without_traceback(self, app_dir: Path) -> None:
+        """From a shell: non-zero status, one line on stderr, no traceback."""
+        async with server_process([PYTHON, "-m", "triobg", "clibgapp:nope"], app_dir) as child:
+            assert await child.wait_exit(STARTUP) == 2
+            assert child.lines == ["triobg: error: module 'clibgapp' has no attribute 'nope'"]
+
+    async def test_sigterm_drains_and_exits_zero(self, app_dir: Path) -> None:
+        """SIGTERM: quick tasks complete, the stuck one is cut at --drain-timeout and named."""
+        args = [PYTHON, "-m", "triobg", "clibgapp:make_app", "--factory"]
+        args += ["--bind", "127.0.0.1:0", "--drain-timeout", "0.5"]
+        async with server_process(args, app_dir, APP_DRAIN="60") as child:
+            host, port = await child.url(r"serving on (http://127\.0\.0\.1:\d+)")
+            await get(host, port, "/forever/f1")
+            await get(host, port, "/quick/q1")
+            await child.wait_for("task forever f1 started")
+            await child.wait_for("task quick q1 started")
+            child.signal(signal.SIGTERM)
+            assert await child.wait_exit() == 0
+            out = child.output
+        assert "SIGTERM received: shutting down gracefully" in out
+        assert "background tasks have 0.5 s to finish" in out
+        assert "task quick q1 completed" in out
+        assert re.search(
+            r"clibgapp\.forever of GET /forever/f1 cancelled while running "
+            r"\(the shutdown drain deadline passed\)",
+            out,
+        ), out
+        assert "drain finished: 1 completed, 0 failed, 1 cancelled" in out
+
+    async def test_second_signal_stops_at_once(self, app_dir: Path) -> None:
+        """A second SIGINT does not wait for a long drain: it cancels, naming the task."""
+        args = [PYTHON, "-m", "triobg", "clibgapp:app", "--bind", "127.0.0.1:0"]
+        async with server_process(args, app_dir, APP_DRAIN="60") as child:
+            host, port = await child.url(r"serving on (http://127\.0\.0\.1:\d+)")
+            await get(host, port, "/forever/f2")
+            await child.wait_for("task forever f2 started")
+            child.signal(signal.SIGINT)
+            await child.wait_for("SIGINT received: shutting down gracefully")
+            child.signal(signal.SIGINT)
+            assert await child.wait_exit() == 0
+            out = child.output
+        assert "SIGINT received again: stopping now" in out
+        assert "clibgapp.forever of GET /forever/f2 cancelled while running" in out
+        assert "Traceback" not in out
+
+    async def test_two_workers_each_drain_their_own_tasks(self, app_dir: Path) -> None:
+        """``--workers 2`` runs hypercorn's runner; each worker names its own cut-off tasks."""
+        port = free_port()
+        args = [PYTHON, "-m", "triobg", "clibgapp:app", "--workers", "2"]
+        args += ["--bind", f"127.0.0.1:{port}", "--drain-timeout", "0.5"]
+        async with server_process(args, app_dir) as child:
+            await child.wait_for(r"Running on http://127\.0\.0\.1", count=2, timeout=STARTUP)
+            owner = await spread_over_workers(child, "127.0.0.1", port)
+            child.signal(signal.SIGTERM)
+            assert await child.wait_exit(timeout=15) == 0
+            out = child.output
+        for tag, pid in owner.items():
+            assert re.search(
+                rf"\[{pid}\] WARNING triobg\.background: .*forever of GET /forever/{tag} cancelled",
+                out,
+            ), (tag, out)
+        drained = re.findall(r"\[(\d+)\] INFO triobg\.background: background drain finished", out)
+        assert set(map(int, drained)) == set(owner.values())

@@ -1,0 +1,234 @@
+"""A triobg app under hypercorn's own command line, as a separate process.
+
+``hypercorn --worker-class trio module:app`` knows nothing of triobg: it never starts the drain
+before the connections are gone, and its ``--graceful-timeout`` (3 s by default) is the only
+time tasks get once shutdown starts. These tests send SIGTERM to a real hypercorn and check that
+each background task either completed or was named in the log, also with two worker processes.
+
+The helpers here (``ServerProcess``, ``APP_SOURCE``) are shared with ``test_cli.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from triobg.testing import HTTP11Connection
+
+pytestmark = pytest.mark.e2e
+
+HYPERCORN = str(Path(sys.executable).with_name("hypercorn"))
+STARTUP = 20  # seconds a fresh interpreter may take to import and listen (slow CI machines)
+WAIT = 10
+
+# The app the subprocesses serve. Each task prints when it starts, so a test can wait for that
+# line instead of guessing with a sleep.
+APP_SOURCE = """\
+import os
+
+import trio
+
+import triobg
+
+app = triobg.App(drain_timeout=float(os.environ.get("APP_DRAIN", "1")))
+
+
+async def quick(tag):
+    print(f"task quick {tag} started", flush=True)
+    await trio.sleep(0.1)
+    print(f"task quick {tag} completed", flush=True)
+
+
+async def forever(tag):
+    print(f"task forever {tag} started in {os.getpid()}", flush=True)
+    await trio.sleep_forever()
+
+
+@app.get("/quick/{tag}")
+async def quick_route(tag: str, tasks: triobg.BackgroundTasks):
+    tasks.add_task(quick, tag)
+    return {"pid": os.getpid()}
+
+
+@app.get("/forever/{tag}")
+async def forever_route(tag: str, tasks: triobg.BackgroundTasks):
+    tasks.add_task(forever, tag)
+    return {"pid": os.getpid()}
+
+
+def make_app():
+    return app
+
+
+def make_number():
+    return 42
+
+
+not_an_app = 42
+"""
+
+
+def write_app(directory: Path, name: str = "bgapp") -> Path:
+    path = directory / f"{name}.py"
+    path.write_text(APP_SOURCE)
+    return path
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (for runners that cannot report port 0)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """A child process whose combined output is collected line by line as it arrives."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._changed = trio.Event()
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    async def _collect(self) -> None:
+        assert self.process.stdout is not None
+        pending = b""
+        async for data in self.process.stdout:
+            pending += data
+            *complete, pending = pending.split(b"\n")
+            self.lines.extend(line.decode(errors="replace") for line in complete)
+            self._changed.set()
+            self._changed = trio.Event()
+        if pending:
+            self.lines.append(pending.decode(errors="replace"))
+        self._changed.set()
+
+    async def wait_for(self, pattern: str, *, count: int = 1, timeout: float = WAIT) -> list[str]:
+        """Wait until ``count`` output lines match ``pattern``; returns the matching lines."""
+        regex = re.compile(pattern)
+        with trio.fail_after(timeout):
+            while True:
+                found = [line for line in self.lines if regex.search(line)]
+                if len(found) >= count:
+                    return found
+                if self.process.returncode is not None and self._changed.is_set():
+                    raise AssertionError(f"exited before {pattern!r}:\n{self.output}")
+                await self._changed.wait()
+
+    async def url(self, pattern: str = r"(https?://127\.0\.0\.1:\d+)") -> tuple[str, int]:
+        line = (await self.wait_for(pattern, timeout=STARTUP))[0]
+        match = re.search(r"127\.0\.0\.1:(\d+)", line)
+        assert match is not None
+        return "127.0.0.1", int(match.group(1))
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    async def wait_exit(self, timeout: float = WAIT) -> int:
+        with trio.fail_after(timeout):
+            return await self.process.wait()
+
+
+@asynccontextmanager
+async def server_process(args: list[str], cwd: Path, **env: str) -> AsyncIterator[ServerProcess]:
+    """Run ``args`` in ``cwd``; always killed and reaped on the way out, even on failure."""
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+    environment.pop("TRIOBG_EXAMPLES_DIR", None)
+    process = await trio.lowlevel.open_process(
+        args,
+        cwd=cwd,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # a kill of the group also reaches hypercorn's workers
+    )
+    child = ServerProcess(process)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(child._collect)
+            try:
+                yield child
+            finally:
+                with trio.CancelScope(shield=True):
+                    if process.returncode is None:
+                        os.killpg(process.pid, signal.SIGKILL)
+                    with trio.move_on_after(WAIT):
+                        await process.wait()
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            assert process.stdout is not None
+            await process.stdout.aclose()
+
+
+async def get(host: str, port: int, target: str) -> int:
+    """GET ``target`` on a new connection; returns the pid that answered."""
+    async with await HTTP11Connection.connect(host, port, timeout=WAIT) as conn:
+        response = await conn.request("GET", target)
+        assert response.status == 200, response.body
+        pid: int = response.json()["pid"]
+        return pid
+
+
+class TestHypercornCommandLine:
+    async def test_sigterm_completes_or_names_every_task(self, tmp_path: Path) -> None:
+        """With --graceful-timeout above the drain, quick tasks finish and stuck ones are named."""
+        write_app(tmp_path)
+        args = [HYPERCORN, "--worker-class", "trio", "--bind", "127.0.0.1:0"]
+        args += ["--graceful-timeout", "2", "bgapp:app"]  # whole seconds only
+        async with server_process(args, tmp_path, APP_DRAIN="1") as server:
+            host, port = await server.url()
+            await get(host, port, "/forever/f1")
+            await get(host, port, "/quick/q1")
+            await server.wait_for("task forever f1 started")
+            await server.wait_for("task quick q1 started")
+            server.signal(signal.SIGTERM)
+            assert await server.wait_exit() == 0
+            out = server.output
+        assert "task quick q1 completed" in out
+        assert re.search(r"bgapp\.forever of GET /forever/f1 cancelled while running", out), out
+
+    async def test_two_workers_each_drain_their_own_tasks(self, tmp_path: Path) -> None:
+        """hypercorn --workers 2: every worker names the tasks it was running at shutdown."""
+        write_app(tmp_path)
+        port = free_port()
+        args = [HYPERCORN, "--worker-class", "trio", "--workers", "2"]
+        args += ["--bind", f"127.0.0.1:{port}", "--graceful-timeout", "1", "bgapp:app"]
+        async with server_process(args, tmp_path) as server:
+            await server.wait_for(r"Running on http://127\.0\.0\.1", count=2, timeout=STARTUP)
+            owner = await spread_over_workers(server, "127.0.0.1", port)
+            server.signal(signal.SIGTERM)
+            assert await server.wait_exit(timeout=WAIT + 5) == 0
+            out = server.output
+        for tag in owner:
+            assert re.search(rf"forever of GET /forever/{tag} cancelled", out), (tag, out)
+
+
+async def spread_over_workers(server: ServerProcess, host: str, port: int) -> dict[str, int]:
+    """Start ``forever`` tasks on new connections until both workers run some; tag -> pid."""
+    owner: dict[str, int] = {}
+    for n in range(60):
+        tag = f"w{n}"
+        owner[tag] = await get(host, port, f"/forever/{tag}")
+        await server.wait_for(f"task forever {tag} started")
+        if len(set(owner.values())) == 2 and n >= 3:
+            return owner
+    pytest.fail(f"60 connections all went to one worker: {set(owner.values())}")
