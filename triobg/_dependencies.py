@@ -636,7 +636,9 @@ async def _enter_generator(
     value = await run_sync(manager.__enter__, {}, limiter)
 
     async def exit_in_thread(*exc_info: Any) -> bool:
-        return bool(await run_sync(manager.__exit__, dict(zip(_EXIT_ARGS, exc_info)), limiter))
+        return bool(
+            await run_sync(manager.__exit__, dict(zip(_EXIT_ARGS, exc_info, strict=True)), limiter)
+        )
 
     stack.push_async_exit(exit_in_thread)
     return value
