@@ -18,7 +18,9 @@ from ._headers import MutableHeaders as MutableHeaders
 from ._params import Body as Body
 from ._params import Cookie as Cookie
 from ._params import Depends as Depends
+from ._params import DependsInfo as DependsInfo
 from ._params import Header as Header
+from ._params import ParamInfo as ParamInfo
 from ._params import Path as Path
 from ._params import Query as Query
 from ._requests import QueryParams as QueryParams
@@ -32,6 +34,7 @@ from ._responses import RedirectResponse as RedirectResponse
 from ._responses import Response as Response
 from ._responses import StreamingResponse as StreamingResponse
 from ._routes import Route as Route
+from ._routes import RouteOptions as RouteOptions
 from ._routes import Router as Router
 from ._serve import serve as serve
 
@@ -42,6 +45,7 @@ __all__ = [
     "App",
     "Router",
     "Route",
+    "RouteOptions",
     # requests and parameters
     "Request",
     "RequestLimits",
@@ -55,6 +59,8 @@ __all__ = [
     "Header",
     "Cookie",
     "Body",
+    "DependsInfo",
+    "ParamInfo",
     # responses
     "Response",
     "JSONResponse",

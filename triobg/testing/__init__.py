@@ -5,6 +5,7 @@ moment between a response and its background tasks; ``serve_live`` runs the app 
 hypercorn server on 127.0.0.1 for end-to-end tests.
 """
 
+from ._client import StreamingTestResponse as StreamingTestResponse
 from ._client import TestClient as TestClient
 from ._client import TestResponse as TestResponse
 from ._http11 import HTTP11Connection as HTTP11Connection
@@ -16,6 +17,7 @@ from ._live import serve_live as serve_live
 __all__ = [
     "TestClient",
     "TestResponse",
+    "StreamingTestResponse",
     "serve_live",
     "LiveServer",
     "HTTP11Connection",
