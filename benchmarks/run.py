@@ -41,10 +41,10 @@ FULL = Settings(
     http_seconds=2,
     latency_samples=15,
     pending_levels=(1, 10, 100, 1000, 10_000),
-    pending_rounds=3,
+    pending_rounds=2,
     route_counts=(10, 100, 1000),
-    routes_rounds=5,
-    routes_requests=500,
+    routes_rounds=9,
+    routes_requests=300,
 )
 QUICK = Settings(
     inprocess_rounds=2,

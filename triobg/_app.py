@@ -10,6 +10,7 @@ import contextlib
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, Unpack
+from urllib.parse import quote, quote_from_bytes, unquote
 
 import trio
 
@@ -36,6 +37,24 @@ class _Redirect(HTTPException):
     def __init__(self, location: str) -> None:
         super().__init__(307, headers={"location": location})
         self.location = location
+
+
+# Kept as they are in a redirect's Location: ``%`` (the client's escapes stay as sent) and the
+# characters RFC 3986 allows unescaped in a path or query; everything else is escaped.
+_PATH_SAFE = "/%!$&'()*+,;=:@"
+_QUERY_SAFE = _PATH_SAFE + "?"
+
+
+def _other_slash_form(path: str, raw_path: bytes | None) -> tuple[str, bytes]:
+    """``path`` with its trailing slash toggled, decoded and raw (percent-encoded).
+
+    The raw form comes from the client's own ``raw_path`` when it matches ``path``, so that an
+    encoded ``/`` stays inside its segment; otherwise it is ``path`` percent-encoded.
+    """
+    other = path[:-1] if path.endswith("/") else path + "/"
+    if raw_path and unquote(raw_path.decode("latin-1")) == path:
+        return other, raw_path[:-1] if raw_path.endswith(b"/") else raw_path + b"/"
+    return other, quote(other, safe="/").encode("ascii")
 
 
 def _redirect_handler(request: Any, error: _Redirect) -> RedirectResponse:
@@ -71,7 +90,7 @@ class App:
         drain_timeout: float = 30.0,
         max_running_tasks: int | None = 1024,
         max_queued_tasks: int | None = 65536,
-        task_threads: int = 16,
+        task_threads: int = 40,
         sync_threads: int = 40,
         on_task_error: Callable[[TaskFailure], Awaitable[None] | None] | None = None,
         max_body_size: int = 1024 * 1024,
@@ -233,10 +252,13 @@ class App:
         found = table.match(path, scope.get("raw_path"))
         if found is None:
             if self.redirect_slashes and path != "/":
-                other = path[:-1] if path.endswith("/") else path + "/"
-                if is_same_site_reference(other) and table.match(other) is not None:
-                    query = scope.get("query_string", b"").decode("latin-1")
-                    raise _Redirect(f"{other}?{query}" if query else other)
+                other, raw_other = _other_slash_form(path, scope.get("raw_path"))
+                if is_same_site_reference(other) and table.match(other, raw_other) is not None:
+                    # Percent-encoded, so that any path (``%2F``, non-Latin-1 text, ``\\``) makes
+                    # a valid Location that names the same resource and stays on this site.
+                    location = quote_from_bytes(raw_other, safe=_PATH_SAFE)
+                    query = quote_from_bytes(scope.get("query_string", b""), safe=_QUERY_SAFE)
+                    raise _Redirect(f"{location}?{query}" if query else location)
             raise HTTPException(404)
         method: str = scope["method"]
         route = found.endpoints.get(method)

@@ -588,8 +588,11 @@ async def call_dependant(dep: Dependant, solving: Solving) -> Any:
 
 
 async def _gather(dep: Dependant, solving: Solving) -> dict[str, Any]:
-    own = solving.inputs.get(id(dep))
-    kwargs: dict[str, Any] = dict(own) if own else {}
+    # The inputs dict was built for this request alone (``read_values``), so it is used as the
+    # call's keyword arguments directly rather than copied.
+    kwargs = solving.inputs.get(id(dep))
+    if kwargs is None:
+        kwargs = {}
     for sub in dep.deps:
         target = sub.dependant
         if sub.use_cache and target.call in solving.cache:

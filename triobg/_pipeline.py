@@ -24,7 +24,7 @@ from ._background import BackgroundTasks
 from ._dependencies import Solving, Teardown, call_dependant, read_inputs, read_values
 from ._errors import error_response
 from ._requests import Receive, Request
-from ._responses import Response, Send
+from ._responses import ClientDisconnected, Response, Send
 from ._routes import new_injected_response
 
 if typing.TYPE_CHECKING:
@@ -51,35 +51,48 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
             )
         if request._has_unread_body():
             await request._drain()
+        if request._disconnected:
+            # Gone while we read its upload: nobody will get this response (and a stream would
+            # otherwise run on, unwatched, since the disconnect message is already used up).
+            runner._discard(tasks, "the client disconnected before the response was sent")
+            return
         if response.background is not None:
             runner._merge(tasks, response.background)
         try:
-            await response._send(send, head=request.method == "HEAD")
+            await response._send(send, head=request.method == "HEAD", receive=request._receive)
+        except ClientDisconnected:
+            runner._discard(tasks, "the client disconnected before the whole response was sent")
         except Exception:
             logger.exception("sending the response to %s %s failed", request.method, request.path)
             runner._discard(tasks, "the response could not be delivered")
         # The client now has the whole response; what follows cannot delay it.
-        await runner.run(tasks)
+        if tasks._tasks:
+            await runner.run(tasks)
     except BaseException as error:  # cancellation: teardown must see it, not a clean exit
         failure = failure or error
         raise
     finally:
-        # Also on cancellation: name the tasks that will never run, then tear down.
-        runner._lose(tasks)
-        try:
-            await teardown.close(failure)
-        except Exception as error:
-            if error is not failure:
-                logger.exception(
-                    "dependency teardown failed after %s %s", request.method, request.path
-                )
-        if tasks._pending():
-            # A teardown added tasks (it runs after the first batch): run them, never drop them.
-            try:
-                await runner.run(tasks)
-            finally:
-                runner._lose(tasks)
+        # Also on cancellation: name the tasks that will never run, then tear down. (The
+        # checks are inline because most requests have no tasks and no teardown.)
+        if tasks._tasks:
+            runner._lose(tasks)
+        if teardown.stack is not None:
+            await _tear_down(teardown, failure, request)
+            if tasks._next < len(tasks._tasks):
+                # A teardown added tasks (after the first batch ran): run them, never drop them.
+                try:
+                    await runner.run(tasks)
+                finally:
+                    runner._lose(tasks)
         runner._close(tasks)
+
+
+async def _tear_down(teardown: Teardown, failure: BaseException | None, request: Request) -> None:
+    try:
+        await teardown.close(failure)
+    except Exception as error:
+        if error is not failure:
+            logger.exception("dependency teardown failed after %s %s", request.method, request.path)
 
 
 async def _respond(

@@ -22,6 +22,7 @@ from ._headers import MutableHeaders, RawHeaders, encode_header
 
 if typing.TYPE_CHECKING:
     from ._background import BackgroundTasks
+    from ._requests import Receive
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -140,8 +141,12 @@ class Response:
         """Tell the client to forget a cookie."""
         self.set_cookie(key, max_age=0, expires=0, path=path, domain=domain)
 
-    async def _send(self, send: Send, *, head: bool) -> None:
-        """Write the whole response; returns once the last body message has been handed over."""
+    async def _send(self, send: Send, *, head: bool, receive: Receive | None = None) -> None:
+        """Write the whole response; returns once the last body message has been handed over.
+
+        ``receive`` (the request's, its body already read) lets a streaming response notice a
+        client that has gone; a complete body is handed over in one message and needs no watch.
+        """
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self._raw}
         )
@@ -178,6 +183,22 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return dump_json(content)
+
+    @classmethod
+    def _encoded(cls, body: bytes, status_code: int) -> JSONResponse:
+        """The pipeline's path for a handler's return value: already encoded, no extra headers."""
+        response = cls.__new__(cls)
+        response.status_code = status_code
+        response.background = None
+        response.body = body
+        if _no_body_status(status_code):
+            response._raw = [(b"content-type", b"application/json")]
+        else:
+            response._raw = [
+                (b"content-length", str(len(body)).encode()),
+                (b"content-type", b"application/json"),
+            ]
+        return response
 
 
 class RedirectResponse(Response):
@@ -245,19 +266,46 @@ class StreamingResponse(Response):
         if media_type is not None and not any(k == b"content-type" for k, _ in self._raw):
             self._raw.append((b"content-type", media_type.encode("latin-1")))
 
-    async def _send(self, send: Send, *, head: bool) -> None:
+    async def _send(self, send: Send, *, head: bool, receive: Receive | None = None) -> None:
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self._raw}
         )
         if not head:
-            # ``aclosing``: a send cut off (client gone, shutdown) must close the generators
-            # now, not leave them to the garbage collector.
-            async with contextlib.aclosing(_iterate(self._content)) as chunks:
-                async for chunk in chunks:
-                    data = chunk.encode(self.charset) if isinstance(chunk, str) else bytes(chunk)
-                    if data:
-                        await send({"type": "http.response.body", "body": data, "more_body": True})
+            if receive is None:
+                await self._send_chunks(send)
+            else:
+                # Servers accept, and drop, what is sent to a client that has gone (hypercorn
+                # does), so an endless stream would run on until shutdown: watch ``receive`` for
+                # the disconnect and stop producing.
+                gone = False
+                async with trio.open_nursery() as nursery:
+
+                    async def watch_disconnect() -> None:
+                        nonlocal gone
+                        while (await receive())["type"] != "http.disconnect":
+                            pass
+                        gone = True
+                        nursery.cancel_scope.cancel()
+
+                    nursery.start_soon(watch_disconnect)
+                    await self._send_chunks(send)
+                    nursery.cancel_scope.cancel()
+                if gone:
+                    raise ClientDisconnected
         await send({"type": "http.response.body", "body": b""})
+
+    async def _send_chunks(self, send: Send) -> None:
+        # ``aclosing``: a send cut off (client gone, shutdown) must close the generators now,
+        # not leave them to the garbage collector.
+        async with contextlib.aclosing(_iterate(self._content)) as chunks:
+            async for chunk in chunks:
+                data = chunk.encode(self.charset) if isinstance(chunk, str) else bytes(chunk)
+                if data:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+
+
+class ClientDisconnected(Exception):
+    """Internal: the client went away before a streaming response was complete."""
 
 
 async def _iterate(content: ContentStream) -> typing.AsyncGenerator[str | bytes, None]:

@@ -11,6 +11,7 @@ from typing import Any, TypedDict, TypeVar, Unpack
 import attrs
 
 from ._dependencies import Compiler, DependencyOverrides, Plan
+from ._encode import dump_json
 from ._params import DependsInfo
 from ._responses import JSONResponse, Response
 from ._routing import compile_path
@@ -85,6 +86,8 @@ class Route:
         """Wrap a handler's return value (unless it already is a ``Response``)."""
         if isinstance(result, Response):
             return result
+        if injected is None and self.response_class is JSONResponse:
+            return JSONResponse._encoded(dump_json(result), self.status_code)
         status = self.status_code
         if injected is not None and injected.status_code:
             status = injected.status_code

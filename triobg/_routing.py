@@ -7,6 +7,7 @@
 # Starlette, degrades with hundreds of routes).
 from __future__ import annotations
 
+import types
 from collections.abc import Iterator, Mapping
 from typing import Generic, TypeVar
 from urllib.parse import unquote
@@ -14,6 +15,7 @@ from urllib.parse import unquote
 import attrs
 
 T = TypeVar("T")
+_NO_PARAMS: Mapping[str, str] = types.MappingProxyType({})
 
 _PARAM_OPEN = "{"
 _PARAM_CLOSE = "}"
@@ -36,9 +38,11 @@ class PathTemplate:
 
     raw: str
     segments: tuple[_Segment, ...]
+    param_names: tuple[str, ...] = attrs.field(init=False)
 
-    @property
-    def param_names(self) -> tuple[str, ...]:
+    @param_names.default
+    def _names(self) -> tuple[str, ...]:
+        # Computed once: the matcher reads it on every request.
         return tuple(s.name for s in self.segments if isinstance(s, _Param))
 
     @property
@@ -178,8 +182,8 @@ class PathTable(Generic[T]):
         """
         entry = self._static.get(path)
         if entry is not None:
-            return Match(entry.endpoints, {}, entry.template.raw)
-        if raw_path is not None:
+            return Match(entry.endpoints, _NO_PARAMS, entry.template.raw)
+        if raw_path is not None and b"%" in raw_path:
             raw = raw_path.decode("latin-1")
             parts = [unquote(p) if "%" in p else p for p in raw[1:].split("/")]
         else:

@@ -28,8 +28,7 @@ def create_app(kind: str, *, log_dir: str | None = None, extra_routes: int = 0) 
     async def send_notification(
         email: str,
         background_tasks: BackgroundTasks,
-        # The seed's spelling; triobg types Depends() as returning Depends, not Any like FastAPI.
-        q: str | None = Depends(get_query),  # type: ignore[assignment]
+        q: str | None = Depends(get_query),
     ) -> dict[str, str]:
         if tasks.enabled:
             background_tasks.add_task(tasks.write_notification, email, message="some notification")
