@@ -230,19 +230,26 @@ class BackgroundRunner:
         self.drain_timeout = drain_timeout
         self.max_queued_tasks = max_queued_tasks
         self.on_task_error = on_task_error
-        self._running_limiter = (
-            trio.CapacityLimiter(max_running_tasks) if max_running_tasks is not None else None
-        )
-        self.thread_limiter = thread_limiter or trio.CapacityLimiter(16)
-        self._lock = threading.Lock()  # counters are also touched from worker threads
+        self.max_running_tasks = max_running_tasks
+        self.thread_limiter = thread_limiter or trio.CapacityLimiter(40)
+        # Every counter only ever grows; ``queued`` and ``running`` are derived from them.
+        # Counters written from worker threads (``add_task`` in a sync handler, a ``def`` task
+        # being picked up) are guarded by the lock; the others are written on the trio thread
+        # only, so the async path takes no lock at all.
+        self._lock = threading.Lock()
         self._accepted = 0
-        self._queued = 0
-        self._running = 0
+        self._rejected = 0
+        self._started_in_threads = 0
+        self._started = 0
         self._completed = 0
         self._failed = 0
-        self._cancelled = 0
+        self._cut_running = 0
+        self._cut_unstarted = 0
         self._discarded = 0
-        self._rejected = 0
+        # Running slots: a plain count while below the cap (no scheduler round trip); at the
+        # cap, requests park here in arrival order and each release hands its slot over.
+        self._slots_used = 0
+        self._slot_waiters = trio.lowlevel.ParkingLot()
         self._live = 0
         self._idle: trio.Event | None = None
         self._drain_deadline: float | None = None
@@ -253,31 +260,31 @@ class BackgroundRunner:
     def statistics(self) -> BackgroundStatistics:
         """Counts of this app's tasks; see ``BackgroundStatistics`` for what each column means."""
         with self._lock:
-            return BackgroundStatistics(
-                accepted=self._accepted,
-                queued=self._queued,
-                running=self._running,
-                completed=self._completed,
-                failed=self._failed,
-                cancelled=self._cancelled,
-                discarded=self._discarded,
-                rejected=self._rejected,
-                live_requests=self._live,
-            )
+            accepted, rejected = self._accepted, self._rejected
+            started = self._started + self._started_in_threads
+        return BackgroundStatistics(
+            accepted=accepted,
+            queued=self._queued(accepted),
+            running=started - self._completed - self._failed - self._cut_running,
+            completed=self._completed,
+            failed=self._failed,
+            cancelled=self._cut_running + self._cut_unstarted,
+            discarded=self._discarded,
+            rejected=rejected,
+            live_requests=self._live,
+        )
+
+    def _queued(self, accepted: int) -> int:
+        started = self._started + self._started_in_threads
+        return accepted - started - self._cut_unstarted - self._discarded
 
     def _accept(self, count: int, *, check_limit: bool) -> None:
         with self._lock:
             limit = self.max_queued_tasks
-            if check_limit and limit is not None and self._queued + count > limit:
+            if check_limit and limit is not None and self._queued(self._accepted) + count > limit:
                 self._rejected += count
                 raise BackgroundTasksFull(limit)
             self._accepted += count
-            self._queued += count
-
-    def _start(self) -> None:
-        with self._lock:
-            self._queued -= 1
-            self._running += 1
 
     def _bind(self, tasks: BackgroundTasks, method: str, path: str) -> None:
         tasks._runner = self
@@ -300,9 +307,7 @@ class BackgroundRunner:
         if not dropped:
             return
         tasks._next = len(tasks._tasks)
-        with self._lock:
-            self._queued -= len(dropped)
-            self._discarded += len(dropped)
+        self._discarded += len(dropped)
         for task in dropped:
             logger.warning(
                 "background task %s of %s discarded, never run: %s",
@@ -321,9 +326,7 @@ class BackgroundRunner:
         if not lost:
             return
         tasks._next = len(tasks._tasks)
-        with self._lock:
-            self._queued -= len(lost)
-            self._cancelled += len(lost)
+        self._cut_unstarted += len(lost)
         why = self._why_cancelled()
         for task in lost:
             logger.warning(
@@ -352,22 +355,25 @@ class BackgroundRunner:
             return
         self._live += 1
         try:
-            limiter = self._running_limiter
-            if limiter is None:
+            cap = self.max_running_tasks
+            if cap is None:
                 await self._run_all(tasks)
                 return
-            # Take a slot without a scheduler round trip when one is free (the common case);
-            # queue fairly behind the others only when the app is at its cap.
-            try:
-                limiter.acquire_nowait()
-            except trio.WouldBlock:
-                await limiter.acquire()
+            # A request runs its tasks one at a time, so it needs one slot at a time.
+            if self._slots_used < cap and not self._slot_waiters:
+                self._slots_used += 1
+            else:
+                await self._slot_waiters.park()  # woken holding the slot a finisher handed over
             try:
                 await self._run_all(tasks)
             finally:
-                limiter.release()
+                if self._slot_waiters:
+                    self._slot_waiters.unpark()
+                else:
+                    self._slots_used -= 1
         finally:
-            self._lose(tasks)
+            if tasks._next < len(tasks._tasks):
+                self._lose(tasks)
             self._live -= 1
             if not self._live and self._idle is not None:
                 self._idle.set()
@@ -387,7 +393,7 @@ class BackgroundRunner:
                 await self._run_threaded(items[tasks._next : end], tasks)
 
     async def _run_async(self, task: BackgroundTask, tasks: BackgroundTasks) -> None:
-        self._start()
+        self._started += 1
         try:
             await task.func(*task.args, **task.kwargs)
         except Exception as error:
@@ -414,7 +420,8 @@ class BackgroundRunner:
                     if stopped:
                         return
                     outcomes.append(started_marker)
-                self._start()
+                with self._lock:
+                    self._started_in_threads += 1
                 try:
                     task.func(*task.args, **task.kwargs)
                 except BaseException as error:
@@ -446,14 +453,10 @@ class BackgroundRunner:
                     await self._failed_one(task, tasks._label, outcome)
 
     def _completed_one(self) -> None:
-        with self._lock:
-            self._running -= 1
-            self._completed += 1
+        self._completed += 1
 
     def _cancelled_running(self, task: BackgroundTask, label: str, why: str) -> None:
-        with self._lock:
-            self._running -= 1
-            self._cancelled += 1
+        self._cut_running += 1
         logger.warning(
             "background task %s of %s cancelled while running (%s)",
             task.name,
@@ -463,9 +466,7 @@ class BackgroundRunner:
         )
 
     async def _failed_one(self, task: BackgroundTask, label: str, error: BaseException) -> None:
-        with self._lock:
-            self._running -= 1
-            self._failed += 1
+        self._failed += 1
         logger.error(
             "background task %s of %s failed",
             task.name,

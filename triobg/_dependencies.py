@@ -371,54 +371,46 @@ def _check_bounds(value: Any, marker: ParamInfo) -> str | None:
     return None
 
 
-def _has_bounds(marker: ParamInfo) -> bool:
-    return any(
-        v is not None
-        for v in (marker.gt, marker.ge, marker.lt, marker.le, marker.min_length, marker.max_length)
-    )
-
-
 def _read_param(
     spec: ParamSpec, request: Request, path_params: Mapping[str, str], errors: list[ErrorDetail]
 ) -> Any:
     source = spec.source
-    raw: list[str]
-    if source == "query":
-        raw = (
-            request.query_params.getlist(spec.wire)
-            if spec.many
-            else _one(request.query_params.getlist(spec.wire))
-        )
+    found: str | list[str] | None
+    if spec.many:
+        if source == "query":
+            found = request.query_params.getlist(spec.wire)
+        elif source == "header":
+            found = request.headers.getlist(spec.wire)
+        else:
+            cookie = request.cookies.get(spec.wire)
+            found = [cookie] if cookie is not None else []
+        found = found or None
+    elif source == "query":
+        # A repeated scalar key: the last one wins, as in most frameworks.
+        found = request.query_params.get(spec.wire)
     elif source == "path":
-        raw = [path_params[spec.wire]] if spec.wire in path_params else []
+        found = path_params.get(spec.wire)
     elif source == "header":
-        values = request.headers.getlist(spec.wire)
-        raw = values if spec.many else values[:1]
+        found = request.headers.get(spec.wire)
     else:
-        value = request.cookies.get(spec.wire)
-        raw = [value] if value is not None else []
-    if not raw:
+        found = request.cookies.get(spec.wire)
+    if found is None:
         if spec.required:
             errors.append(ErrorDetail((source, spec.wire), "field required", "missing"))
         return spec.default
     try:
-        if spec.many:
-            result: Any = [spec.convert(v) for v in raw]
+        if isinstance(found, list):
+            result: Any = [spec.convert(v) for v in found]
         else:
-            result = spec.convert(raw[0])
+            result = spec.convert(found)
     except ConversionError as error:
         errors.append(ErrorDetail((source, spec.wire), error.msg, error.kind))
         return None
-    if _has_bounds(spec.marker):
+    if spec.marker.has_bounds:
         problem = _check_bounds(result, spec.marker)
         if problem is not None:
             errors.append(ErrorDetail((source, spec.wire), problem, "bounds"))
     return result
-
-
-def _one(values: list[str]) -> list[str]:
-    # A repeated scalar query key: the last one wins, as most frameworks do.
-    return values[-1:]
 
 
 def _read_body(plan: Plan, payload: Any, errors: list[ErrorDetail]) -> dict[str, Any]:
@@ -450,7 +442,7 @@ def _structure(
     except Exception as error:
         errors.extend(errors_from_structuring(error, loc))
         return None
-    if _has_bounds(spec.marker):
+    if spec.marker.has_bounds:
         problem = _check_bounds(result, spec.marker)
         if problem is not None:
             errors.append(ErrorDetail(loc, problem, "bounds"))

@@ -36,6 +36,18 @@ _encoder = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_default
 )
 
+# ``JSONEncoder.encode`` builds a new C encoder, through two Python layers, on every call;
+# one built here serves every response. ``markers=None`` skips the circular-reference check:
+# a handler returning a cycle is a server bug and fails as one (RecursionError, a 500).
+_c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_c_encode = (
+    _c_make_encoder(
+        None, _default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+    if _c_make_encoder is not None
+    else None
+)
+
 
 def dump_json(value: Any) -> bytes:
     """Encode ``value`` as compact UTF-8 JSON.
@@ -44,4 +56,6 @@ def dump_json(value: Any) -> bytes:
         TypeError: a value has no JSON form.
         ValueError: a float is NaN or infinite (not valid JSON).
     """
-    return _encoder.encode(value).encode("utf-8")
+    if _c_encode is None or isinstance(value, str):
+        return _encoder.encode(value).encode("utf-8")
+    return "".join(_c_encode(value, 0)).encode("utf-8")

@@ -41,6 +41,13 @@ class ParamInfo:
     max_length: int | None = None
     convert_underscores: bool = True
     embed: bool = False
+    has_bounds: bool = attrs.field(init=False)
+
+    @has_bounds.default
+    def _any_bounds(self) -> bool:
+        # Read on every request value; computed once here.
+        bounds = (self.gt, self.ge, self.lt, self.le, self.min_length, self.max_length)
+        return any(bound is not None for bound in bounds)
 
 
 @attrs.frozen

@@ -74,7 +74,7 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
     finally:
         # Also on cancellation: name the tasks that will never run, then tear down. (The
         # checks are inline because most requests have no tasks and no teardown.)
-        if tasks._tasks:
+        if tasks._next < len(tasks._tasks):
             runner._lose(tasks)
         if teardown.stack is not None:
             await _tear_down(teardown, failure, request)
