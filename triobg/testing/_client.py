@@ -64,14 +64,35 @@ class StreamingTestResponse:
         self.headers = headers
         self._call = call
 
-    async def iter_bytes(self) -> AsyncIterator[bytes]:
-        """Yield each non-empty body chunk as the app sends it."""
-        async for chunk in self._call.body_chunks():
-            yield chunk
+    def iter_bytes(self) -> AsyncIterator[bytes]:
+        """Each non-empty body chunk, as the app sends it.
+
+        A plain iterator, not an async generator, so ``break`` out of ``async for`` is fine.
+        """
+        return _Chunks(self._call)
 
     async def read(self) -> bytes:
         """The rest of the body."""
-        return b"".join([chunk async for chunk in self._call.body_chunks()])
+        return b"".join([chunk async for chunk in _Chunks(self._call)])
+
+
+class _Chunks:
+    """Body chunks from the app, as an async iterator."""
+
+    def __init__(self, call: _Call) -> None:
+        self._call = call
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while not self._call.body_finished:
+            message = await self._call._next()
+            self._call.body_finished = not message.get("more_body", False)
+            chunk = bytes(message.get("body", b""))
+            if chunk:
+                return chunk
+        raise StopAsyncIteration
 
 
 class _Call:
@@ -80,7 +101,9 @@ class _Call:
     def __init__(self, body: bytes, buffer: float) -> None:
         self.body = body
         self.body_sent = False
+        self.body_finished = False
         self.response_done = trio.Event()
+        self.hung_up = trio.Event()  # the response is complete, or the test stopped reading
         self.app_done = trio.Event()
         self.error: BaseException | None = None
         self.scope = trio.CancelScope()  # the owner's handle: cancelled at the drain deadline
@@ -90,33 +113,34 @@ class _Call:
         if not self.body_sent:
             self.body_sent = True
             return {"type": "http.request", "body": self.body, "more_body": False}
-        await self.response_done.wait()
+        await self.hung_up.wait()
         return {"type": "http.disconnect"}
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.response_done.is_set():
             raise RuntimeError(f"the app sent {message['type']!r} after the response was complete")
-        kind = message["type"]
-        if kind == "http.response.body" and not message.get("more_body", False):
+        final = message["type"] == "http.response.body" and not message.get("more_body", False)
+        try:
             await self.to_client.send(message)
+        except trio.BrokenResourceError:
+            # The test stopped reading, as a client that closes its connection: servers accept
+            # and drop what is sent after that, and the app learns of it from ``receive``. The
+            # checkpoint matters: without it an endless stream would never let that happen.
+            await trio.lowlevel.checkpoint()
+        if final:
             self.response_done.set()
-            return
-        await self.to_client.send(message)
+            self.hung_up.set()
+
+    def leave(self) -> None:
+        """The test stopped reading before the end: behave like a closed connection."""
+        self.from_app.close()
+        self.hung_up.set()
 
     async def start(self) -> tuple[int, Headers]:
         message = await self._next()
         if message["type"] != "http.response.start":
             raise RuntimeError(f"the app sent {message['type']!r} before http.response.start")
         return int(message["status"]), Headers(list(message.get("headers", [])))
-
-    async def body_chunks(self) -> AsyncIterator[bytes]:
-        while True:
-            message = await self._next()
-            chunk = bytes(message.get("body", b""))
-            if chunk:
-                yield chunk
-            if not message.get("more_body", False):
-                return
 
     async def _next(self) -> dict[str, Any]:
         try:
@@ -300,7 +324,7 @@ class TestClient:
         """Send one request and return once its response is complete (tasks may still run)."""
         call = self._start(method, path, params, json, content, data, headers, cookies, buffer=64)
         status, response_headers = await call.start()
-        body = b"".join([chunk async for chunk in call.body_chunks()])
+        body = b"".join([chunk async for chunk in _Chunks(call)])
         self._store_cookies(response_headers)
         if self.wait_for_tasks:
             await call.app_done.wait()
@@ -333,7 +357,7 @@ class TestClient:
             yield response
         finally:
             if not call.response_done.is_set():
-                call.from_app.close()  # the test stopped reading: the app's next send fails
+                call.leave()
 
     async def get(self, path: str, **kwargs: Any) -> TestResponse:
         return await self.request("GET", path, **kwargs)
