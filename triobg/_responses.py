@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import typing
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from http.cookies import SimpleCookie
@@ -328,8 +327,3 @@ async def _iterate(content: ContentStream) -> typing.AsyncGenerator[str | bytes,
 
 def _next_or_none(iterator: typing.Iterator[str | bytes]) -> str | bytes | None:
     return next(iterator, None)
-
-
-def json_error_body(detail: Any) -> bytes:
-    """The body of every error response triobg produces: ``{"detail": ...}``."""
-    return json.dumps({"detail": detail}, separators=(",", ":"), ensure_ascii=False).encode()
