@@ -412,14 +412,13 @@ class BackgroundRunner:
         gate = threading.Lock()
         outcomes: list[BaseException | object | None] = []
         stopped = False
-        started_marker = _STARTED
 
         def work() -> None:
             for task in group:
                 with gate:
                     if stopped:
                         return
-                    outcomes.append(started_marker)
+                    outcomes.append(_STARTED)
                 with self._lock:
                     self._started_in_threads += 1
                 try:
@@ -439,7 +438,7 @@ class BackgroundRunner:
                 seen = list(outcomes)
             tasks._next += len(seen)
             for task, outcome in zip(group, seen, strict=False):
-                if outcome is started_marker:
+                if outcome is _STARTED:
                     self._cancelled_running(
                         task,
                         tasks._label,
