@@ -180,8 +180,9 @@ class BackgroundTasks:
                 "its background tasks have already run"
             )
         task = BackgroundTask(func, args, kwargs)
-        if self._runner is not None:
-            self._runner._accept(1, check_limit=True)
+        runner = self._runner
+        if runner is not None:
+            runner._accept(1, check_limit=True)
         self._tasks.append(task)
 
     @property
@@ -234,10 +235,14 @@ class BackgroundRunner:
         self.thread_limiter = thread_limiter or trio.CapacityLimiter(40)
         # Every counter only ever grows; ``queued`` and ``running`` are derived from them.
         # Counters written from worker threads (``add_task`` in a sync handler, a ``def`` task
-        # being picked up) are guarded by the lock; the others are written on the trio thread
-        # only, so the async path takes no lock at all.
+        # being picked up) are separate and guarded by the lock; the others are written by one
+        # thread only -- the one that built the app, which is where trio runs it -- so the
+        # async path takes no lock at all. (If trio runs elsewhere, its writes simply take the
+        # locked path too: correct, a little slower.)
         self._lock = threading.Lock()
+        self._home_thread = threading.get_ident()
         self._accepted = 0
+        self._accepted_in_threads = 0
         self._rejected = 0
         self._started_in_threads = 0
         self._started = 0
@@ -260,11 +265,13 @@ class BackgroundRunner:
     def statistics(self) -> BackgroundStatistics:
         """Counts of this app's tasks; see ``BackgroundStatistics`` for what each column means."""
         with self._lock:
-            accepted, rejected = self._accepted, self._rejected
+            accepted = self._accepted + self._accepted_in_threads
             started = self._started + self._started_in_threads
+            queued = self._queued()
+            rejected = self._rejected
         return BackgroundStatistics(
             accepted=accepted,
-            queued=self._queued(accepted),
+            queued=queued,
             running=started - self._completed - self._failed - self._cut_running,
             completed=self._completed,
             failed=self._failed,
@@ -274,17 +281,22 @@ class BackgroundRunner:
             live_requests=self._live,
         )
 
-    def _queued(self, accepted: int) -> int:
+    def _queued(self) -> int:
+        accepted = self._accepted + self._accepted_in_threads
         started = self._started + self._started_in_threads
         return accepted - started - self._cut_unstarted - self._discarded
 
     def _accept(self, count: int, *, check_limit: bool) -> None:
-        with self._lock:
-            limit = self.max_queued_tasks
-            if check_limit and limit is not None and self._queued(self._accepted) + count > limit:
+        limit = self.max_queued_tasks
+        if check_limit and limit is not None and self._queued() + count > limit:
+            with self._lock:
                 self._rejected += count
-                raise BackgroundTasksFull(limit)
+            raise BackgroundTasksFull(limit)
+        if threading.get_ident() == self._home_thread:
             self._accepted += count
+        else:  # a sync handler or dependency, in a worker thread
+            with self._lock:
+                self._accepted_in_threads += count
 
     def _bind(self, tasks: BackgroundTasks, method: str, path: str) -> None:
         tasks._runner = self
@@ -317,9 +329,6 @@ class BackgroundRunner:
                 extra={"task": task.name, "request": tasks._label, "outcome": "discarded"},
             )
 
-    def _close(self, tasks: BackgroundTasks) -> None:
-        tasks._state = _CLOSED
-
     def _lose(self, tasks: BackgroundTasks) -> None:
         """Name every task of ``tasks`` that will now never start, and count it as cancelled."""
         lost = tasks._pending()
@@ -349,60 +358,56 @@ class BackgroundRunner:
         task and every task not yet started are named in the log before the cancellation
         propagates. (A ``CancelScope`` per request would cost about as much as a whole bare
         request; the owners already have one.)
+
+        This is the hottest loop of the library, hence one flat function: an ``async def``
+        task is awaited right here rather than through a helper coroutine per task.
         """
         tasks._state = _RUNNING
-        if tasks._next == len(tasks._tasks):
+        items = tasks._tasks
+        if tasks._next == len(items):
             return
         self._live += 1
+        holds_slot = False
         try:
             cap = self.max_running_tasks
-            if cap is None:
-                await self._run_all(tasks)
-                return
-            # A request runs its tasks one at a time, so it needs one slot at a time.
-            if self._slots_used < cap and not self._slot_waiters:
-                self._slots_used += 1
-            else:
-                await self._slot_waiters.park()  # woken holding the slot a finisher handed over
-            try:
-                await self._run_all(tasks)
-            finally:
+            if cap is not None:
+                # A request runs its tasks one at a time, so it needs one slot at a time.
+                if self._slots_used < cap and not self._slot_waiters:
+                    self._slots_used += 1
+                else:
+                    await self._slot_waiters.park()  # woken holding a slot a finisher handed over
+                holds_slot = True
+            while tasks._next < len(items):
+                task = items[tasks._next]
+                if not task.is_async:
+                    end = tasks._next + 1
+                    while end < len(items) and not items[end].is_async:
+                        end += 1
+                    await self._run_threaded(items[tasks._next : end], tasks)
+                    continue
+                tasks._next += 1
+                self._started += 1
+                try:
+                    await task.func(*task.args, **task.kwargs)
+                except Exception as error:
+                    await self._failed_one(task, tasks._label, error)
+                except BaseException:
+                    self._cancelled_running(task, tasks._label, self._why_cancelled())
+                    raise
+                else:
+                    self._completed += 1
+        finally:
+            if holds_slot:
                 if self._slot_waiters:
-                    self._slot_waiters.unpark()
+                    self._slot_waiters.unpark()  # hand our slot straight to the next in line
                 else:
                     self._slots_used -= 1
-        finally:
-            if tasks._next < len(tasks._tasks):
+            if tasks._next < len(items):
                 self._lose(tasks)
             self._live -= 1
             if not self._live and self._idle is not None:
                 self._idle.set()
                 self._idle = None
-
-    async def _run_all(self, tasks: BackgroundTasks) -> None:
-        items = tasks._tasks
-        while tasks._next < len(items):
-            task = items[tasks._next]
-            if task.is_async:
-                tasks._next += 1
-                await self._run_async(task, tasks)
-            else:
-                end = tasks._next + 1
-                while end < len(items) and not items[end].is_async:
-                    end += 1
-                await self._run_threaded(items[tasks._next : end], tasks)
-
-    async def _run_async(self, task: BackgroundTask, tasks: BackgroundTasks) -> None:
-        self._started += 1
-        try:
-            await task.func(*task.args, **task.kwargs)
-        except Exception as error:
-            await self._failed_one(task, tasks._label, error)
-        except BaseException:
-            self._cancelled_running(task, tasks._label, self._why_cancelled())
-            raise
-        else:
-            self._completed_one()
 
     async def _run_threaded(self, group: list[BackgroundTask], tasks: BackgroundTasks) -> None:
         # One thread hop for a run of consecutive ``def`` tasks: a round trip to a worker thread
@@ -446,13 +451,10 @@ class BackgroundRunner:
                         "cannot be interrupted, and was abandoned there",
                     )
                 elif outcome is None:
-                    self._completed_one()
+                    self._completed += 1
                 else:
                     assert isinstance(outcome, BaseException)
                     await self._failed_one(task, tasks._label, outcome)
-
-    def _completed_one(self) -> None:
-        self._completed += 1
 
     def _cancelled_running(self, task: BackgroundTask, label: str, why: str) -> None:
         self._cut_running += 1

@@ -20,12 +20,12 @@ import logging
 import typing
 from typing import Any
 
-from ._background import BackgroundTasks
-from ._dependencies import Solving, Teardown, call_dependant, read_inputs, read_values
+from ._background import _CLOSED, BackgroundTasks
 from ._errors import error_response
 from ._requests import Receive, Request
-from ._responses import ClientDisconnected, Response, Send
+from ._responses import ClientDisconnected, Send
 from ._routes import new_injected_response
+from ._solve import Teardown
 
 if typing.TYPE_CHECKING:
     from ._app import App
@@ -38,11 +38,29 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
     runner = app.background
     tasks = BackgroundTasks()
     runner._bind(tasks, scope["method"], scope["path"])
-    teardown = Teardown()
+    teardown: Teardown | None = None  # only routes with ``yield`` dependencies need one
     failure: BaseException | None = None
     try:
         try:
-            response = await _respond(app, request, tasks, teardown)
+            route, path_params = app._find_route(scope)
+            request.path_params = path_params
+            solver = route.solver(app.dependency_overrides)
+            plan = solver.plan
+            if solver.needs_teardown:
+                teardown = Teardown()
+            injected = new_injected_response() if plan.needs_response else None
+            limiter = app.sync_limiter
+            if plan.function_teardown:
+                # ``Depends(..., scope="function")`` generators close here, before the response.
+                async with contextlib.AsyncExitStack() as stack:
+                    result = await solver.solve(
+                        request, path_params, tasks, injected, teardown, stack, limiter
+                    )
+            else:
+                result = await solver.solve(
+                    request, path_params, tasks, injected, teardown, None, limiter
+                )
+            response = route.make_response(result, injected)
         except Exception as error:
             failure = error
             response = await error_response(app.exception_handlers, request, error)
@@ -76,7 +94,7 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
         # checks are inline because most requests have no tasks and no teardown.)
         if tasks._next < len(tasks._tasks):
             runner._lose(tasks)
-        if teardown.stack is not None:
+        if teardown is not None and teardown.stack is not None:
             await _tear_down(teardown, failure, request)
             if tasks._next < len(tasks._tasks):
                 # A teardown added tasks (after the first batch ran): run them, never drop them.
@@ -84,7 +102,7 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
                     await runner.run(tasks)
                 finally:
                     runner._lose(tasks)
-        runner._close(tasks)
+        tasks._state = _CLOSED
 
 
 async def _tear_down(teardown: Teardown, failure: BaseException | None, request: Request) -> None:
@@ -93,27 +111,3 @@ async def _tear_down(teardown: Teardown, failure: BaseException | None, request:
     except Exception as error:
         if error is not failure:
             logger.exception("dependency teardown failed after %s %s", request.method, request.path)
-
-
-async def _respond(
-    app: App, request: Request, tasks: BackgroundTasks, teardown: Teardown
-) -> Response:
-    route, path_params = app._find_route(request.scope)
-    request.path_params = path_params
-    plan = route.plan(app.dependency_overrides)
-    if plan.body:
-        inputs = await read_inputs(plan, request, path_params)
-    else:
-        inputs = read_values(plan, request, path_params)
-    injected = new_injected_response() if plan.needs_response else None
-    if not plan.function_teardown:
-        solving = Solving(request, inputs, tasks, injected, teardown, None, app.sync_limiter)
-        result = await call_dependant(plan.root, solving)
-        return route.make_response(result, injected)
-    # ``Depends(..., scope="function")`` generators close here, before the response is sent.
-    async with contextlib.AsyncExitStack() as function_stack:
-        solving = Solving(
-            request, inputs, tasks, injected, teardown, function_stack, app.sync_limiter
-        )
-        result = await call_dependant(plan.root, solving)
-    return route.make_response(result, injected)

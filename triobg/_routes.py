@@ -10,11 +10,12 @@ from typing import Any, TypedDict, TypeVar, Unpack
 
 import attrs
 
-from ._dependencies import Compiler, DependencyOverrides, Plan
+from ._dependencies import Compiler, DependencyOverrides
 from ._encode import dump_json
 from ._params import DependsInfo
 from ._responses import JSONResponse, Response
 from ._routing import compile_path
+from ._solve import Solver, compile_solver
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -62,8 +63,8 @@ class Route:
     response_class: type[Response] = JSONResponse
     dependencies: list[DependsInfo] = attrs.field(factory=list)
     name: str = ""
-    _plan: Plan | None = attrs.field(default=None, init=False, repr=False)
-    _plan_version: int = attrs.field(default=-1, init=False, repr=False)
+    _solver: Solver | None = attrs.field(default=None, init=False, repr=False)
+    _solver_version: int = attrs.field(default=-1, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         unknown = self.methods - METHODS
@@ -73,14 +74,18 @@ class Route:
             )
         if not self.name:
             self.name = getattr(self.endpoint, "__name__", "endpoint")
-        self.plan(DependencyOverrides())  # fail at declaration, not at the first request
+        self.solver(DependencyOverrides())  # fail at declaration, not at the first request
 
-    def plan(self, overrides: DependencyOverrides) -> Plan:
-        if self._plan is None or self._plan_version != overrides.version:
+    def solver(self, overrides: DependencyOverrides) -> Solver:
+        """The compiled plan for this route, rebuilt when ``overrides`` has changed."""
+        solver = self._solver
+        if solver is None or self._solver_version != overrides.version:
             compiler = Compiler(compile_path(self.path).param_names, overrides)
-            self._plan = compiler.plan(self.endpoint, self.dependencies)
-            self._plan_version = overrides.version
-        return self._plan
+            plan = compiler.plan(self.endpoint, self.dependencies)
+            label = f"{'/'.join(sorted(self.methods))} {self.path}"
+            solver = self._solver = compile_solver(plan, label)
+            self._solver_version = overrides.version
+        return solver
 
     def make_response(self, result: Any, injected: Response | None) -> Response:
         """Wrap a handler's return value (unless it already is a ``Response``)."""
