@@ -18,7 +18,7 @@ import inspect
 import logging
 import threading
 import types
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, ParamSpec, final
 
 import attrs
@@ -53,12 +53,21 @@ def callable_name(func: Any) -> str:
     return f"{module}.{name}" if module and module != "builtins" else name
 
 
+#: How a request's tasks are stored: ``(func, args, kwargs, is_async)``. A plain tuple,
+#: because one is built per ``add_task`` on the request's hot path and CPython builds nothing
+#: cheaper (a slotted class or a named tuple costs two to three times as many instructions).
+_Task = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], bool]
+
+
 @final
 class BackgroundTask:
-    """One ``add_task`` call: the function, its arguments, and how it will be run.
+    """One ``add_task`` call, as ``BackgroundTasks.tasks`` shows it.
 
-    A slotted class rather than an attrs one: one is built per ``add_task`` on the request's
-    hot path, and its ``name`` is only computed when something is logged.
+    Attributes:
+        func: What ``add_task`` was given.
+        args: Its positional arguments.
+        kwargs: Its keyword arguments.
+        is_async: Whether it is awaited in the event loop (else it runs in a worker thread).
     """
 
     __slots__ = ("args", "func", "is_async", "kwargs")
@@ -136,6 +145,9 @@ class BackgroundTasksFull(HTTPException):
         )
 
 
+_FUNCTION: Final = types.FunctionType
+_CO_COROUTINE: Final = inspect.CO_COROUTINE
+
 _COLLECTING: Final = 0
 _RUNNING: Final = 1
 _CLOSED: Final = 2
@@ -154,15 +166,25 @@ class BackgroundTasks:
     then run after the injected object's tasks.
     """
 
-    __slots__ = ("_method", "_next", "_path", "_runner", "_state", "_tasks")
+    __slots__ = ("_next", "_runner", "_scope", "_state", "_tasks")
 
     def __init__(self) -> None:
-        self._tasks: list[BackgroundTask] = []
+        self._tasks: list[_Task] = []
         self._next = 0
         self._runner: BackgroundRunner | None = None
-        self._method = ""
-        self._path = ""
+        self._scope: Mapping[str, Any] | None = None  # the request's ASGI scope, for log lines
         self._state = _COLLECTING
+
+    @classmethod
+    def _for_request(cls, runner: BackgroundRunner, scope: Mapping[str, Any]) -> BackgroundTasks:
+        """The object the pipeline creates per request, already accounted to ``runner``."""
+        tasks = cls.__new__(cls)
+        tasks._tasks = []
+        tasks._next = 0
+        tasks._runner = runner
+        tasks._scope = scope
+        tasks._state = _COLLECTING
+        return tasks
 
     def add_task(self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
         """Run ``func(*args, **kwargs)`` after the response has been sent.
@@ -179,30 +201,35 @@ class BackgroundTasks:
                 f"cannot add {callable_name(func)}: the request {self._label} has finished and "
                 "its background tasks have already run"
             )
-        task = BackgroundTask(func, args, kwargs)
+        if type(func) is _FUNCTION:  # most tasks: skip the call into the general check
+            is_async = bool(func.__code__.co_flags & _CO_COROUTINE)
+        else:
+            is_async = is_async_callable(func)
+        task = (func, args, kwargs, is_async)
         runner = self._runner
         if runner is not None:
-            runner._accept(1, check_limit=True)
+            runner._accept(1, True)
         self._tasks.append(task)
 
     @property
     def tasks(self) -> tuple[BackgroundTask, ...]:
         """The tasks added so far, in the order they will run."""
-        return tuple(self._tasks)
+        return tuple(BackgroundTask(func, args, kwargs) for func, args, kwargs, _ in self._tasks)
 
     def __len__(self) -> int:
         return len(self._tasks)
 
     def __repr__(self) -> str:
-        names = ", ".join(t.name for t in self._tasks)
+        names = ", ".join(callable_name(task[0]) for task in self._tasks)
         return f"<BackgroundTasks [{names}]>"
 
     @property
     def _label(self) -> str:
         """``METHOD /path`` of the request, for log lines (built only when one is written)."""
-        return f"{self._method} {self._path}" if self._method else "(no request)"
+        scope = self._scope
+        return f"{scope['method']} {scope['path']}" if scope is not None else "(no request)"
 
-    def _pending(self) -> list[BackgroundTask]:
+    def _pending(self) -> list[_Task]:
         return self._tasks[self._next :]
 
 
@@ -253,7 +280,10 @@ class BackgroundRunner:
         self._discarded = 0
         # Running slots: a plain count while below the cap (no scheduler round trip); at the
         # cap, requests park here in arrival order and each release hands its slot over.
+        # ``_waiting`` counts the parked (a ParkingLot's own ``len`` is a Python call): a
+        # releaser decrements it as it unparks, a waiter cancelled while parked does itself.
         self._slots_used = 0
+        self._waiting = 0
         self._slot_waiters = trio.lowlevel.ParkingLot()
         self._live = 0
         self._idle: trio.Event | None = None
@@ -286,22 +316,24 @@ class BackgroundRunner:
         started = self._started + self._started_in_threads
         return accepted - started - self._cut_unstarted - self._discarded
 
-    def _accept(self, count: int, *, check_limit: bool) -> None:
+    def _accept(self, count: int, check_limit: bool) -> None:
+        # Read without the lock: a sync handler adding tasks in another thread at this moment
+        # can push the queue past the limit by its own few tasks, never by more. (``_queued``
+        # is written out here: this runs for every ``add_task``.)
         limit = self.max_queued_tasks
-        if check_limit and limit is not None and self._queued() + count > limit:
-            with self._lock:
-                self._rejected += count
-            raise BackgroundTasksFull(limit)
+        if check_limit and limit is not None:
+            accepted = self._accepted + self._accepted_in_threads
+            started = self._started + self._started_in_threads
+            queued = accepted - started - self._cut_unstarted - self._discarded
+            if queued + count > limit:
+                with self._lock:
+                    self._rejected += count
+                raise BackgroundTasksFull(limit)
         if threading.get_ident() == self._home_thread:
             self._accepted += count
         else:  # a sync handler or dependency, in a worker thread
             with self._lock:
                 self._accepted_in_threads += count
-
-    def _bind(self, tasks: BackgroundTasks, method: str, path: str) -> None:
-        tasks._runner = self
-        tasks._method = method
-        tasks._path = path
 
     def _merge(self, into: BackgroundTasks, extra: BackgroundTasks | None) -> None:
         """Append a response's own ``background`` tasks to the request's tasks, accounting them."""
@@ -309,7 +341,7 @@ class BackgroundRunner:
             return
         # The response is already decided, so these are accepted even over the queue limit.
         if extra._runner is None and extra._tasks:
-            self._accept(len(extra._tasks), check_limit=False)
+            self._accept(len(extra._tasks), False)
         into._tasks.extend(extra._tasks)
         extra._tasks = []
 
@@ -320,13 +352,14 @@ class BackgroundRunner:
             return
         tasks._next = len(tasks._tasks)
         self._discarded += len(dropped)
-        for task in dropped:
+        for func, *_ in dropped:
+            name = callable_name(func)
             logger.warning(
                 "background task %s of %s discarded, never run: %s",
-                task.name,
+                name,
                 tasks._label,
                 reason,
-                extra={"task": task.name, "request": tasks._label, "outcome": "discarded"},
+                extra={"task": name, "request": tasks._label, "outcome": "discarded"},
             )
 
     def _lose(self, tasks: BackgroundTasks) -> None:
@@ -337,13 +370,14 @@ class BackgroundRunner:
         tasks._next = len(tasks._tasks)
         self._cut_unstarted += len(lost)
         why = self._why_cancelled()
-        for task in lost:
+        for func, *_ in lost:
+            name = callable_name(func)
             logger.warning(
                 "background task %s of %s cancelled before it started (%s)",
-                task.name,
+                name,
                 tasks._label,
                 why,
-                extra={"task": task.name, "request": tasks._label, "outcome": "cancelled"},
+                extra={"task": name, "request": tasks._label, "outcome": "cancelled"},
             )
 
     # --- running ---------------------------------------------------------------------------
@@ -372,33 +406,39 @@ class BackgroundRunner:
             cap = self.max_running_tasks
             if cap is not None:
                 # A request runs its tasks one at a time, so it needs one slot at a time.
-                if self._slots_used < cap and not self._slot_waiters:
+                if self._slots_used < cap and not self._waiting:
                     self._slots_used += 1
                 else:
-                    await self._slot_waiters.park()  # woken holding a slot a finisher handed over
+                    self._waiting += 1
+                    try:
+                        await self._slot_waiters.park()  # woken holding a slot handed over
+                    except BaseException:
+                        self._waiting -= 1  # cancelled while parked: never handed a slot
+                        raise
                 holds_slot = True
             while tasks._next < len(items):
-                task = items[tasks._next]
-                if not task.is_async:
+                func, args, kwargs, is_async = items[tasks._next]
+                if not is_async:
                     end = tasks._next + 1
-                    while end < len(items) and not items[end].is_async:
+                    while end < len(items) and not items[end][3]:
                         end += 1
                     await self._run_threaded(items[tasks._next : end], tasks)
                     continue
                 tasks._next += 1
                 self._started += 1
                 try:
-                    await task.func(*task.args, **task.kwargs)
+                    await func(*args, **kwargs)
                 except Exception as error:
-                    await self._failed_one(task, tasks._label, error)
+                    await self._failed_one(func, tasks._label, error)
                 except BaseException:
-                    self._cancelled_running(task, tasks._label, self._why_cancelled())
+                    self._cancelled_running(func, tasks._label, self._why_cancelled())
                     raise
                 else:
                     self._completed += 1
         finally:
             if holds_slot:
-                if self._slot_waiters:
+                if self._waiting:
+                    self._waiting -= 1
                     self._slot_waiters.unpark()  # hand our slot straight to the next in line
                 else:
                     self._slots_used -= 1
@@ -409,7 +449,7 @@ class BackgroundRunner:
                 self._idle.set()
                 self._idle = None
 
-    async def _run_threaded(self, group: list[BackgroundTask], tasks: BackgroundTasks) -> None:
+    async def _run_threaded(self, group: list[_Task], tasks: BackgroundTasks) -> None:
         # One thread hop for a run of consecutive ``def`` tasks: a round trip to a worker thread
         # costs far more than a small sync task. The thread records each outcome under a lock; if
         # we are cancelled we abandon the thread (it cannot be interrupted), tell it not to start
@@ -419,7 +459,7 @@ class BackgroundRunner:
         stopped = False
 
         def work() -> None:
-            for task in group:
+            for func, args, kwargs, _ in group:
                 with gate:
                     if stopped:
                         return
@@ -427,7 +467,7 @@ class BackgroundRunner:
                 with self._lock:
                     self._started_in_threads += 1
                 try:
-                    task.func(*task.args, **task.kwargs)
+                    func(*args, **kwargs)
                 except BaseException as error:
                     result: BaseException | None = error
                 else:
@@ -442,10 +482,10 @@ class BackgroundRunner:
                 stopped = True
                 seen = list(outcomes)
             tasks._next += len(seen)
-            for task, outcome in zip(group, seen, strict=False):
+            for (func, *_), outcome in zip(group, seen, strict=False):
                 if outcome is _STARTED:
                     self._cancelled_running(
-                        task,
+                        func,
                         tasks._label,
                         f"{self._why_cancelled()}; it was still running in a worker thread, which "
                         "cannot be interrupted, and was abandoned there",
@@ -454,29 +494,31 @@ class BackgroundRunner:
                     self._completed += 1
                 else:
                     assert isinstance(outcome, BaseException)
-                    await self._failed_one(task, tasks._label, outcome)
+                    await self._failed_one(func, tasks._label, outcome)
 
-    def _cancelled_running(self, task: BackgroundTask, label: str, why: str) -> None:
+    def _cancelled_running(self, func: Callable[..., Any], label: str, why: str) -> None:
         self._cut_running += 1
+        name = callable_name(func)
         logger.warning(
             "background task %s of %s cancelled while running (%s)",
-            task.name,
+            name,
             label,
             why,
-            extra={"task": task.name, "request": label, "outcome": "cancelled"},
+            extra={"task": name, "request": label, "outcome": "cancelled"},
         )
 
-    async def _failed_one(self, task: BackgroundTask, label: str, error: BaseException) -> None:
+    async def _failed_one(self, func: Callable[..., Any], label: str, error: BaseException) -> None:
         self._failed += 1
+        name = callable_name(func)
         logger.error(
             "background task %s of %s failed",
-            task.name,
+            name,
             label,
             exc_info=error,
-            extra={"task": task.name, "request": label, "outcome": "failed"},
+            extra={"task": name, "request": label, "outcome": "failed"},
         )
         method, _, path = label.partition(" ")
-        failure = TaskFailure(task.name, error, method, path)
+        failure = TaskFailure(name, error, method, path)
         for listener in self._failure_listeners:
             listener(failure)
         if self.on_task_error is None:
@@ -486,7 +528,7 @@ class BackgroundRunner:
             if inspect.isawaitable(result):
                 await result
         except Exception:
-            logger.exception("on_task_error raised while reporting %s", task.name)
+            logger.exception("on_task_error raised while reporting %s", name)
 
     # --- shutdown --------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -51,6 +52,14 @@ class Headers(Mapping[str, str]):
             if k == key:
                 return v.decode("latin-1")
         raise KeyError(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The first value of ``name``, or ``default`` (without Mapping's KeyError round trip)."""
+        key = name.lower().encode("latin-1")
+        for k, v in self._raw:
+            if k == key:
+                return v.decode("latin-1")
+        return default
 
     def getlist(self, name: str) -> list[str]:
         """All values of ``name``, in the order they were sent."""

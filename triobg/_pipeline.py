@@ -36,8 +36,7 @@ logger = logging.getLogger("triobg.error")
 async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: Send) -> None:
     request = Request(scope, receive, app)
     runner = app.background
-    tasks = BackgroundTasks()
-    runner._bind(tasks, scope["method"], scope["path"])
+    tasks = BackgroundTasks._for_request(runner, scope)
     teardown: Teardown | None = None  # only routes with ``yield`` dependencies need one
     failure: BaseException | None = None
     try:

@@ -79,6 +79,14 @@ class QueryParams(Mapping[str, str]):
     def __getitem__(self, key: str) -> str:
         return self._last[key]
 
+    # ``get`` and ``in`` straight from the dict: Mapping's versions go through ``__getitem__``
+    # and a KeyError for every absent key, and the solver calls ``get`` for each query value.
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._last.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._last
+
     def __iter__(self) -> typing.Iterator[str]:
         return iter(self._last)
 

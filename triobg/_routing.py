@@ -94,6 +94,14 @@ class _Entry(Generic[T]):
 
     template: PathTemplate
     endpoints: dict[str, T] = attrs.field(factory=dict)
+    # Read on every lookup, so kept at hand rather than behind ``template``:
+    names: tuple[str, ...] = attrs.field(init=False)
+    static_match: Match[T] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.names = self.template.param_names
+        # A static path's lookup result never changes (endpoints is this same dict).
+        self.static_match = Match(self.endpoints, _NO_PARAMS, self.template.raw)
 
 
 @attrs.define
@@ -182,20 +190,21 @@ class PathTable(Generic[T]):
         """
         entry = self._static.get(path)
         if entry is not None:
-            return Match(entry.endpoints, _NO_PARAMS, entry.template.raw)
+            return entry.static_match
         if raw_path is not None and b"%" in raw_path:
             raw = raw_path.decode("latin-1")
             parts = [unquote(p) if "%" in p else p for p in raw[1:].split("/")]
         else:
             parts = path[1:].split("/")
         values: list[str] = []
-        found = _walk(self._root, parts, 0, values)
+        found = _descend(self._root, parts, values)
         if found is None:
-            return None
+            values.clear()
+            found = _walk(self._root, parts, 0, values)
+            if found is None:
+                return None
         return Match(
-            found.endpoints,
-            dict(zip(found.template.param_names, values, strict=True)),
-            found.template.raw,
+            found.endpoints, dict(zip(found.names, values, strict=True)), found.template.raw
         )
 
     def __iter__(self) -> Iterator[tuple[str, str, T]]:
@@ -203,6 +212,30 @@ class PathTable(Generic[T]):
         for entry in self._entries:
             for method, endpoint in entry.endpoints.items():
                 yield entry.template.raw, method, endpoint
+
+
+def _descend(node: _Node[T], parts: list[str], values: list[str]) -> _Entry[T] | None:
+    # The path ``_walk`` tries first (static child, else parameter, else catch-all), as a
+    # plain loop: when it ends on an entry, that entry is ``_walk``'s answer too, with no
+    # recursion. ``None`` means a dead end somewhere; the caller then lets ``_walk`` backtrack.
+    for index, part in enumerate(parts):
+        child = node.static.get(part)
+        if child is None:
+            if node.param is not None and part:
+                child = node.param
+                values.append(part)
+            elif node.catch_all is not None:
+                values.append("/".join(parts[index:]))
+                return node.catch_all
+            else:
+                return None
+        node = child
+    if node.entry is not None:
+        return node.entry
+    if node.catch_all is not None:
+        values.append("")
+        return node.catch_all
+    return None
 
 
 def _walk(node: _Node[T], parts: list[str], index: int, values: list[str]) -> _Entry[T] | None:
