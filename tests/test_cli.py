@@ -166,4 +166,4 @@ class TestProcess:
                 out,
             ), (tag, out)
         drained = re.findall(r"\[(\d+)\] INFO triobg\.background: background drain finished", out)
-        assert set(map(int, drained)) == set(owner.values())
+        assert set(map(int, drained)) == set(owner.values()), out

@@ -44,29 +44,32 @@ class TestMatch:
     def test_static_paths_win_over_parameters(self) -> None:
         """``/users/me`` is not read as ``uid="me"``."""
         found = self.make().match("/users/me")
-        assert found is not None and found.endpoints["GET"] == "me"
+        assert found is not None
+        endpoints, _, _ = found
+        assert endpoints["GET"] == "me"
 
     def test_parameters_are_captured(self) -> None:
         """Values come back as strings, named by the template."""
         found = self.make().match("/users/7/posts/99")
         assert found is not None
-        assert dict(found.params) == {"uid": "7", "pid": "99"}
-        assert found.template == "/users/{uid}/posts/{pid}"
+        _, params, template = found
+        assert dict(params) == {"uid": "7", "pid": "99"}
+        assert template == "/users/{uid}/posts/{pid}"
 
     def test_backtracking_from_a_static_branch(self) -> None:
         """``/users/me/posts/1`` falls back from the static ``me`` to the ``{uid}`` branch."""
         found = self.make().match("/users/me/posts/1")
-        assert found is not None and dict(found.params) == {"uid": "me", "pid": "1"}
+        assert found is not None and dict(found[1]) == {"uid": "me", "pid": "1"}
 
     def test_catch_all_takes_the_rest_including_slashes(self) -> None:
         """``{rest:path}`` swallows every remaining segment."""
         found = self.make().match("/files/a/b/c.txt")
-        assert found is not None and dict(found.params) == {"rest": "a/b/c.txt"}
+        assert found is not None and dict(found[1]) == {"rest": "a/b/c.txt"}
 
     def test_encoded_slash_stays_inside_its_segment(self) -> None:
         """``%2F`` in the raw path is part of the parameter, not a separator."""
         found = self.make().match("/users/a/b", raw_path=b"/users/a%2Fb")
-        assert found is not None and dict(found.params) == {"uid": "a/b"}
+        assert found is not None and dict(found[1]) == {"uid": "a/b"}
 
     @pytest.mark.parametrize("path", ["/nope", "/users", "/users/1/posts", "/users//posts/1"])
     def test_unknown_paths_do_not_match(self, path: str) -> None:
@@ -77,7 +80,7 @@ class TestMatch:
         """One shape can hold several methods; the same method twice is an error."""
         table = self.make()
         found = table.match("/users/1")
-        assert found is not None and set(found.endpoints) == {"GET", "DELETE"}
+        assert found is not None and set(found[0]) == {"GET", "DELETE"}
         with pytest.raises(ValueError, match="already registered"):
             table.add("/users/{uid}", frozenset({"GET"}), "again")
 
@@ -97,6 +100,6 @@ class TestMatch:
             table.add(f"/r{i}/{{x}}/leaf", frozenset({"GET"}), i)
             table.add(f"/static/{i}", frozenset({"GET"}), i)
         found = table.match("/r999/abc/leaf")
-        assert found is not None and found.endpoints["GET"] == 999
+        assert found is not None and found[0]["GET"] == 999
         assert table.match("/static/500") is not None
         assert len(table._root.static) == 1000  # one branch per first segment, no list scan

@@ -267,15 +267,16 @@ class App:
                     raise _Redirect(f"{location}?{query}" if query else location)
             raise HTTPException(404)
         method: str = scope["method"]
-        route = found.endpoints.get(method)
+        endpoints, params, _ = found
+        route = endpoints.get(method)
         if route is None and method == "HEAD":
-            route = found.endpoints.get("GET")
+            route = endpoints.get("GET")
         if route is None:
-            allowed = set(found.endpoints)
+            allowed = set(endpoints)
             if "GET" in allowed:
                 allowed.add("HEAD")
             raise HTTPException(405, headers={"allow": ", ".join(sorted(allowed))})
-        return route, found.params
+        return route, params
 
     def _build_table(self) -> PathTable[Route]:
         table: PathTable[Route] = PathTable()

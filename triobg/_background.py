@@ -19,7 +19,7 @@ import logging
 import threading
 import types
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final, ParamSpec, final
+from typing import Any, Final, NoReturn, ParamSpec, final
 
 import attrs
 import trio
@@ -145,12 +145,9 @@ class BackgroundTasksFull(HTTPException):
         )
 
 
+_get_ident: Final = threading.get_ident
 _FUNCTION: Final = types.FunctionType
 _CO_COROUTINE: Final = inspect.CO_COROUTINE
-
-_COLLECTING: Final = 0
-_RUNNING: Final = 1
-_CLOSED: Final = 2
 
 
 @final
@@ -166,14 +163,14 @@ class BackgroundTasks:
     then run after the injected object's tasks.
     """
 
-    __slots__ = ("_next", "_runner", "_scope", "_state", "_tasks")
+    __slots__ = ("_closed", "_next", "_runner", "_scope", "_tasks")
 
     def __init__(self) -> None:
         self._tasks: list[_Task] = []
         self._next = 0
         self._runner: BackgroundRunner | None = None
         self._scope: Mapping[str, Any] | None = None  # the request's ASGI scope, for log lines
-        self._state = _COLLECTING
+        self._closed = False  # set once the request is over: nothing would run a new task
 
     @classmethod
     def _for_request(cls, runner: BackgroundRunner, scope: Mapping[str, Any]) -> BackgroundTasks:
@@ -183,7 +180,7 @@ class BackgroundTasks:
         tasks._next = 0
         tasks._runner = runner
         tasks._scope = scope
-        tasks._state = _COLLECTING
+        tasks._closed = False
         return tasks
 
     def add_task(self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
@@ -196,7 +193,7 @@ class BackgroundTasks:
         """
         if not callable(func):
             raise TypeError(f"add_task needs a callable, got {type(func).__name__}")
-        if self._state == _CLOSED:
+        if self._closed:
             raise RuntimeError(
                 f"cannot add {callable_name(func)}: the request {self._label} has finished and "
                 "its background tasks have already run"
@@ -205,11 +202,17 @@ class BackgroundTasks:
             is_async = bool(func.__code__.co_flags & _CO_COROUTINE)
         else:
             is_async = is_async_callable(func)
-        task = (func, args, kwargs, is_async)
         runner = self._runner
         if runner is not None:
-            runner._accept(1, True)
-        self._tasks.append(task)
+            # ``runner._accept(1, True)``, written out: this runs for every task of every request.
+            limit = runner.max_queued_tasks
+            if limit is not None and runner._queued() >= limit:
+                runner._reject(limit)
+            if _get_ident() == runner._home_thread:
+                runner._accepted += 1
+            else:
+                runner._accept_in_thread(1)
+        self._tasks.append((func, args, kwargs, is_async))
 
     @property
     def tasks(self) -> tuple[BackgroundTask, ...]:
@@ -317,23 +320,25 @@ class BackgroundRunner:
         return accepted - started - self._cut_unstarted - self._discarded
 
     def _accept(self, count: int, check_limit: bool) -> None:
-        # Read without the lock: a sync handler adding tasks in another thread at this moment
-        # can push the queue past the limit by its own few tasks, never by more. (``_queued``
-        # is written out here: this runs for every ``add_task``.)
+        # The queue is read without the lock: a sync handler adding tasks in another thread at
+        # this moment can push it past the limit by its own few tasks, never by more.
         limit = self.max_queued_tasks
-        if check_limit and limit is not None:
-            accepted = self._accepted + self._accepted_in_threads
-            started = self._started + self._started_in_threads
-            queued = accepted - started - self._cut_unstarted - self._discarded
-            if queued + count > limit:
-                with self._lock:
-                    self._rejected += count
-                raise BackgroundTasksFull(limit)
-        if threading.get_ident() == self._home_thread:
+        if check_limit and limit is not None and self._queued() + count > limit:
+            self._reject(limit, count)
+        if _get_ident() == self._home_thread:
             self._accepted += count
-        else:  # a sync handler or dependency, in a worker thread
-            with self._lock:
-                self._accepted_in_threads += count
+        else:
+            self._accept_in_thread(count)
+
+    def _accept_in_thread(self, count: int) -> None:
+        # A sync handler or dependency adding tasks from its worker thread.
+        with self._lock:
+            self._accepted_in_threads += count
+
+    def _reject(self, limit: int, count: int = 1) -> NoReturn:
+        with self._lock:
+            self._rejected += count
+        raise BackgroundTasksFull(limit)
 
     def _merge(self, into: BackgroundTasks, extra: BackgroundTasks | None) -> None:
         """Append a response's own ``background`` tasks to the request's tasks, accounting them."""
@@ -396,7 +401,6 @@ class BackgroundRunner:
         This is the hottest loop of the library, hence one flat function: an ``async def``
         task is awaited right here rather than through a helper coroutine per task.
         """
-        tasks._state = _RUNNING
         items = tasks._tasks
         if tasks._next == len(items):
             return

@@ -20,7 +20,7 @@ import logging
 import typing
 from typing import Any
 
-from ._background import _CLOSED, BackgroundTasks
+from ._background import BackgroundTasks
 from ._errors import error_response
 from ._requests import Receive, Request
 from ._responses import ClientDisconnected, Send
@@ -101,7 +101,7 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
                     await runner.run(tasks)
                 finally:
                     runner._lose(tasks)
-        tasks._state = _CLOSED
+        tasks._closed = True
 
 
 async def _tear_down(teardown: Teardown, failure: BaseException | None, request: Request) -> None:

@@ -74,7 +74,7 @@ class Response:
     def _init_content_headers(self, media_type: str | None) -> None:
         raw = self._raw
         names = {k for k, _ in raw} if raw else ()
-        if b"content-length" not in names and not _no_body_status(self.status_code):
+        if b"content-length" not in names and not no_body_status(self.status_code):
             raw.append((b"content-length", str(len(self.body)).encode()))
         if media_type is not None and b"content-type" not in names:
             raw.append((b"content-type", _content_type(media_type, self.charset)))
@@ -159,7 +159,11 @@ def _content_type(media_type: str, charset: str) -> bytes:
     return media_type.encode("latin-1")
 
 
-def _no_body_status(status: int) -> bool:
+_JSON_CONTENT_TYPE = (b"content-type", b"application/json")
+
+
+def no_body_status(status: int) -> bool:
+    """Whether a response with this status has no body (1xx, 204, 304): no Content-Length."""
     return status < 200 or status in (204, 304)
 
 
@@ -184,19 +188,19 @@ class JSONResponse(Response):
         return dump_json(content)
 
     @classmethod
-    def _encoded(cls, body: bytes, status_code: int) -> JSONResponse:
-        """The pipeline's path for a handler's return value: already encoded, no extra headers."""
+    def _encoded(cls, body: bytes, status_code: int, no_body: bool) -> JSONResponse:
+        """The pipeline's path for a handler's return value: already encoded, no extra headers.
+
+        ``no_body`` is ``no_body_status(status_code)``, which the route works out once.
+        """
         response = cls.__new__(cls)
         response.status_code = status_code
         response.background = None
         response.body = body
-        if _no_body_status(status_code):
-            response._raw = [(b"content-type", b"application/json")]
+        if no_body:
+            response._raw = [_JSON_CONTENT_TYPE]
         else:
-            response._raw = [
-                (b"content-length", str(len(body)).encode()),
-                (b"content-type", b"application/json"),
-            ]
+            response._raw = [(b"content-length", str(len(body)).encode()), _JSON_CONTENT_TYPE]
         return response
 
 

@@ -13,7 +13,7 @@ import attrs
 from ._dependencies import Compiler, DependencyOverrides
 from ._encode import dump_json
 from ._params import DependsInfo
-from ._responses import JSONResponse, Response
+from ._responses import JSONResponse, Response, no_body_status
 from ._routing import compile_path
 from ._solve import Solver, compile_solver
 
@@ -64,6 +64,9 @@ class Route:
     dependencies: list[DependsInfo] = attrs.field(factory=list)
     name: str = ""
     _solver: Solver | None = attrs.field(default=None, init=False, repr=False)
+    # Facts ``make_response`` reads per request, worked out once.
+    _plain_json: bool = attrs.field(default=False, init=False, repr=False)
+    _no_body: bool = attrs.field(default=False, init=False, repr=False)
     _solver_version: int = attrs.field(default=-1, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -74,6 +77,8 @@ class Route:
             )
         if not self.name:
             self.name = getattr(self.endpoint, "__name__", "endpoint")
+        self._plain_json = self.response_class is JSONResponse
+        self._no_body = no_body_status(self.status_code)
         self.solver(DependencyOverrides())  # fail at declaration, not at the first request
 
     def solver(self, overrides: DependencyOverrides) -> Solver:
@@ -91,8 +96,8 @@ class Route:
         """Wrap a handler's return value (unless it already is a ``Response``)."""
         if isinstance(result, Response):
             return result
-        if injected is None and self.response_class is JSONResponse:
-            return JSONResponse._encoded(dump_json(result), self.status_code)
+        if injected is None and self._plain_json:
+            return JSONResponse._encoded(dump_json(result), self.status_code, self._no_body)
         status = self.status_code
         if injected is not None and injected.status_code:
             status = injected.status_code

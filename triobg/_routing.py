@@ -101,7 +101,7 @@ class _Entry(Generic[T]):
     def __attrs_post_init__(self) -> None:
         self.names = self.template.param_names
         # A static path's lookup result never changes (endpoints is this same dict).
-        self.static_match = Match(self.endpoints, _NO_PARAMS, self.template.raw)
+        self.static_match = (self.endpoints, _NO_PARAMS, self.template.raw)
 
 
 @attrs.define
@@ -112,17 +112,9 @@ class _Node(Generic[T]):
     entry: _Entry[T] | None = None
 
 
-class Match(Generic[T]):
-    """The result of a lookup: endpoints by method and the raw (string) path parameters."""
-
-    __slots__ = ("endpoints", "params", "template")
-
-    def __init__(
-        self, endpoints: Mapping[str, T], params: Mapping[str, str], template: str
-    ) -> None:
-        self.endpoints = endpoints
-        self.params = params
-        self.template = template
+#: The result of a lookup: ``(endpoints by method, raw string path parameters, template)``.
+#: A plain tuple, built on every request: a class instance costs several times as much.
+Match = tuple[Mapping[str, T], Mapping[str, str], str]
 
 
 class PathTable(Generic[T]):
@@ -191,7 +183,9 @@ class PathTable(Generic[T]):
         entry = self._static.get(path)
         if entry is not None:
             return entry.static_match
-        if raw_path is not None and b"%" in raw_path:
+        # Percent-escapes only ever shorten a path when decoded, so equal lengths mean there are
+        # none, and the decoded path can be split as it is (cheaper than searching for ``%``).
+        if raw_path is not None and len(raw_path) != len(path):
             raw = raw_path.decode("latin-1")
             parts = [unquote(p) if "%" in p else p for p in raw[1:].split("/")]
         else:
@@ -203,9 +197,10 @@ class PathTable(Generic[T]):
             found = _walk(self._root, parts, 0, values)
             if found is None:
                 return None
-        return Match(
-            found.endpoints, dict(zip(found.names, values, strict=True)), found.template.raw
-        )
+        names = found.names
+        if len(names) == 1:
+            return found.endpoints, {names[0]: values[0]}, found.template.raw
+        return found.endpoints, dict(zip(names, values, strict=True)), found.template.raw
 
     def __iter__(self) -> Iterator[tuple[str, str, T]]:
         """Yield ``(path template, method, endpoint)`` for everything registered."""
