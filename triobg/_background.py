@@ -420,15 +420,18 @@ class BackgroundRunner:
                         self._waiting -= 1  # cancelled while parked: never handed a slot
                         raise
                 holds_slot = True
-            while tasks._next < len(items):
-                func, args, kwargs, is_async = items[tasks._next]
+            index = tasks._next  # kept in step with ``tasks._next``, which ``_lose`` reads
+            while index < len(items):  # a task may add further tasks; they run too
+                func, args, kwargs, is_async = items[index]
                 if not is_async:
-                    end = tasks._next + 1
+                    end = index + 1
                     while end < len(items) and not items[end][3]:
                         end += 1
-                    await self._run_threaded(items[tasks._next : end], tasks)
+                    await self._run_threaded(items[index:end], tasks)
+                    index = tasks._next
                     continue
-                tasks._next += 1
+                index += 1
+                tasks._next = index
                 self._started += 1
                 try:
                     await func(*args, **kwargs)

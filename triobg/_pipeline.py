@@ -43,7 +43,10 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
         try:
             route, path_params = app._find_route(scope)
             request.path_params = path_params
-            solver = route.solver(app.dependency_overrides)
+            overrides = app.dependency_overrides
+            solver = route._solver  # compiled at declaration; again only if overrides changed
+            if solver is None or route._solver_version != overrides.version:
+                solver = route.solver(overrides)
             plan = solver.plan
             if solver.needs_teardown:
                 teardown = Teardown()
@@ -76,7 +79,7 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
         if response.background is not None:
             runner._merge(tasks, response.background)
         try:
-            await response._send(send, head=request.method == "HEAD", receive=request._receive)
+            await response._send(send, scope["method"] == "HEAD", receive)
         except ClientDisconnected:
             runner._discard(tasks, "the client disconnected before the whole response was sent")
         except Exception:

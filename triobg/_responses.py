@@ -140,7 +140,7 @@ class Response:
         """Tell the client to forget a cookie."""
         self.set_cookie(key, max_age=0, expires=0, path=path, domain=domain)
 
-    async def _send(self, send: Send, *, head: bool, receive: Receive | None = None) -> None:
+    async def _send(self, send: Send, head: bool, receive: Receive | None = None) -> None:
         """Write the whole response; returns once the last body message has been handed over.
 
         ``receive`` (the request's, its body already read) lets a streaming response notice a
@@ -269,7 +269,7 @@ class StreamingResponse(Response):
         if media_type is not None and not any(k == b"content-type" for k, _ in self._raw):
             self._raw.append((b"content-type", media_type.encode("latin-1")))
 
-    async def _send(self, send: Send, *, head: bool, receive: Receive | None = None) -> None:
+    async def _send(self, send: Send, head: bool, receive: Receive | None = None) -> None:
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self._raw}
         )
