@@ -46,10 +46,17 @@ class DispatchReport:
     failures: dict[str, str]
 
 
-async def time_round(app: ASGIApp, requests: int, with_query: bool = True) -> float:
-    """Microseconds per request for ``requests`` sequential seed requests, tasks included."""
+async def time_round(
+    app: ASGIApp, requests: int, with_query: bool = True, *, adds_tasks: bool = True
+) -> float:
+    """Microseconds per request for ``requests`` sequential seed requests, tasks included.
+
+    ``adds_tasks`` is False for apps built for the ``none`` kind, whose requests add no task.
+    """
     scope = _driver.make_scope(query=_driver.SEED_QUERY if with_query else b"")
     per_request = _driver.TASKS_WITH_QUERY if with_query else _driver.TASKS_WITHOUT_QUERY
+    if not adds_tasks:
+        per_request = 0
     # Collect outside the timed region so one app does not pay for another's garbage.
     gc.collect()
     target = _work.COMPLETED.value + requests * per_request
@@ -71,14 +78,16 @@ async def _measure_kind(
             # as a failure rather than ending the whole run.
             try:
                 await stack.enter_async_context(_driver.running(app))
-                await time_round(app, max(requests // 4, 20))
+                await time_round(app, max(requests // 4, 20), adds_tasks=kind != "none")
             except Exception as exc:  # any failure is reported, not raised
                 failures[f"{kind}/{name}"] = f"{type(exc).__name__}: {exc}"
                 continue
             active.append(name)
         for order in _stats.interleaved(active, rounds):
             for name in order:
-                samples[name].append(await time_round(apps[name], requests))
+                samples[name].append(
+                    await time_round(apps[name], requests, adds_tasks=kind != "none")
+                )
     return [
         DispatchResult(
             kind=kind,
@@ -103,7 +112,7 @@ def run(loaded: LoadedApps, *, rounds: int, requests: int) -> DispatchReport:
     results: list[DispatchResult] = []
     failures: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="triobg-bench-") as log_root:
-        for kind in _work.MEASURED_KINDS:
+        for kind in _work.INPROCESS_KINDS:
             apps: dict[str, ASGIApp] = {}
             for name, factory in loaded.factories.items():
                 log_dir = Path(log_root, kind, name)

@@ -19,6 +19,9 @@ import trio
 
 #: Kinds measured for throughput: async no-op, ``def`` no-op, the seed's file append (``def``).
 MEASURED_KINDS = ("async", "def", "file")
+#: In-process also measures ``none``: the seed endpoint (dependency reading ``q``, JSON reply)
+#: adding no task, which is the core toolkit's own benchmark (issue 2).
+INPROCESS_KINDS = ("none", *MEASURED_KINDS)
 #: All kinds. ``none`` adds no task; ``sleep`` tasks take 0.5 s (latency test); ``block`` tasks wait
 #: on ``GATE`` so they stay pending for as long as the scale test wants.
 KINDS = (*MEASURED_KINDS, "none", "sleep", "block")
