@@ -206,7 +206,15 @@ class BackgroundTasks:
         if runner is not None:
             # ``runner._accept(1, True)``, written out: this runs for every task of every request.
             limit = runner.max_queued_tasks
-            if limit is not None and runner._queued() >= limit:
+            if limit is not None and (
+                runner._accepted
+                + runner._accepted_in_threads
+                - runner._started
+                - runner._started_in_threads
+                - runner._cut_unstarted
+                - runner._discarded
+                >= limit
+            ):
                 runner._reject(limit)
             if _get_ident() == runner._home_thread:
                 runner._accepted += 1
