@@ -167,3 +167,20 @@ class TestProcess:
             ), (tag, out)
         drained = re.findall(r"\[(\d+)\] INFO triobg\.background: background drain finished", out)
         assert set(map(int, drained)) == set(owner.values()), out
+
+    async def test_a_draining_worker_outlives_the_first_to_exit(self, app_dir: Path) -> None:
+        """hypercorn's runner SIGTERMs the other workers once one exits; they finish draining."""
+        port = free_port()
+        args = [PYTHON, "-m", "triobg", "clibgapp:app", "--workers", "2"]
+        args += ["--bind", f"127.0.0.1:{port}", "--drain-timeout", "5"]
+        async with server_process(args, app_dir) as child:
+            await child.wait_for(r"Running on http://127\.0\.0\.1", count=2, timeout=STARTUP)
+            pid = await get("127.0.0.1", port, "/slow/s1")  # 1.5 s; the other worker is idle
+            await child.wait_for("task slow s1 started")
+            child.signal(signal.SIGTERM)
+            assert await child.wait_exit(timeout=15) == 0
+            out = child.output
+        assert "task slow s1 completed" in out, out
+        assert re.search(
+            rf"\[{pid}\] INFO triobg\.background: background drain finished: 1 completed", out
+        ), out

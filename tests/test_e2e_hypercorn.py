@@ -53,6 +53,12 @@ async def forever(tag):
     await trio.sleep_forever()
 
 
+async def slow(tag):
+    print(f"task slow {tag} started", flush=True)
+    await trio.sleep(1.5)
+    print(f"task slow {tag} completed", flush=True)
+
+
 @app.get("/quick/{tag}")
 async def quick_route(tag: str, tasks: triobg.BackgroundTasks):
     tasks.add_task(quick, tag)
@@ -62,6 +68,12 @@ async def quick_route(tag: str, tasks: triobg.BackgroundTasks):
 @app.get("/forever/{tag}")
 async def forever_route(tag: str, tasks: triobg.BackgroundTasks):
     tasks.add_task(forever, tag)
+    return {"pid": os.getpid()}
+
+
+@app.get("/slow/{tag}")
+async def slow_route(tag: str, tasks: triobg.BackgroundTasks):
+    tasks.add_task(slow, tag)
     return {"pid": os.getpid()}
 
 

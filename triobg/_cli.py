@@ -282,11 +282,24 @@ def _run_hypercorn(app: App, args: argparse.Namespace, options: dict[str, Any]) 
     return run(config)
 
 
+def _keep_draining(signum: int, frame: object) -> None:
+    logger.info(
+        "SIGTERM in a worker: finishing the graceful shutdown and drain first "
+        "(stop workers through the main process)"
+    )
+
+
 def _worker_app(
     module_name: str, attr_path: str, factory: bool, drain_timeout: float, log_level: str
 ) -> App:
     """Load the app in a hypercorn worker process (see ``_run_hypercorn``)."""
     setup_logging(log_level)
+    # hypercorn's runner stops workers by setting a shared event that each one watches, and
+    # then, as soon as the *first* worker has exited, sends SIGTERM to the others. A worker
+    # still draining its background tasks would die there, its tasks lost without a log line.
+    # The event already has every worker shutting down gracefully, so the signal is noted and
+    # otherwise ignored; the drain deadline still bounds the wait.
+    signal.signal(signal.SIGTERM, _keep_draining)
     app = load_app(f"{module_name}:{attr_path}", factory=factory)
     app.background.drain_timeout = drain_timeout
     return app
