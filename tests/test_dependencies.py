@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import traceback
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
@@ -260,6 +261,63 @@ class TestOverrides:
         """Only ``request`` and ``function`` scopes exist."""
         with pytest.raises(ValueError, match="scope"):
             Depends(_cycle_a, scope="session")  # type: ignore[arg-type]
+
+
+class TestGeneratedSolver:
+    """Each route's plan is written out as Python (``_solve.py``); these pin what that must keep."""
+
+    async def test_parameter_names_never_clash_with_the_generated_code(self) -> None:
+        """Names the solver uses for its own locals are ordinary parameter names to users."""
+        app = App()
+
+        def dep(query: str, path_params: str, body: str = "b") -> str:
+            return f"{query}-{path_params}-{body}"
+
+        @app.get("/{request}")
+        async def handler(
+            request: int,
+            errors: int,
+            limiter: str,
+            teardown: str = "t",
+            tasks: list[int] = Query([]),
+            joined: str = Depends(dep),
+        ) -> list[object]:
+            return [request, errors, limiter, teardown, tasks, joined]
+
+        async with TestClient(app) as client:
+            response = await client.get(
+                "/7?errors=3&limiter=l&tasks=1&tasks=2&query=q&path_params=p"
+            )
+            assert response.json() == [7, 3, "l", "t", [1, 2], "q-p-b"]
+            bad = await client.get("/x?errors=y")
+        assert {tuple(e["loc"]) for e in bad.json()["detail"]} == {
+            ("path", "request"),
+            ("query", "errors"),
+            ("query", "limiter"),
+            ("query", "query"),
+            ("query", "path_params"),
+        }
+
+    async def test_a_failing_dependency_shows_the_generated_line_in_its_traceback(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The generated source is in ``linecache``, so a traceback names the call it made."""
+        app = App()
+
+        async def broken() -> None:
+            raise RuntimeError("boom")
+
+        @app.get("/")
+        async def handler(value: None = Depends(broken)) -> None:
+            return value
+
+        async with TestClient(app) as client:
+            assert (await client.get("/")).status_code == 500
+        logged = "".join(
+            "".join(traceback.format_exception(*r.exc_info)) for r in caplog.records if r.exc_info
+        )
+        assert "<triobg solver" in logged and "GET />" in logged
+        assert "= await _call" in logged  # the generated line itself, not "<unknown>"
 
 
 class Pagination:
