@@ -82,6 +82,7 @@ class QueryParams(Mapping[str, str]):
     # ``get`` and ``in`` straight from the dict: Mapping's versions go through ``__getitem__``
     # and a KeyError for every absent key, and the solver calls ``get`` for each query value.
     def get(self, key: str, default: Any = None) -> Any:
+        """The last value of ``key``, or ``default`` when the query string has none."""
         return self._last.get(key, default)
 
     def __contains__(self, key: object) -> bool:
