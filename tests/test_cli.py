@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from test_e2e_hypercorn import (
     STARTUP,
+    ServerProcess,
     free_port,
     get,
     server_process,
@@ -21,6 +24,19 @@ from triobg import App
 from triobg._cli import AppLoadError, build_parser, load_app, main
 
 PYTHON = sys.executable
+
+
+@asynccontextmanager
+async def two_workers(
+    app_dir: Path, drain_timeout: float
+) -> AsyncIterator[tuple[ServerProcess, int]]:
+    """``python -m triobg clibgapp:app --workers 2`` on a free port, once both workers listen."""
+    port = free_port()
+    args = [PYTHON, "-m", "triobg", "clibgapp:app", "--workers", "2"]
+    args += ["--bind", f"127.0.0.1:{port}", "--drain-timeout", str(drain_timeout)]
+    async with server_process(args, app_dir) as child:
+        await child.wait_for(r"Running on http://127\.0\.0\.1", count=2, timeout=STARTUP)
+        yield child, port
 
 
 @pytest.fixture
@@ -151,11 +167,7 @@ class TestProcess:
 
     async def test_two_workers_each_drain_their_own_tasks(self, app_dir: Path) -> None:
         """``--workers 2`` runs hypercorn's runner; each worker names its own cut-off tasks."""
-        port = free_port()
-        args = [PYTHON, "-m", "triobg", "clibgapp:app", "--workers", "2"]
-        args += ["--bind", f"127.0.0.1:{port}", "--drain-timeout", "0.5"]
-        async with server_process(args, app_dir) as child:
-            await child.wait_for(r"Running on http://127\.0\.0\.1", count=2, timeout=STARTUP)
+        async with two_workers(app_dir, drain_timeout=0.5) as (child, port):
             owner = await spread_over_workers(child, "127.0.0.1", port)
             child.signal(signal.SIGTERM)
             assert await child.wait_exit(timeout=15) == 0
@@ -170,11 +182,7 @@ class TestProcess:
 
     async def test_a_draining_worker_outlives_the_first_to_exit(self, app_dir: Path) -> None:
         """hypercorn's runner SIGTERMs the other workers once one exits; they finish draining."""
-        port = free_port()
-        args = [PYTHON, "-m", "triobg", "clibgapp:app", "--workers", "2"]
-        args += ["--bind", f"127.0.0.1:{port}", "--drain-timeout", "5"]
-        async with server_process(args, app_dir) as child:
-            await child.wait_for(r"Running on http://127\.0\.0\.1", count=2, timeout=STARTUP)
+        async with two_workers(app_dir, drain_timeout=5) as (child, port):
             pid = await get("127.0.0.1", port, "/slow/s1")  # 1.5 s; the other worker is idle
             await child.wait_for("task slow s1 started")
             child.signal(signal.SIGTERM)

@@ -225,6 +225,11 @@ def _descend(node: _Node[T], parts: list[str], values: list[str]) -> _Entry[T] |
             else:
                 return None
         node = child
+    return _at_end(node, values)
+
+
+def _at_end(node: _Node[T], values: list[str]) -> _Entry[T] | None:
+    # The whole path is consumed: an entry here wins, else a catch-all takes the empty rest.
     if node.entry is not None:
         return node.entry
     if node.catch_all is not None:
@@ -237,12 +242,7 @@ def _walk(node: _Node[T], parts: list[str], index: int, values: list[str]) -> _E
     # Static children win over parameters, parameters over a catch-all; backtrack on a miss so
     # that ``/users/me`` and ``/users/{id}/posts`` can coexist.
     if index == len(parts):
-        if node.entry is not None:
-            return node.entry
-        if node.catch_all is not None:
-            values.append("")
-            return node.catch_all
-        return None
+        return _at_end(node, values)
     part = parts[index]
     child = node.static.get(part)
     if child is not None:
