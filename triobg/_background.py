@@ -204,7 +204,8 @@ class BackgroundTasks:
             is_async = is_async_callable(func)
         runner = self._runner
         if runner is not None:
-            # ``runner._accept(1, True)``, written out: this runs for every task of every request.
+            # The queue check and ``runner._accept_unchecked(1)``, written out: this runs for
+            # every task of every request.
             limit = runner.max_queued_tasks
             if limit is not None and (
                 runner._accepted
@@ -327,12 +328,11 @@ class BackgroundRunner:
         started = self._started + self._started_in_threads
         return accepted - started - self._cut_unstarted - self._discarded
 
-    def _accept(self, count: int, check_limit: bool) -> None:
-        # The queue is read without the lock: a sync handler adding tasks in another thread at
-        # this moment can push it past the limit by its own few tasks, never by more.
-        limit = self.max_queued_tasks
-        if check_limit and limit is not None and self._queued() + count > limit:
-            self._reject(limit, count)
+    def _accept_unchecked(self, count: int) -> None:
+        # Tasks whose response is already decided (``_merge``): accepted over the queue limit.
+        # (``add_task`` checks the limit and counts inline; there the queue is read without the
+        # lock, so a sync handler adding tasks in another thread at that moment can push it past
+        # the limit by its own few tasks, never by more.)
         if _get_ident() == self._home_thread:
             self._accepted += count
         else:
@@ -343,18 +343,17 @@ class BackgroundRunner:
         with self._lock:
             self._accepted_in_threads += count
 
-    def _reject(self, limit: int, count: int = 1) -> NoReturn:
+    def _reject(self, limit: int) -> NoReturn:
         with self._lock:
-            self._rejected += count
+            self._rejected += 1
         raise BackgroundTasksFull(limit)
 
     def _merge(self, into: BackgroundTasks, extra: BackgroundTasks | None) -> None:
         """Append a response's own ``background`` tasks to the request's tasks, accounting them."""
         if extra is None or extra is into:
             return
-        # The response is already decided, so these are accepted even over the queue limit.
         if extra._runner is None and extra._tasks:
-            self._accept(len(extra._tasks), False)
+            self._accept_unchecked(len(extra._tasks))
         into._tasks.extend(extra._tasks)
         extra._tasks = []
 
