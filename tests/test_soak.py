@@ -5,7 +5,7 @@
 checks that every task of every request ran exactly once and that memory, open files, trio tasks
 and the app's task books are flat between two phases after a warm-up.
 
-The default run is short (2,000 requests, a few seconds). Set ``TRIOBG_SOAK=long`` for the long
+The default run is short (6,000 requests, about 20 seconds). Set ``TRIOBG_SOAK=long`` for the long
 version (20,000 requests)::
 
     TRIOBG_SOAK=long pytest tests/test_soak.py
@@ -42,7 +42,7 @@ from triobg.testing import HTTP11Connection, HTTP11Error, serve_live
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 LONG = os.environ.get("TRIOBG_SOAK") == "long"
-REQUESTS = 20_000 if LONG else 2_000
+REQUESTS = 20_000 if LONG else 6_000
 CONNECTIONS = 16
 TASKS_PER_REQUEST = 2
 
@@ -149,6 +149,7 @@ class TestSoak:
             try:
                 began = trio.current_time()
                 await run_phase(connections, 0, warm_up)
+                start = await sample(app)
                 await run_phase(connections, warm_up, phase)
                 first = await sample(app)
                 await run_phase(connections, warm_up + phase, REQUESTS - warm_up - phase)
@@ -172,10 +173,13 @@ class TestSoak:
         # client runs in this process too); a leak of one object per request would show in the
         # object count, which is exact.
         assert second.rss_kib - first.rss_kib < 4096 + phase // 2, (first, second)
-        # hypercorn's connection state and the client's buffers wobble by up to a few hundred
-        # objects (measured: 50 to 400); a leak of even one object per request adds ``phase``
-        # (750) on top of that. (In-process, 3,000 requests leave no per-request growth.)
-        assert second.gc_objects - first.gc_objects < phase, (first, second)
+        # hypercorn's connection state and the client's buffers wobble by up to about a
+        # thousand objects either way (measured: -990 to +860); a leak of even one object per
+        # request adds ``phase`` (2,250) to *every* phase. So at least one of the two equal
+        # phases must grow by under half a phase: noise alone fails that only if it is high
+        # twice in a row. (In-process, 3,000 requests leave no per-request growth at all.)
+        growth = (first.gc_objects - start.gc_objects, second.gc_objects - first.gc_objects)
+        assert min(growth) < phase // 2, (start, first, second)
         assert second.open_fds == first.open_fds, (first, second)
         # hypercorn restarts a per-connection idle-timeout task, so the count of living tasks
         # moves by up to one per connection; a task leaked per request would move by hundreds.
