@@ -233,6 +233,34 @@ class TestHypercornCommandLine:
         for tag in owner:
             assert re.search(rf"forever of GET /forever/{tag} cancelled", out), (tag, out)
 
+    async def test_a_busy_worker_outlives_the_idle_one(self, tmp_path: Path) -> None:
+        """The idle worker exits first and the runner SIGTERMs the busy one: it drains anyway.
+
+        hypercorn's runner sets its shutdown event, waits for the *first* worker to exit and
+        then terminates the rest; a worker still draining used to die there with its tasks
+        unnamed. The drain summary also has to reach hypercorn's output, where nothing
+        configures logging.
+        """
+        write_app(tmp_path)
+        port = free_port()
+        args = [HYPERCORN, "--worker-class", "trio", "--workers", "2"]
+        args += ["--bind", f"127.0.0.1:{port}", "--graceful-timeout", "3", "bgapp:app"]
+        async with server_process(args, tmp_path) as server:
+            await server.wait_for(r"Running on http://127\.0\.0\.1", count=2, timeout=STARTUP)
+            async with await HTTP11Connection.connect("127.0.0.1", port, timeout=WAIT) as conn:
+                for target in ("/slow/s1", "/forever/f1"):  # one connection: one worker
+                    response = await conn.request("GET", target)
+                    assert response.status == 200, response.body
+            await server.wait_for("task slow s1 started")
+            await server.wait_for("task forever f1 started")
+            server.signal(signal.SIGTERM)
+            assert await server.wait_exit(timeout=WAIT + 5) == 0
+            out = server.output
+        assert "task slow s1 completed" in out, out
+        assert re.search(r"bgapp\.forever of GET /forever/f1 cancelled while running", out), out
+        summaries = re.findall(r"INFO triobg\.background: background drain finished", out)
+        assert len(summaries) == 2, out
+
 
 async def spread_over_workers(server: ServerProcess, host: str, port: int) -> dict[str, int]:
     """Start ``forever`` tasks on new connections until both workers run some; tag -> pid."""

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 import trio
 
 from ._app import App
+from ._logging import LOG_FORMAT
 from ._serve import DEFAULT_SEND_TIMEOUT, build_config, serve
 
 logger = logging.getLogger("triobg.cli")
@@ -190,7 +191,7 @@ def setup_logging(level: str) -> None:
     """Send log records of ``level`` and above to stderr, once per process."""
     logging.basicConfig(
         level=level.upper(),
-        format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
         stream=sys.stderr,
     )
     if level != "debug":
@@ -282,24 +283,15 @@ def _run_hypercorn(app: App, args: argparse.Namespace, options: dict[str, Any]) 
     return run(config)
 
 
-def _keep_draining(signum: int, frame: object) -> None:
-    logger.info(
-        "SIGTERM in a worker: finishing the graceful shutdown and drain first "
-        "(stop workers through the main process)"
-    )
-
-
 def _worker_app(
     module_name: str, attr_path: str, factory: bool, drain_timeout: float, log_level: str
 ) -> App:
-    """Load the app in a hypercorn worker process (see ``_run_hypercorn``)."""
+    """Load the app in a hypercorn worker process (see ``_run_hypercorn``).
+
+    The runner's habit of sending SIGTERM to workers that are still draining is handled by the
+    app's lifespan startup (``_signals.py``), the same way as under plain hypercorn.
+    """
     setup_logging(log_level)
-    # hypercorn's runner stops workers by setting a shared event that each one watches, and
-    # then, as soon as the *first* worker has exited, sends SIGTERM to the others. A worker
-    # still draining its background tasks would die there, its tasks lost without a log line.
-    # The event already has every worker shutting down gracefully, so the signal is noted and
-    # otherwise ignored; the drain deadline still bounds the wait.
-    signal.signal(signal.SIGTERM, _keep_draining)
     app = load_app(f"{module_name}:{attr_path}", factory=factory)
     app.background.drain_timeout = drain_timeout
     return app

@@ -14,6 +14,9 @@ from typing import Any
 
 import trio
 
+from ._logging import ensure_visible
+from ._signals import guard_runner_sigterm
+
 if typing.TYPE_CHECKING:
     from ._app import App
     from ._requests import Receive
@@ -43,6 +46,9 @@ async def handle_lifespan(app: App, scope: dict[str, Any], receive: Receive, sen
     if state:
         app.state._data.update(state)
         scope.setdefault("state", {}).update(state)
+    # After the user's startup, which may configure logging or signals of its own.
+    ensure_visible()
+    guard_runner_sigterm()
     await send({"type": "lifespan.startup.complete"})
 
     await receive()  # lifespan.shutdown
