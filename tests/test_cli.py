@@ -168,7 +168,7 @@ class TestProcess:
     async def test_two_workers_each_drain_their_own_tasks(self, app_dir: Path) -> None:
         """``--workers 2`` runs hypercorn's runner; each worker names its own cut-off tasks."""
         async with two_workers(app_dir, drain_timeout=0.5) as (child, port):
-            owner = await spread_over_workers(child, "127.0.0.1", port)
+            owner = await spread_over_workers(child, "127.0.0.1", port, app_dir)
             child.signal(signal.SIGTERM)
             assert await child.wait_exit(timeout=15) == 0
             out = child.output

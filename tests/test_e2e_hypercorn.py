@@ -34,6 +34,7 @@ WAIT = 10
 # line instead of guessing with a sleep.
 APP_SOURCE = """\
 import os
+import time
 
 import trio
 
@@ -68,6 +69,17 @@ async def quick_route(tag: str, tasks: triobg.BackgroundTasks):
 @app.get("/forever/{tag}")
 async def forever_route(tag: str, tasks: triobg.BackgroundTasks):
     tasks.add_task(forever, tag)
+    return {"pid": os.getpid()}
+
+
+@app.get("/hold")
+async def hold():
+    # Blocks this worker's whole event loop until the test creates ``release`` (10 s at most),
+    # so that meanwhile a new connection can only be accepted by another worker.
+    print(f"holding in {os.getpid()}", flush=True)
+    deadline = time.monotonic() + 10
+    while not os.path.exists("release") and time.monotonic() < deadline:
+        time.sleep(0.005)
     return {"pid": os.getpid()}
 
 
@@ -226,7 +238,7 @@ class TestHypercornCommandLine:
         args += ["--bind", f"127.0.0.1:{port}", "--graceful-timeout", "1", "bgapp:app"]
         async with server_process(args, tmp_path) as server:
             await server.wait_for(r"Running on http://127\.0\.0\.1", count=2, timeout=STARTUP)
-            owner = await spread_over_workers(server, "127.0.0.1", port)
+            owner = await spread_over_workers(server, "127.0.0.1", port, tmp_path)
             server.signal(signal.SIGTERM)
             assert await server.wait_exit(timeout=WAIT + 5) == 0
             out = server.output
@@ -262,13 +274,28 @@ class TestHypercornCommandLine:
         assert len(summaries) == 2, out
 
 
-async def spread_over_workers(server: ServerProcess, host: str, port: int) -> dict[str, int]:
-    """Start ``forever`` tasks on new connections until both workers run some; tag -> pid."""
-    owner: dict[str, int] = {}
-    for n in range(60):
-        tag = f"w{n}"
-        owner[tag] = await get(host, port, f"/forever/{tag}")
-        await server.wait_for(f"task forever {tag} started")
-        if len(set(owner.values())) == 2 and n >= 3:
-            return owner
-    pytest.fail(f"60 connections all went to one worker: {set(owner.values())}")
+async def spread_over_workers(
+    server: ServerProcess, host: str, port: int, directory: Path
+) -> dict[str, int]:
+    """Start a ``forever`` task on each of two workers; returns tag -> pid.
+
+    The kernel hands a new connection to whichever worker accepts first, and on a busy machine
+    that can be the same worker many times in a row. So the first worker's event loop is held
+    by a blocking request on its own keep-alive connection while the second connection is made:
+    only the other worker can accept it. The hold ends when the test creates ``release``.
+    """
+    async with await HTTP11Connection.connect(host, port, timeout=WAIT) as first:
+        response = await first.request("GET", "/forever/w0")
+        assert response.status == 200, response.body
+        owner = {"w0": response.json()["pid"]}
+        await server.wait_for("task forever w0 started")
+        await first.send_request("GET", "/hold")
+        await server.wait_for(f"holding in {owner['w0']}")
+        try:
+            owner["w1"] = await get(host, port, "/forever/w1")
+            await server.wait_for("task forever w1 started")
+        finally:
+            (directory / "release").touch()
+        assert (await first.read_response()).status == 200
+    assert owner["w0"] != owner["w1"], owner
+    return owner
