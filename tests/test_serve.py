@@ -24,7 +24,8 @@ import triobg
 import triobg.testing
 from examples import embedded, graceful_shutdown
 from triobg import App, BackgroundTasks, StreamingResponse
-from triobg._serve import DRAIN_MARGIN, build_config
+from triobg._responses import BODY_SLICE
+from triobg._serve import DEFAULT_READ_TIMEOUT, DRAIN_MARGIN, STRAGGLER_MARGIN, build_config
 from triobg.testing import HTTP11Connection, HTTP11Error, serve_live
 
 WAIT = 5
@@ -88,6 +89,15 @@ class TestBuildConfig:
         assert config.accesslog is logging.getLogger("hypercorn.access")
         assert (config.certfile, config.keyfile) == ("c.pem", "k.pem")
         assert build_config(App()).accesslog is None
+
+    def test_read_timeout_is_set_by_default_and_can_be_turned_off(self) -> None:
+        """hypercorn never times out a read; serve does, in whole seconds, unless told not to."""
+        assert build_config(App()).read_timeout == DEFAULT_READ_TIMEOUT
+        assert build_config(App(), read_timeout=2.5).read_timeout == 3
+        assert build_config(App(), read_timeout=None).read_timeout is None
+        for bad in (0, -1, float("inf"), float("nan")):
+            with pytest.raises(ValueError, match="read_timeout"):
+                build_config(App(), read_timeout=bad)
 
     def test_negative_graceful_timeout_is_refused(self) -> None:
         with pytest.raises(ValueError, match="graceful_timeout"):
@@ -287,23 +297,110 @@ class TestClientThatStopsReading:
                     await server.shutdown()
                 assert trio.current_time() - start < 3
 
-    async def test_without_send_timeout_shutdown_waits_for_the_client(self) -> None:
-        """The documented limit: with no send timeout, a stalled client holds the shutdown.
+    async def test_without_send_timeout_the_stalled_client_is_cut(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """With no send timeout, serve cuts the stalled connection after the graceful timeout.
 
-        The server is still running a full second after its 0.1 s graceful timeout, and stops
-        as soon as the client goes away.
+        hypercorn's write is shielded from its own cancellation, so before the cut existed this
+        shutdown lasted as long as the client kept its socket open.
         """
         flowing = trio.Event()
         app = streaming_forever_app(flowing)
         async with serve_live(app, graceful_timeout=0.1, send_timeout=None) as server:
             conn = await self.start_firehose(server, flowing)
-            server.begin_shutdown()
-            with trio.move_on_after(1.0):  # a bounded look for something that must not happen
-                await server.shutdown()
-            assert not server.stopped
-            await conn.aclose()
-            with trio.fail_after(WAIT):
-                await server.shutdown()
+            async with conn:
+                start = trio.current_time()
+                with trio.fail_after(WAIT):
+                    await server.shutdown()
+                assert trio.current_time() - start < 0.1 + STRAGGLER_MARGIN + 2
+        assert "closed 1 connection(s) still open at the end of the graceful shutdown" in (
+            caplog.text
+        )
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="Linux only")
+class TestSlowReader:
+    """A client that does read, but slowly: the kernel's send timeout never fires for it."""
+
+    async def test_a_slow_reader_cannot_hold_the_shutdown(self) -> None:
+        """Shutdown ends about a second after the graceful timeout, not when the client is done.
+
+        20 MB read 2 KB at a time every 20 ms would take over three minutes.
+        """
+        app = App(drain_timeout=0.5)
+        body = b"x" * (20 * 1024 * 1024)
+
+        @app.get("/big")
+        async def big() -> triobg.Response:
+            return triobg.Response(body, media_type="application/octet-stream")
+
+        async with serve_live(app) as server:
+            client = trio.socket.socket()
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            received = 0
+            async with trio.open_nursery() as nursery:
+                await client.connect((server.host, server.port))
+                await client.send(b"GET /big HTTP/1.1\r\nhost: test\r\n\r\n")
+                first = await client.recv(2048)
+                assert first.startswith(b"HTTP/1.1 200")
+
+                async def read_slowly() -> None:
+                    nonlocal received
+                    with trio.fail_after(WAIT * 2):
+                        while data := await client.recv(2048):
+                            received += len(data)
+                            await trio.sleep(0.02)  # the client's own pace, not a wait
+
+                nursery.start_soon(read_slowly)
+                start = trio.current_time()
+                with trio.fail_after(WAIT):
+                    await server.shutdown()
+                elapsed = trio.current_time() - start
+            client.close()
+        graceful = 0.5 + DRAIN_MARGIN
+        assert elapsed < graceful + STRAGGLER_MARGIN + 2, elapsed
+        assert received < len(body)
+
+
+class TestReadTimeout:
+    async def test_headers_then_silence_is_closed_after_the_read_timeout(self) -> None:
+        """A request announcing a body that never comes loses its connection (was: for ever)."""
+        app = App()
+
+        @app.post("/upload")
+        async def upload(request: triobg.Request) -> dict[str, int]:
+            return {"size": len(await request.body())}
+
+        async with serve_live(app, read_timeout=0.5) as server:
+            with trio.socket.socket() as client:
+                await client.connect((server.host, server.port))
+                await client.send(
+                    b"POST /upload HTTP/1.1\r\nhost: test\r\ncontent-length: 10\r\n\r\n"
+                )
+                start = trio.current_time()
+                with trio.fail_after(WAIT):
+                    while await client.recv(4096):
+                        pass
+                assert trio.current_time() - start >= 0.5
+        assert app.background.statistics().accepted == 0
+
+
+class TestLargeBodies:
+    @pytest.mark.parametrize("size", [BODY_SLICE, 2 * BODY_SLICE, 3 * BODY_SLICE + 5, 7])
+    async def test_bodies_sent_in_slices_arrive_whole(self, size: int) -> None:
+        """A plain body larger than one slice goes out in slices and arrives byte for byte."""
+        app = App()
+        body = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+
+        @app.get("/body")
+        async def get_body() -> triobg.Response:
+            return triobg.Response(body)
+
+        async with serve_live(app) as server, await server.connect() as conn:
+            response = await conn.request("GET", "/body")
+            assert response.body == body
+            assert response.header("content-length") == str(size)
 
 
 class TestLifespanCheckpoints:

@@ -25,6 +25,9 @@ if typing.TYPE_CHECKING:
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+#: Largest body message a plain response hands to the server at once (see ``Response._send``).
+BODY_SLICE = 64 * 1024
+
 
 class Response:
     """A complete response with a body known up front.
@@ -144,12 +147,25 @@ class Response:
         """Write the whole response; returns once the last body message has been handed over.
 
         ``receive`` (the request's, its body already read) lets a streaming response notice a
-        client that has gone; a complete body is handed over in one message and needs no watch.
+        client that has gone; a complete body is handed over at once and needs no watch.
+
+        A body larger than ``BODY_SLICE`` goes out in slices of that size: hypercorn writes each
+        message to the socket inside a shielded cancel scope, so a single 20 MB message to a
+        client that reads slowly could not be stopped by the shutdown deadline for as long as
+        the client takes. Between slices, it can.
         """
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self._raw}
         )
-        await send({"type": "http.response.body", "body": b"" if head else self.body})
+        body = b"" if head else self.body
+        if len(body) > BODY_SLICE:
+            view = memoryview(body)
+            last = (len(body) - 1) // BODY_SLICE * BODY_SLICE  # where the final slice begins
+            for start in range(0, last, BODY_SLICE):
+                chunk = bytes(view[start : start + BODY_SLICE])
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            body = bytes(view[last:])
+        await send({"type": "http.response.body", "body": body})
 
 
 @functools.cache

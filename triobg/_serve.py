@@ -14,10 +14,16 @@
 #   hand out the deadline).
 # * hypercorn writes to sockets inside a shielded cancel scope, so a client that stops reading
 #   would hold shutdown open forever. ``serve`` bounds that with the kernel's TCP_USER_TIMEOUT
-#   (Linux) on the listening sockets, which accepted connections inherit.
+#   (Linux) on the listening sockets, which accepted connections inherit; a client that does
+#   read, but slowly, is not caught by that, so once the graceful timeout is over ``serve`` shuts
+#   down (``SHUT_RDWR``) every connection to its listeners that is still open, which wakes the
+#   shielded write with an error (``_cut_stragglers``).
+# * hypercorn never times out a read by default: a client that sends headers and then nothing
+#   keeps its connection for good. ``serve`` sets a ``read_timeout``.
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 import math
 import socket
@@ -44,6 +50,16 @@ DRAIN_MARGIN = 0.25
 #: Default ``send_timeout``, as nginx's: a client that takes no data for this long is dropped.
 DEFAULT_SEND_TIMEOUT = 60.0
 
+#: Default ``read_timeout``: a connection that sends nothing for this long while the server
+#: waits to read is closed. As nginx's ``client_header_timeout``/``client_body_timeout`` and
+#: ``proxy_read_timeout``; hypercorn also counts the time a handler takes before its response
+#: starts, so a handler that needs longer than this needs a longer timeout.
+DEFAULT_READ_TIMEOUT = 60.0
+
+#: Seconds after the graceful timeout at which ``serve`` cuts connections that are still open
+#: (a client reading a response slowly holds hypercorn's shielded write).
+STRAGGLER_MARGIN = 1.0
+
 logger = logging.getLogger("triobg.serve")
 
 
@@ -55,12 +71,15 @@ class _TriobgConfig(Config):
     """
 
     send_timeout: float | None = None
+    #: ``(family, address)`` of every listening socket created, to recognise its connections.
+    listening: list[tuple[int, Any]]
 
     def create_sockets(self) -> Sockets:
         sockets = super().create_sockets()
-        if self.send_timeout is not None:
-            for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
+        for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
+            if self.send_timeout is not None:
                 _set_send_timeout(sock, self.send_timeout)
+            self.listening.append((sock.family, sock.getsockname()))
         return sockets
 
 
@@ -75,6 +94,45 @@ def _set_send_timeout(sock: socket.socket, seconds: float) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, option, max(1, round(seconds * 1000)))
 
 
+def _cut_stragglers(listening: Sequence[tuple[int, Any]]) -> int:
+    """Shut down every open connection accepted on ``listening``; returns how many.
+
+    hypercorn keeps no list of its connections that we could reach, so they are found among
+    the live ``trio.SocketStream`` objects by their local address (TLS streams wrap one too).
+    ``shutdown(SHUT_RDWR)`` rather than ``close``: the file descriptor stays owned by hypercorn,
+    which then sees a broken connection in its pending write or read and closes it as usual.
+    """
+    wanted = {(family, _address_key(address)) for family, address in listening}
+    wildcard_ports = {
+        (family, address[1])
+        for family, address in listening
+        if isinstance(address, tuple) and address[0] in ("0.0.0.0", "::")
+    }
+    cut = 0
+    for obj in gc.get_objects():
+        if not isinstance(obj, trio.SocketStream):
+            continue
+        sock = obj.socket
+        try:
+            if sock.fileno() < 0:
+                continue
+            local = sock.getsockname()
+            mine = (sock.family, _address_key(local)) in wanted or (
+                isinstance(local, tuple) and (sock.family, local[1]) in wildcard_ports
+            )
+            if mine:
+                sock.shutdown(socket.SHUT_RDWR)
+                cut += 1
+        except OSError:
+            continue  # closed or not connected meanwhile: nothing to cut
+    return cut
+
+
+def _address_key(address: Any) -> Any:
+    # IPv6 addresses carry flow info and scope id, which accepted sockets may report otherwise.
+    return address[:2] if isinstance(address, tuple) else address
+
+
 def build_config(
     app: App,
     *,
@@ -83,6 +141,7 @@ def build_config(
     graceful_timeout: float | None = None,
     shutdown_timeout: float | None = None,
     send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    read_timeout: float | None = DEFAULT_READ_TIMEOUT,
     certfile: str | None = None,
     keyfile: str | None = None,
     access_log: bool | None = None,
@@ -101,6 +160,7 @@ def build_config(
         # A library must not install log handlers: hand hypercorn a plain logger, which
         # propagates to whatever logging the program set up.
         result.errorlog = logging.getLogger("hypercorn.error")
+    result.listening = []
     result.bind = [bind] if isinstance(bind, str) else list(bind)
     if keep_alive_timeout is not None:
         result.keep_alive_timeout = keep_alive_timeout
@@ -127,6 +187,12 @@ def build_config(
     elif config is None or "shutdown_timeout" not in vars(config):
         result.shutdown_timeout = max(result.shutdown_timeout, floor)
     result.send_timeout = send_timeout
+    if read_timeout is not None:
+        if not read_timeout > 0 or math.isinf(read_timeout):
+            raise ValueError("read_timeout must be a finite number of seconds > 0, or None")
+        result.read_timeout = math.ceil(read_timeout)  # hypercorn's setting is whole seconds
+    elif config is None or "read_timeout" not in vars(config):
+        result.read_timeout = None
     return result
 
 
@@ -138,6 +204,7 @@ async def serve(
     graceful_timeout: float | None = None,
     shutdown_timeout: float | None = None,
     send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    read_timeout: float | None = DEFAULT_READ_TIMEOUT,
     certfile: str | None = None,
     keyfile: str | None = None,
     access_log: bool | None = None,
@@ -184,7 +251,13 @@ async def serve(
             is dropped (Linux; ignored elsewhere). hypercorn writes to the socket in a shielded
             scope, so without this a client that stops reading a large response holds the
             shutdown open for as long as it likes. ``None`` leaves the kernel default (minutes
-            to forever).
+            to forever). A client that reads, only slowly, is cut off ``STRAGGLER_MARGIN``
+            seconds after the graceful timeout instead, so shutdown always ends.
+        read_timeout: Seconds a connection may send nothing while the server waits to read
+            from it (headers, body, or the next request's bytes while a handler works) before
+            it is closed; whole seconds, rounded up. ``None``: wait for ever (hypercorn's own
+            default, which lets a client that sends headers and then nothing keep its
+            connection indefinitely).
         certfile: PEM certificate to serve HTTPS (with ``keyfile``).
         keyfile: PEM private key for ``certfile``.
         access_log: Log each request to the ``hypercorn.access`` logger (``None``: keep what
@@ -206,28 +279,63 @@ async def serve(
         graceful_timeout=graceful_timeout,
         shutdown_timeout=shutdown_timeout,
         send_timeout=send_timeout,
+        read_timeout=read_timeout,
         certfile=certfile,
         keyfile=keyfile,
         access_log=access_log,
         config=config,
     )
 
+    # Set once the graceful shutdown begins: the moment after which connections still open are
+    # cut (see ``_cut_stragglers``), however slowly their clients read.
+    cut_at: float | None = None
+    begun = trio.Event()
     trigger = None
     if shutdown_trigger is not None:
         user_trigger = shutdown_trigger
 
         async def trigger() -> None:
+            nonlocal cut_at
             await user_trigger()
             deadline = app.background.begin_drain()
+            cut_at = trio.current_time() + hconfig.graceful_timeout + STRAGGLER_MARGIN
+            begun.set()
             logger.info(
                 "shutting down: background tasks have %.1f s to finish",
                 deadline - trio.current_time(),
             )
 
+    async def cut_stragglers() -> None:
+        try:
+            await begun.wait()
+            assert cut_at is not None
+            await trio.sleep_until(cut_at)
+        finally:
+            # At the deadline, or at once when serve itself is cancelled (a second Ctrl+C): a
+            # shielded write to a slow client would otherwise hold up the cancellation too.
+            if not served:
+                cut = _cut_stragglers(hconfig.listening)
+                if cut:
+                    logger.warning(
+                        "closed %d connection(s) still open at the end of the graceful shutdown "
+                        "(clients not taking their responses)",
+                        cut,
+                    )
+
+    served = False
     try:
-        await hypercorn_serve(
-            cast("Framework", app), hconfig, shutdown_trigger=trigger, task_status=task_status
-        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cut_stragglers)
+            try:
+                await hypercorn_serve(
+                    cast("Framework", app),
+                    hconfig,
+                    shutdown_trigger=trigger,
+                    task_status=task_status,
+                )
+            finally:
+                served = True
+                nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # A failed lifespan startup comes out of hypercorn's nested nurseries as a group of one;
         # the caller should get the one error it can act on.
