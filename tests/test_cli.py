@@ -102,6 +102,7 @@ class TestOptions:
             "--access-log",
             "--log-level",
             "--graceful-timeout",
+            "--read-timeout",
             "SIGTERM",
         ):
             assert option in out
@@ -113,6 +114,12 @@ class TestOptions:
     def test_bad_values_are_refused(self, argv: list[str]) -> None:
         with pytest.raises(SystemExit):
             build_parser().parse_args([*argv, "m:app"])
+
+    def test_read_timeout_defaults_to_a_minute(self) -> None:
+        """``--read-timeout`` is 60 s unless given; 0 (passed on as None) turns it off."""
+        parser = build_parser()
+        assert parser.parse_args(["m:a"]).read_timeout == 60
+        assert parser.parse_args(["--read-timeout", "0", "m:a"]).read_timeout == 0
 
     def test_binds_accumulate(self) -> None:
         args = build_parser().parse_args(["-b", "127.0.0.1:1", "--bind", "unix:/tmp/s", "m:a"])

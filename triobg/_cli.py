@@ -22,7 +22,7 @@ import trio
 
 from ._app import App
 from ._logging import LOG_FORMAT
-from ._serve import DEFAULT_SEND_TIMEOUT, build_config, serve
+from ._serve import DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, build_config, serve
 
 logger = logging.getLogger("triobg.cli")
 
@@ -173,6 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="drop a client that accepts no data for this long; 0: never (Linux only) "
         "(default %(default)s)",
     )
+    parser.add_argument(
+        "--read-timeout",
+        type=_non_negative,
+        default=DEFAULT_READ_TIMEOUT,
+        metavar="S",
+        help="close a connection that sends nothing for this long while the server waits to "
+        "read (headers, a body, or while a handler works); 0: never (default %(default)s)",
+    )
     parser.add_argument("--certfile", metavar="PATH", help="PEM certificate, to serve HTTPS")
     parser.add_argument("--keyfile", metavar="PATH", help="PEM private key for --certfile")
     parser.add_argument(
@@ -221,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "keep_alive_timeout": args.keep_alive,
         "graceful_timeout": args.graceful_timeout,
         "send_timeout": args.send_timeout or None,
+        "read_timeout": args.read_timeout or None,
         "certfile": args.certfile,
         "keyfile": args.keyfile,
         "access_log": args.access_log or None,
