@@ -10,18 +10,21 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+import trio
 from test_e2e_hypercorn import (
     STARTUP,
     ServerProcess,
     free_port,
     get,
     server_process,
+    slow_reader,
     spread_over_workers,
     write_app,
 )
 
 from triobg import App
 from triobg._cli import AppLoadError, build_parser, load_app, main
+from triobg._serve import DRAIN_MARGIN, STRAGGLER_MARGIN
 
 PYTHON = sys.executable
 
@@ -155,6 +158,19 @@ class TestProcess:
             out,
         ), out
         assert "drain finished: 1 completed, 0 failed, 1 cancelled" in out
+
+    async def test_a_slow_reader_cannot_hold_the_shutdown(self, app_dir: Path) -> None:
+        """SIGTERM with a client taking 20 MB slowly: exit about a second after the drain."""
+        args = [PYTHON, "-m", "triobg", "clibgapp:app", "--bind", "127.0.0.1:0"]
+        args += ["--drain-timeout", "0.5"]
+        async with server_process(args, app_dir) as child:
+            host, port = await child.url(r"serving on (http://127\.0\.0\.1:\d+)")
+            async with slow_reader(host, port):
+                child.signal(signal.SIGTERM)
+                start = trio.current_time()
+                assert await child.wait_exit() == 0
+                elapsed = trio.current_time() - start
+        assert elapsed < 0.5 + DRAIN_MARGIN + STRAGGLER_MARGIN + 2, elapsed
 
     async def test_second_signal_stops_at_once(self, app_dir: Path) -> None:
         """A second SIGINT does not wait for a long drain: it cancels, naming the task."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -81,6 +82,11 @@ async def hold():
     while not os.path.exists("release") and time.monotonic() < deadline:
         time.sleep(0.005)
     return {"pid": os.getpid()}
+
+
+@app.get("/big")
+async def big():
+    return triobg.Response(b"x" * (20 * 1024 * 1024), media_type="application/octet-stream")
 
 
 @app.get("/slow/{tag}")
@@ -245,6 +251,24 @@ class TestHypercornCommandLine:
         for tag in owner:
             assert re.search(rf"forever of GET /forever/{tag} cancelled", out), (tag, out)
 
+    async def test_a_slow_reader_is_stopped_at_the_graceful_timeout(self, tmp_path: Path) -> None:
+        """The response to a slow reader stops after the slice in flight at the deadline.
+
+        hypercorn's writes are shielded from its own cancellation; a 20 MB body handed over in
+        one message kept the worker alive for as long as the client took (minutes).
+        """
+        write_app(tmp_path)
+        args = [HYPERCORN, "--worker-class", "trio", "--bind", "127.0.0.1:0"]
+        args += ["--graceful-timeout", "1", "bgapp:app"]
+        async with server_process(args, tmp_path) as server:
+            host, port = await server.url()
+            async with slow_reader(host, port):
+                server.signal(signal.SIGTERM)
+                start = trio.current_time()
+                assert await server.wait_exit() == 0
+                elapsed = trio.current_time() - start
+        assert elapsed < 1 + 3, elapsed  # one 64 KiB slice at 100 KB/s is 0.65 s
+
     async def test_a_busy_worker_outlives_the_idle_one(self, tmp_path: Path) -> None:
         """The idle worker exits first and the runner SIGTERMs the busy one: it drains anyway.
 
@@ -272,6 +296,34 @@ class TestHypercornCommandLine:
         assert re.search(r"bgapp\.forever of GET /forever/f1 cancelled while running", out), out
         summaries = re.findall(r"INFO triobg\.background: background drain finished", out)
         assert len(summaries) == 2, out
+
+
+@asynccontextmanager
+async def slow_reader(host: str, port: int) -> AsyncIterator[None]:
+    """A client taking ``GET /big`` (20 MB) 2 KB every 20 ms: three minutes' worth.
+
+    Its small receive buffer keeps the server's writes blocked on it. Yields once the response
+    is flowing; reads on (bounded) until the server closes the connection.
+    """
+    client = trio.socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    with client:
+        await client.connect((host, port))
+        await client.send(b"GET /big HTTP/1.1\r\nhost: test\r\n\r\n")
+        with trio.fail_after(WAIT):
+            assert (await client.recv(2048)).startswith(b"HTTP/1.1 200")
+
+        async def read_slowly() -> None:
+            received = 0
+            with trio.fail_after(WAIT * 3):
+                while data := await client.recv(2048):
+                    received += len(data)
+                    await trio.sleep(0.02)  # the client's own pace, not a wait for the server
+            assert received < 20 * 1024 * 1024  # cut off, not served to the end
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_slowly)
+            yield
 
 
 async def spread_over_workers(
