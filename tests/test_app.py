@@ -598,6 +598,42 @@ class TestRouters:
             Router(prefix="users/")
 
 
+class TestRouteOptions:
+    """An option a route does not understand fails at declaration, never silently."""
+
+    def test_response_model_is_refused_not_ignored(self) -> None:
+        """The leak this prevents: ``response_model=UserOut`` ignored, the password sent."""
+        app = App()
+        with pytest.raises(TypeError, match=r"response_model= is a FastAPI option .* not"):
+
+            @app.get("/me", response_model=dict)  # type: ignore[call-arg]
+            async def me() -> dict[str, str]:
+                return {"name": "ada", "password": "secret"}
+
+        assert app.routes == []
+
+    @pytest.mark.parametrize("option", ["tags", "summary", "deprecated", "responses"])
+    def test_fastapi_schema_options_say_they_are_not_supported_yet(self, option: str) -> None:
+        router = Router()
+        with pytest.raises(TypeError, match=rf"{option}= is a FastAPI option"):
+            router.add_route("/x", lambda: None, **{option: None})  # type: ignore[arg-type]
+
+    def test_a_typo_is_named(self) -> None:
+        """``status=202`` (for ``status_code``) is an unknown option, with the known ones listed."""
+        app = App()
+        with pytest.raises(TypeError, match=r"unknown option status=.*status_code"):
+            app.post("/items", status=202)  # type: ignore[call-arg]
+
+    def test_known_options_pass(self) -> None:
+        app = App()
+
+        @app.post("/items", status_code=202, name="create", dependencies=[])
+        async def create() -> None:
+            return None
+
+        assert app.routes[0].status_code == 202
+
+
 @pytest.fixture(autouse=True)
 def _quiet_expected_errors(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)

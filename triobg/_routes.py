@@ -38,6 +38,51 @@ class RouteOptions(TypedDict, total=False):
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
+# FastAPI's path operation options that triobg does not implement yet. Each is refused by name:
+# accepting ``response_model=UserOut`` and ignoring it would send every field the handler
+# returns, a password included, to the client.
+_FASTAPI_ONLY = frozenset(
+    {
+        "response_model",
+        "response_model_include",
+        "response_model_exclude",
+        "response_model_by_alias",
+        "response_model_exclude_unset",
+        "response_model_exclude_defaults",
+        "response_model_exclude_none",
+        "tags",
+        "summary",
+        "description",
+        "response_description",
+        "responses",
+        "deprecated",
+        "operation_id",
+        "include_in_schema",
+        "callbacks",
+        "openapi_extra",
+        "generate_unique_id_function",
+    }
+)
+
+
+def check_route_options(path: str, options: dict[str, Any]) -> None:
+    """Refuse, at declaration, every option a route does not understand.
+
+    Raises:
+        TypeError: naming the option, and saying so when it is one of FastAPI's that triobg
+            does not support yet (rather than a typo such as ``status=202``).
+    """
+    for name in options:
+        if name in RouteOptions.__annotations__:
+            continue
+        known = ", ".join(sorted(RouteOptions.__annotations__))
+        if name in _FASTAPI_ONLY:
+            raise TypeError(
+                f"route {path!r}: {name}= is a FastAPI option that triobg does not support "
+                f"yet; it is refused rather than ignored (route options: {known})"
+            )
+        raise TypeError(f"route {path!r}: unknown option {name}= (route options: {known})")
+
 
 class _UnsetStatus(Response):
     """The ``Response`` injected into handlers that declare one: headers, cookies and status
@@ -138,7 +183,12 @@ class Router:
         methods: Iterable[str] = ("GET",),
         **options: Unpack[RouteOptions],
     ) -> Route:
-        """Register ``endpoint`` for ``methods`` at ``path`` (relative to the prefix)."""
+        """Register ``endpoint`` for ``methods`` at ``path`` (relative to the prefix).
+
+        Raises:
+            TypeError: an option that routes do not have (see ``check_route_options``).
+        """
+        check_route_options(path, dict(options))
         route = Route(
             self.prefix + path,
             frozenset(m.upper() for m in methods),
@@ -155,7 +205,8 @@ class Router:
     def route(
         self, path: str, *, methods: Iterable[str] = ("GET",), **options: Unpack[RouteOptions]
     ) -> Callable[[Handler], Handler]:
-        """Decorator form of ``add_route``."""
+        """Decorator form of ``add_route``; unknown options fail here, before decorating."""
+        check_route_options(path, dict(options))
 
         def register(endpoint: Handler) -> Handler:
             self.add_route(path, endpoint, methods=methods, **options)
