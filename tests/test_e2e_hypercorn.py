@@ -269,6 +269,25 @@ class TestHypercornCommandLine:
                 elapsed = trio.current_time() - start
         assert elapsed < 1 + 3, elapsed  # one 64 KiB slice at 100 KB/s is 0.65 s
 
+    async def test_sigterm_to_the_whole_process_group_still_drains(self, tmp_path: Path) -> None:
+        """A service manager signals every process at once (systemd's default): no task lost.
+
+        The worker used to die of its own SIGTERM at once, before any graceful shutdown.
+        """
+        write_app(tmp_path)
+        args = [HYPERCORN, "--worker-class", "trio", "--bind", "127.0.0.1:0"]
+        args += ["--graceful-timeout", "3", "bgapp:app"]
+        async with server_process(args, tmp_path) as server:
+            host, port = await server.url()
+            await get(host, port, "/slow/s1")
+            await server.wait_for("task slow s1 started")
+            os.killpg(server.process.pid, signal.SIGTERM)
+            assert await server.wait_exit() == 0
+            out = server.output
+        assert "task slow s1 completed" in out, out
+        assert "SIGTERM received by a hypercorn worker" in out, out
+        assert "background drain finished: 1 completed" in out, out
+
     async def test_a_busy_worker_outlives_the_idle_one(self, tmp_path: Path) -> None:
         """The idle worker exits first and the runner SIGTERMs the busy one: it drains anyway.
 
