@@ -34,11 +34,13 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def docs(session: nox.Session) -> None:
-    """Build the documentation with warnings as errors."""
-    session.install("-e", ".[docs]")
+    """Build the documentation with warnings as errors, then open the key pages in headless
+    Chromium (skipped, with the reason, when Debian's ``chromium`` is not installed)."""
+    session.install("-e", ".[docs,test]")
     session.run(
         "sphinx-build", "-n", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"
     )
+    session.run("pytest", "tests/test_docs_browser.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)

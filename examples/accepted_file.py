@@ -22,10 +22,6 @@ from triobg import App, BackgroundTasks, HTTPException, JSONResponse, Request
 app = App()
 
 
-def report_path(upload_id: str) -> str:
-    return os.path.join(os.environ.get("TRIOBG_EXAMPLES_DIR", "."), f"upload-{upload_id}.json")
-
-
 def process_file(upload_id: str, data: bytes) -> None:
     # The slow part the client should not wait for. A ``def`` task runs in a worker thread, so
     # CPU-bound or blocking work here does not stall other requests.
@@ -37,7 +33,7 @@ def process_file(upload_id: str, data: bytes) -> None:
         "words": len(text.split()),
     }
     # Write then rename, so a poller never reads a half-written report.
-    path = report_path(upload_id)
+    path = f"upload-{upload_id}.json"
     with open(path + ".tmp", mode="w") as file:
         json.dump(report, file)
     os.replace(path + ".tmp", path)
@@ -57,7 +53,7 @@ async def accept_file(request: Request, background_tasks: BackgroundTasks) -> di
 async def file_status(upload_id: str) -> Any:
     if not re.fullmatch(r"[0-9a-f]{16}", upload_id):
         raise HTTPException(404)
-    path = trio.Path(report_path(upload_id))
+    path = trio.Path(f"upload-{upload_id}.json")
     if not await path.exists():
         return JSONResponse({"id": upload_id, "status": "processing"}, status_code=202)
     return json.loads(await path.read_text())

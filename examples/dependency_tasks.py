@@ -9,7 +9,6 @@ same object, so ``POST /send-notification/you@example.com?q=hello`` writes::
 to ``log.txt``, in that order (the dependency runs before the handler), after the response.
 """
 
-import os
 from typing import Annotated
 
 from triobg import App, BackgroundTasks, Depends
@@ -17,12 +16,8 @@ from triobg import App, BackgroundTasks, Depends
 app = App()
 
 
-def log_path() -> str:
-    return os.path.join(os.environ.get("TRIOBG_EXAMPLES_DIR", "."), "log.txt")
-
-
 def write_log(message: str) -> None:
-    with open(log_path(), mode="a") as log:
+    with open("log.txt", mode="a") as log:
         log.write(message)
 
 

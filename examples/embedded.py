@@ -8,8 +8,8 @@ handlers reach the queue through the app's ``state``.
 The program decides when to stop, from its own code: once the worker has done ``jobs_wanted``
 jobs it sets an event that is the server's ``shutdown_trigger``. ``serve`` then finishes the
 requests in flight, drains background tasks and returns; the program closes the queue, the
-worker finishes what is left, and the nursery exits. Results go to ``job-<n>.txt`` in
-``$TRIOBG_EXAMPLES_DIR`` (else the current directory)::
+worker finishes what is left, and the nursery exits. Results go to ``job-<n>.txt`` in the
+current directory::
 
     python examples/embedded.py        # then, three times:
     curl -d 'hello' http://127.0.0.1:8000/jobs
@@ -18,7 +18,6 @@ worker finishes what is left, and the nursery exits. Results go to ``job-<n>.txt
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import attrs
@@ -40,10 +39,6 @@ class Job:
 class Progress:
     accepted: int = 0
     done: int = 0
-
-
-def output_dir() -> str:
-    return os.environ.get("TRIOBG_EXAMPLES_DIR", ".")
 
 
 def build_app(jobs: trio.MemorySendChannel[Job], progress: Progress) -> App:
@@ -78,7 +73,7 @@ async def worker(
     """The program's own work: consume the queue until it is closed."""
     async with jobs:
         async for job in jobs:
-            path = trio.Path(output_dir()) / f"job-{job.number}.txt"
+            path = trio.Path(f"job-{job.number}.txt")
             await path.write_text(job.text.upper())
             progress.done += 1
             if progress.done >= jobs_wanted:

@@ -10,7 +10,7 @@ the slow one is cancelled, and the log (logger ``triobg.background``) names it::
     INFO triobg.background: background drain finished: 1 completed, 0 failed, 1 cancelled, ...
 
 Run the whole story in one process (it serves, calls itself, shuts down, and writes the log to
-``shutdown.log`` in ``$TRIOBG_EXAMPLES_DIR``, else the current directory)::
+``shutdown.log`` in the current directory)::
 
     python examples/graceful_shutdown.py
 
@@ -28,7 +28,6 @@ cancels the tasks after its default 3 s::
 from __future__ import annotations
 
 import logging
-import os
 
 import trio
 
@@ -39,18 +38,14 @@ from triobg.testing import HTTP11Connection
 app = App(drain_timeout=1.0)
 
 
-def output_path(name: str) -> trio.Path:
-    return trio.Path(os.environ.get("TRIOBG_EXAMPLES_DIR", ".")) / name
-
-
 async def quick_report() -> None:
     await trio.sleep(0.05)
-    await output_path("quick.txt").write_text("done\n")
+    await trio.Path("quick.txt").write_text("done\n")
 
 
 async def slow_report() -> None:
     await trio.sleep(60)  # longer than any drain deadline: this one is cut off and named
-    await output_path("slow.txt").write_text("done\n")
+    await trio.Path("slow.txt").write_text("done\n")
 
 
 @app.get("/report")
@@ -60,10 +55,8 @@ async def report(tasks: BackgroundTasks) -> dict[str, str]:
     return {"status": "reports scheduled"}
 
 
-async def demo(drain_timeout: float | None = None) -> BackgroundStatistics:
+async def demo() -> BackgroundStatistics:
     """Serve, make one request, shut down, and write what was logged to ``shutdown.log``."""
-    if drain_timeout is not None:
-        app.background.drain_timeout = drain_timeout
     records: list[str] = []
     handler = _ListHandler(records)
     watched = [logging.getLogger("triobg.background"), logging.getLogger("triobg.serve")]
@@ -82,7 +75,7 @@ async def demo(drain_timeout: float | None = None) -> BackgroundStatistics:
     finally:
         for log in watched:
             log.removeHandler(handler)
-    await output_path("shutdown.log").write_text("".join(line + "\n" for line in records))
+    await trio.Path("shutdown.log").write_text("".join(line + "\n" for line in records))
     return app.background.statistics()
 
 

@@ -1,18 +1,12 @@
 """The smallest background task: ``POST /process/`` logs "Processing started" afterwards."""
 
-import os
-
 from triobg import App, BackgroundTasks
 
 app = App()
 
 
-def log_path() -> str:
-    return os.path.join(os.environ.get("TRIOBG_EXAMPLES_DIR", "."), "log.txt")
-
-
 def write_to_log(message: str) -> None:
-    with open(log_path(), mode="a") as log:
+    with open("log.txt", mode="a") as log:
         log.write(message + "\n")
 
 

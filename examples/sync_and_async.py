@@ -8,7 +8,6 @@ order they were added, after the response::
     curl -X POST 'http://127.0.0.1:8000/query/?q=triobg'
 """
 
-import os
 import time
 from typing import Annotated
 
@@ -19,20 +18,16 @@ from triobg import App, BackgroundTasks, Depends
 app = App()
 
 
-def log_path() -> str:
-    return os.path.join(os.environ.get("TRIOBG_EXAMPLES_DIR", "."), "log.txt")
-
-
 def write_log(message: str) -> None:
     time.sleep(0.5)  # stands in for blocking I/O; fine here, this runs in a worker thread
-    with open(log_path(), mode="a") as log_file:
+    with open("log.txt", mode="a") as log_file:
         log_file.write(message + "\n")
 
 
 async def send_email_async(email: str, message: str) -> None:
     await trio.sleep(1)  # stands in for talking to a mail server
     # In the event loop, use trio's async file API rather than a blocking ``open``.
-    async with await trio.Path(log_path()).open("a") as log_file:
+    async with await trio.Path("log.txt").open("a") as log_file:
         await log_file.write(f"Email sent to {email}: {message!r}\n")
 
 

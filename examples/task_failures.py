@@ -9,15 +9,9 @@
     cat failures.txt log.txt
 """
 
-import os
-
 import trio
 
 from triobg import App, BackgroundStatistics, BackgroundTasks, TaskFailure
-
-
-def output_path(name: str) -> str:
-    return os.path.join(os.environ.get("TRIOBG_EXAMPLES_DIR", "."), name)
 
 
 async def report_failure(failure: TaskFailure) -> None:
@@ -28,7 +22,7 @@ async def report_failure(failure: TaskFailure) -> None:
         f"{failure.task} failed after {failure.method} {failure.path}: "
         f"{type(failure.exception).__name__}: {failure.exception}\n"
     )
-    async with await trio.Path(output_path("failures.txt")).open("a") as file:
+    async with await trio.Path("failures.txt").open("a") as file:
         await file.write(line)
 
 
@@ -40,7 +34,7 @@ def notify_crm(email: str) -> None:
 
 
 def send_welcome_email(email: str) -> None:
-    with open(output_path("log.txt"), mode="a") as log:
+    with open("log.txt", mode="a") as log:
         log.write(f"welcome email sent to {email}\n")
 
 

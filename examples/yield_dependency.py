@@ -12,7 +12,6 @@ The response is sent between the first and the second line. (``Depends(..., scop
 would close the mailer before the response instead, and the task would find it closed.)
 """
 
-import os
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -21,12 +20,8 @@ from triobg import App, BackgroundTasks, Depends
 app = App()
 
 
-def log_path() -> str:
-    return os.path.join(os.environ.get("TRIOBG_EXAMPLES_DIR", "."), "log.txt")
-
-
 def log(line: str) -> None:
-    with open(log_path(), mode="a") as file:
+    with open("log.txt", mode="a") as file:
         file.write(line + "\n")
 
 

@@ -177,7 +177,6 @@ class ServerProcess:
 async def server_process(args: list[str], cwd: Path, **env: str) -> AsyncIterator[ServerProcess]:
     """Run ``args`` in ``cwd``; always killed and reaped on the way out, even on failure."""
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
-    environment.pop("TRIOBG_EXAMPLES_DIR", None)
     process = await trio.lowlevel.open_process(
         args,
         cwd=cwd,

@@ -1,9 +1,11 @@
 """Every example in ``examples/`` runs, answers, and writes what it says, in order, afterwards.
 
-Each example writes into ``$TRIOBG_EXAMPLES_DIR``, pointed here at ``tmp_path``. Requests go
-through ``Witness``, which looks at that directory at the instant the app sends the last byte
-of its response: whatever a test finds written there was written *before* the response was
-complete. For every example that set must be empty, and the files are checked again once
+Each example writes to plain relative paths (``log.txt``), as a user's app would; each test runs
+with its own ``tmp_path`` as the working directory (``def`` tasks run in worker threads, which
+share the process's working directory, so they write there too). Requests go through
+``Witness``, which looks at that directory at the instant the app sends the last byte of its
+response: whatever a test finds written there was written *before* the response was complete.
+For every example that set must be empty, and the files are checked again once
 ``wait_background()`` has let the tasks finish. Some tests also hold a task on a gate to show
 the state a client can observe while the task is still running.
 """
@@ -76,8 +78,8 @@ class Witness:
 
 @pytest.fixture
 def out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The directory the examples write to during this test."""
-    monkeypatch.setenv("TRIOBG_EXAMPLES_DIR", str(tmp_path))
+    """The directory the examples write to during this test: the working directory."""
+    monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
@@ -110,7 +112,7 @@ def gate() -> Iterator[Gate]:
 
 class TestSendNotification:
     async def test_writes_the_notification_after_the_response(self, out: Path) -> None:
-        """The README example answers 200 at once and logs one line afterwards."""
+        """The front page's example answers 200 at once and writes its line afterwards."""
         witness = Witness(send_notification.app, out)
         async with TestClient(witness) as client:
             response = await client.post("/send-notification/you@example.com")
@@ -119,7 +121,7 @@ class TestSendNotification:
             await client.wait_background()
         assert witness.at_response == [{}]
         assert read_outputs(out) == {
-            "log.txt": "notification for you@example.com: some notification\n"
+            "log.txt": "notification for you@example.com: some notification"
         }
 
     async def test_client_can_see_the_response_while_the_task_is_still_running(
@@ -139,7 +141,7 @@ class TestSendNotification:
             gate.open()
             await client.wait_background()
         assert read_outputs(out) == {
-            "log.txt": "notification for you@example.com: some notification\n"
+            "log.txt": "notification for you@example.com: some notification"
         }
 
 

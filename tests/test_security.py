@@ -311,12 +311,13 @@ def plant_secrets(top: Path) -> Path:
 class TestFilesystemExample:
     @pytest.fixture
     def reports(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-        """Reports live in ``tmp_path/reports``; a secret sits next to them, one level up."""
+        """Reports live in ``tmp_path/reports``, the working directory; a secret sits next to
+        them, one level up."""
         directory = tmp_path / "reports"
         directory.mkdir()
         (tmp_path / "secret.json").write_text(json.dumps({"secret": SECRET}))
         (tmp_path / "upload-secret.json").write_text(json.dumps({"secret": SECRET}))
-        monkeypatch.setenv("TRIOBG_EXAMPLES_DIR", str(directory))
+        monkeypatch.chdir(directory)
         return directory
 
     @pytest.mark.parametrize("upload_id", TRAVERSALS)
@@ -337,17 +338,16 @@ class TestFilesystemExample:
         raw = "/files/" + quote(upload_id, safe="")
         with tempfile.TemporaryDirectory() as top:
             reports = plant_secrets(Path(top))
-            old = os.environ.get("TRIOBG_EXAMPLES_DIR")
-            os.environ["TRIOBG_EXAMPLES_DIR"] = str(reports)
+            # Hypothesis runs many examples per test, so function-scoped fixtures such as
+            # ``monkeypatch.chdir`` cannot be used; change the working directory by hand.
+            old = os.getcwd()
+            os.chdir(reports)
             try:
                 answer = await call_asgi(
                     accepted_file.app, "GET", unquote(raw), raw_path=raw.encode()
                 )
             finally:
-                if old is None:
-                    del os.environ["TRIOBG_EXAMPLES_DIR"]
-                else:
-                    os.environ["TRIOBG_EXAMPLES_DIR"] = old
+                os.chdir(old)
         assert answer.status in (202, 307, 404), answer
         assert SECRET not in answer.body.decode()
         if answer.status == 307:  # "/files/" -> "/files", the upload route

@@ -547,7 +547,8 @@ class TestHTTP11Connection:
 class TestExamples:
     @pytest.fixture
     def out(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-        monkeypatch.setenv("TRIOBG_EXAMPLES_DIR", str(tmp_path))
+        """The examples write to the working directory: this test's ``tmp_path``."""
+        monkeypatch.chdir(tmp_path)
         return tmp_path
 
     async def test_embedded_program_shuts_its_api_down_itself(self, out: Path) -> None:
@@ -575,10 +576,13 @@ class TestExamples:
             "job-3.txt": "THREE",
         }
 
-    async def test_graceful_shutdown_example_logs_the_task_it_cut_off(self, out: Path) -> None:
+    async def test_graceful_shutdown_example_logs_the_task_it_cut_off(
+        self, out: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """The quick task completes within the drain; the slow one is cancelled and named."""
+        monkeypatch.setattr(graceful_shutdown.app.background, "drain_timeout", 0.3)
         with trio.fail_after(WAIT):
-            stats = await graceful_shutdown.demo(drain_timeout=0.3)
+            stats = await graceful_shutdown.demo()
         assert (stats.completed, stats.cancelled) == (1, 1)
         assert (out / "quick.txt").exists()
         assert not (out / "slow.txt").exists()
