@@ -394,7 +394,54 @@ def parse_json(raw: bytes, max_depth: int) -> Any:
         ) from None
     if _too_deep(value, max_depth):
         raise _too_deep_error(max_depth)
+    if b"\\u" in raw:  # a lone surrogate can only arrive as a ``\\uD800``-style escape
+        where = _lone_surrogate(value)
+        if where is not None:
+            raise RequestValidationError(
+                [
+                    ErrorDetail(
+                        ("body", *where),
+                        "a string holds a lone surrogate escape (\\uD800-\\uDFFF without its "
+                        "pair): not Unicode text",
+                        "json_invalid",
+                    )
+                ]
+            )
     return value
+
+
+def _lone_surrogate(value: Any) -> tuple[str | int, ...] | None:
+    """Where in ``value`` a string (or an object key) holds a lone surrogate, if anywhere.
+
+    Python's JSON parser accepts ``"\\ud800"`` and yields a ``str`` that cannot be encoded as
+    UTF-8: echoed back, written to a database or a log, it fails far from the request that
+    brought it. It is no Unicode text at all, so it is refused here, located, as a 422. For a
+    bad key the location is the object that holds it (the key itself cannot be shown).
+    """
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            if _has_surrogate(node):
+                return path
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                if _has_surrogate(key):
+                    return path
+                stack.append((child, (*path, key)))
+        elif isinstance(node, list):
+            stack.extend((child, (*path, index)) for index, child in enumerate(node))
+    return None
+
+
+def _has_surrogate(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _too_deep_error(max_depth: int) -> RequestValidationError:
