@@ -611,14 +611,19 @@ class TestRefusedBodiesAreNotRead:
             ("POST", "/items/1", [(b"content-length", b"10")], 405),
             ("PUT", "/items/1", [(b"content-length", b"10"), (b"content-type", b"text/x")], 415),
             ("PUT", "/items/1", [(b"content-length", b"5000")], 413),
-            ("PUT", "/items/1", [(b"transfer-encoding", b"chunked"), (b"content-type", b"a/b")], 415),
+            (
+                "PUT",
+                "/items/1",
+                [(b"transfer-encoding", b"chunked"), (b"content-type", b"a/b")],
+                415,
+            ),
         ],
     )
     async def test_refusal_is_decided_before_receive_and_closes(
         self, method: str, path: str, headers: list[tuple[bytes, bytes]], status: int
     ) -> None:
         """Refusals decided from the headers never call ``receive`` before the answer has
-        started (so no server sends ``100 Continue`` for them), and ask for ``Connection: close``."""
+        started (so no server sends ``100 Continue`` for them), and ask to close the connection."""
         app = make_app()
         sent: list[dict[str, Any]] = []
 

@@ -492,9 +492,7 @@ _SURROGATES = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, categori
 _TEXT = st.lists(st.one_of(_SURROGATES, st.characters()), min_size=1, max_size=6).map("".join)
 _JSON_VALUES = st.recursive(
     st.one_of(_TEXT, st.sampled_from([None, True, 0, -1.5, ""])),
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=4), st.dictionaries(_TEXT, inner, max_size=4)
-    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_TEXT, inner, max_size=4)),
     max_leaves=12,
 )
 
