@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import attrs
 import pytest
 import trio
+from hypercorn.config import Config
 
 from triobg import App, Request
 from triobg.testing import serve_live
@@ -62,12 +64,16 @@ def make_app() -> App:
     async def ping() -> str:
         return "pong"
 
+    @app.get("/where/{name}")
+    async def where(name: str, request: Request) -> list[str]:
+        return [name, request.headers["host"], request.url]
+
     return app
 
 
 @asynccontextmanager
-async def live() -> AsyncIterator[LiveServer]:
-    async with serve_live(make_app()) as server:
+async def live(**serve_kwargs: Any) -> AsyncIterator[LiveServer]:
+    async with serve_live(make_app(), **serve_kwargs) as server:
         yield server
 
 
@@ -238,3 +244,60 @@ class TestUnreadBodiesOfServedRequests:
                     await read_to_close(stream)
             assert (answer.status, answer.headers["connection"]) == (200, "close")
             assert sent[0] < 32 * MiB
+
+
+class TestInheritedHTTPEdges:
+    async def test_transfer_encoding_with_content_length_is_400_and_closed(self) -> None:
+        """Both framings at once (request smuggling): a 400, the connection closed, and the
+        request hidden in the body is never answered."""
+        smuggled = b"0\r\n\r\nGET /ping HTTP/1.1\r\nhost: test\r\n\r\n"
+        async with live() as server, await connect(server) as stream:
+            with trio.fail_after(WAIT):
+                await stream.send_all(
+                    head(
+                        "POST",
+                        "/upload",
+                        "transfer-encoding: chunked",
+                        f"content-length: {len(smuggled)}",
+                    )
+                    + smuggled
+                )
+                answer, after = await read_answer(stream)
+                rest = after + await read_to_close(stream)
+            assert answer.status == 400
+            assert answer.headers["connection"] == "close"
+            assert b"Transfer-Encoding and Content-Length" in answer.body
+            assert rest == b""  # no second response: the connection is gone
+
+    async def test_absolute_form_target_is_routed_by_its_path(self) -> None:
+        """``GET http://example.org/where/x?q=1`` reaches ``/where/{name}``, with the target's
+        authority as the host (RFC 9112 section 3.2.2), and the connection stays usable."""
+        async with live() as server, await connect(server) as stream:
+            with trio.fail_after(WAIT):
+                await stream.send_all(head("GET", "http://example.org:81/where/x?q=1"))
+                answer, _ = await read_answer(stream)
+                assert answer.status == 200, answer
+                assert answer.body == b'["x","example.org:81","/where/x?q=1"]'
+                await stream.send_all(head("GET", "HTTPS://example.org"))
+                answer, _ = await read_answer(stream)
+                assert answer.status == 404  # routed as ``/``, which this app does not have
+                assert b"Not Found" in answer.body
+
+    async def test_no_server_header_by_default(self) -> None:
+        """Responses do not advertise ``server: hypercorn-h11`` unless asked to."""
+        async with live() as server, await connect(server) as stream:
+            with trio.fail_after(WAIT):
+                await stream.send_all(head("GET", "/ping"))
+                answer, _ = await read_answer(stream)
+            assert answer.status == 200
+            assert "server" not in answer.headers
+
+    async def test_server_header_can_be_turned_on(self) -> None:
+        """``include_server_header=True`` on the hypercorn config given to ``serve`` is kept."""
+        config = Config()
+        config.include_server_header = True
+        async with live(config=config) as server, await connect(server) as stream:
+            with trio.fail_after(WAIT):
+                await stream.send_all(head("GET", "/ping"))
+                answer, _ = await read_answer(stream)
+            assert answer.headers["server"] == "hypercorn-h11"

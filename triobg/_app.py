@@ -57,6 +57,30 @@ def _other_slash_form(path: str, raw_path: bytes | None) -> tuple[str, bytes]:
     return other, quote(other, safe="/").encode("ascii")
 
 
+def _to_origin_form(scope: dict[str, Any]) -> None:
+    """Rewrite an absolute-form target (``GET http://host/ping``) to its path, in place.
+
+    HTTP/1.1 servers must accept the absolute form (RFC 9112 section 3.2.2), which clients use
+    when they think they talk to a proxy; hypercorn passes it on as the path, which no route
+    matches. The target's authority replaces the ``Host`` header, as the RFC says. Anything
+    else that does not start with ``/`` (``*``, garbage) is left alone, to be a 404.
+    """
+    path: str = scope["path"]
+    scheme, sep, rest = path.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return
+    authority, slash, tail = rest.partition("/")
+    scope["path"] = slash + tail if slash else "/"
+    raw: bytes = scope.get("raw_path") or path.encode("latin-1")
+    raw_rest = raw.partition(b"://")[2]
+    raw_slash, raw_tail = raw_rest.partition(b"/")[1:]
+    scope["raw_path"] = raw_slash + raw_tail if raw_slash else b"/"
+    if authority:
+        host = authority.encode("latin-1", "replace")
+        headers = [(k, v) for k, v in scope.get("headers", ()) if k != b"host"]
+        scope["headers"] = [(b"host", host), *headers]
+
+
 def _redirect_handler(request: Any, error: _Redirect) -> RedirectResponse:
     return RedirectResponse(error.location, 307)
 
@@ -217,10 +241,13 @@ class App:
         stack = self._stack
         if stack is None:
             stack = self._stack = self._build_stack()
-        if self._direct and scope["type"] == "http":
-            # No middleware: straight into the pipeline, one coroutine frame fewer per request.
-            await handle_http(self, scope, receive, send)
-            return
+        if scope["type"] == "http":
+            if scope["path"][:1] != "/":
+                _to_origin_form(scope)
+            if self._direct:
+                # No middleware: straight into the pipeline, one coroutine frame fewer per request.
+                await handle_http(self, scope, receive, send)
+                return
         await stack(scope, receive, send)
 
     def _build_stack(self) -> ASGIApp:

@@ -29,6 +29,7 @@ import trio
 
 from ._background import BackgroundTasks
 from ._errors import error_response
+from ._exceptions import HTTPException
 from ._requests import Receive, Request
 from ._responses import ClientDisconnected, Send
 from ._routes import new_injected_response
@@ -48,6 +49,7 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
     failure: BaseException | None = None
     try:
         try:
+            _check_framing(scope["headers"])
             route, path_params = app._find_route(scope)
             request.path_params = path_params
             overrides = app.dependency_overrides
@@ -117,6 +119,29 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
                 finally:
                     runner._lose(tasks)
         tasks._closed = True
+
+
+def _check_framing(headers: list[tuple[bytes, bytes]]) -> None:
+    """Refuse a request that carries both ``Transfer-Encoding`` and ``Content-Length``.
+
+    h11 goes by ``Transfer-Encoding`` and serves such a request, but a proxy in front may have
+    gone by ``Content-Length``: the two then disagree on where this request ends and the next
+    begins (request smuggling). RFC 9112 section 6.3 says to treat it as an error and close the
+    connection; the 400 does the first, the refused body (never read) the second.
+
+    Raises:
+        HTTPException: 400 when both are present.
+    """
+    chunked = counted = False
+    for name, _ in headers:
+        if name == b"transfer-encoding":
+            chunked = True
+        elif name == b"content-length":
+            counted = True
+    if chunked and counted:
+        raise HTTPException(
+            400, "Transfer-Encoding and Content-Length together: where the body ends is ambiguous"
+        )
 
 
 async def _tear_down(teardown: Teardown, failure: BaseException | None, request: Request) -> None:
