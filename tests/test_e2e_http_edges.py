@@ -9,6 +9,7 @@ network step is bounded by ``trio.fail_after``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 import trio
 from hypercorn.config import Config
 
-from triobg import App, Request
+from triobg import App, BackgroundTasks, Request, Response, StreamingResponse
 from triobg.testing import serve_live
 from triobg.testing._live import LiveServer
 
@@ -45,8 +46,15 @@ class Answer:
     interim: tuple[int, ...]
 
 
-def make_app() -> App:
+def make_app(ran: trio.Event | None = None) -> App:
     app = App(max_body_size=LIMIT)
+    ran = trio.Event() if ran is None else ran
+
+    def never_runs() -> None:
+        raise AssertionError("a task of a response the client did not get ran")
+
+    async def mark_ran() -> None:
+        ran.set()
 
     @app.post("/upload")
     async def upload(request: Request) -> int:
@@ -63,6 +71,20 @@ def make_app() -> App:
     @app.get("/ping")
     async def ping() -> str:
         return "pong"
+
+    @app.get("/endless")
+    async def endless(tasks: BackgroundTasks) -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                yield b"x" * 16384
+
+        tasks.add_task(never_runs)
+        return StreamingResponse(chunks())
+
+    @app.get("/whole")
+    async def whole(tasks: BackgroundTasks) -> Response:
+        tasks.add_task(mark_ran)
+        return Response(b"x" * MiB)
 
     @app.get("/where/{name}")
     async def where(name: str, request: Request) -> list[str]:
@@ -248,26 +270,48 @@ class TestUnreadBodiesOfServedRequests:
 
 class TestInheritedHTTPEdges:
     async def test_transfer_encoding_with_content_length_is_400_and_closed(self) -> None:
-        """Both framings at once (request smuggling): a 400, the connection closed, and the
-        request hidden in the body is never answered."""
-        smuggled = b"0\r\n\r\nGET /ping HTTP/1.1\r\nhost: test\r\n\r\n"
+        """Both framings at once (request smuggling): a 400, and the connection is closed."""
         async with live() as server, await connect(server) as stream:
             with trio.fail_after(WAIT):
                 await stream.send_all(
-                    head(
-                        "POST",
-                        "/upload",
-                        "transfer-encoding: chunked",
-                        f"content-length: {len(smuggled)}",
-                    )
-                    + smuggled
+                    head("POST", "/upload", "transfer-encoding: chunked", "content-length: 5")
+                    + b"0\r\n\r\n"
                 )
                 answer, after = await read_answer(stream)
-                rest = after + await read_to_close(stream)
+                assert after + await read_to_close(stream) == b""
             assert answer.status == 400
             assert answer.headers["connection"] == "close"
             assert b"Transfer-Encoding and Content-Length" in answer.body
-            assert rest == b""  # no second response: the connection is gone
+
+    async def test_a_request_smuggled_after_both_framings_is_never_served(self) -> None:
+        """The request hidden behind the ambiguous body never reaches a handler: the server
+        answers 400 and closes (or, when hypercorn's reader trips on the hidden bytes first,
+        just closes), never a second response."""
+        hits = [0]
+        app = make_app()
+
+        @app.get("/hidden")
+        async def hidden() -> None:
+            hits[0] += 1
+
+        smuggled = b"0\r\n\r\nGET /hidden HTTP/1.1\r\nhost: test\r\n\r\n"
+        async with serve_live(app) as server:
+            for _ in range(10):
+                async with await connect(server) as stream:
+                    with trio.fail_after(WAIT):
+                        await stream.send_all(
+                            head(
+                                "POST",
+                                "/upload",
+                                "transfer-encoding: chunked",
+                                f"content-length: {len(smuggled)}",
+                            )
+                            + smuggled
+                        )
+                        received = await read_to_close(stream)
+                assert received.count(b"HTTP/1.1 ") <= 1, received
+                assert received == b"" or received.startswith(b"HTTP/1.1 400"), received
+        assert hits == [0]
 
     async def test_absolute_form_target_is_routed_by_its_path(self) -> None:
         """``GET http://example.org/where/x?q=1`` reaches ``/where/{name}``, with the target's
@@ -301,3 +345,32 @@ class TestInheritedHTTPEdges:
                 await stream.send_all(head("GET", "/ping"))
                 answer, _ = await read_answer(stream)
             assert answer.headers["server"] == "hypercorn-h11"
+
+
+class TestHalfClose:
+    async def test_half_closed_client_gets_a_whole_response_but_a_stream_stops(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A client that shuts down its sending side after the request counts as gone (hypercorn
+        reports it as a disconnect): an endless stream stops and its task is discarded and
+        named, while a complete 1 MiB response arrives whole and its task runs."""
+        ran = trio.Event()
+        caplog.set_level(logging.WARNING, logger="triobg.background")
+        async with serve_live(make_app(ran)) as server:
+            async with await connect(server) as stream:
+                with trio.fail_after(WAIT):
+                    await stream.send_all(head("GET", "/whole"))
+                    await stream.send_eof()
+                    answer, after = await read_answer(stream)
+                    assert (answer.status, len(answer.body), after) == (200, MiB, b"")
+                    await ran.wait()
+            async with await connect(server) as stream:
+                with trio.fail_after(WAIT):
+                    await stream.send_all(head("GET", "/endless"))
+                    await stream.send_eof()
+                    received = await read_to_close(stream, limit=64 * MiB)
+            assert received.startswith(b"HTTP/1.1 200")
+            assert len(received) < 64 * MiB  # the server stopped and closed, it did not run on
+        assert "never_runs of GET /endless discarded" in caplog.text
+        stats = server.app.background.statistics()
+        assert (stats.completed, stats.discarded, stats.failed) == (1, 1, 0)

@@ -170,7 +170,14 @@ def _closing_send(send: Send, receive: Receive, scope: dict[str, Any]) -> Send:
         kind = message["type"]
         if kind == "http.response.start" and http1:
             headers = [*message.get("headers", ()), (b"connection", b"close")]
-            await send({**message, "headers": headers})
+            try:
+                await send({**message, "headers": headers})
+            except trio.BusyResourceError:
+                # hypercorn 0.18 closing underneath us: bytes the client sent after a complete
+                # request (pipelined, or smuggled) become a protocol error once our response
+                # says ``close``, and its reader closes the socket while this start is being
+                # written. The connection is gone, the response with it; not a server fault.
+                raise ClientDisconnected from None
         elif kind == "http.response.body" and not message.get("more_body", False):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_drop_queued, receive)
