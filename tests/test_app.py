@@ -637,3 +637,47 @@ class TestRouteOptions:
 @pytest.fixture(autouse=True)
 def _quiet_expected_errors(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
+
+
+class TestRefusedBodiesAreNotRead:
+    @pytest.mark.parametrize(
+        ("method", "path", "headers", "status"),
+        [
+            ("POST", "/nowhere", [(b"content-length", b"10")], 404),
+            ("POST", "/items/1", [(b"content-length", b"10")], 405),
+            ("PUT", "/items/1", [(b"content-length", b"10"), (b"content-type", b"text/x")], 415),
+            ("PUT", "/items/1", [(b"content-length", b"5000")], 413),
+            (
+                "PUT",
+                "/items/1",
+                [(b"transfer-encoding", b"chunked"), (b"content-type", b"a/b")],
+                415,
+            ),
+        ],
+    )
+    async def test_refusal_is_decided_before_receive_and_closes(
+        self, method: str, path: str, headers: list[tuple[bytes, bytes]], status: int
+    ) -> None:
+        """Refusals decided from the headers never call ``receive`` before the answer has
+        started (so no server sends ``100 Continue`` for them), and ask to close the connection."""
+        app = make_app()
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            assert sent, "receive() called before the response started"
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "http_version": "1.1",
+            "method": method,
+            "path": path,
+            "headers": headers,
+        }
+        with trio.fail_after(5):
+            await app(scope, receive, send)
+        assert sent[0]["status"] == status
+        assert (b"connection", b"close") in sent[0]["headers"]

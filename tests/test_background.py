@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -24,8 +25,8 @@ from triobg import (
     StreamingResponse,
     TaskFailure,
 )
-from triobg._background import is_async_callable
-from triobg.testing import TestClient
+from triobg._background import _is_task_failure, is_async_callable
+from triobg.testing import TestClient, serve_live
 
 
 def assert_books_balance(stats: BackgroundStatistics) -> None:
@@ -339,6 +340,202 @@ class TestFailures:
             await client.get("/")
             with pytest.raises(ValueError, match="task broke"):
                 await client.wait_background()
+
+
+class TestTasksThatRaiseSystemExitOrKeyboardInterrupt:
+    """One rule for both kinds of task: whatever a task raises is a failed task (#13)."""
+
+    @pytest.mark.parametrize("kind", ["async", "def"])
+    async def test_exit_and_interrupt_are_failed_tasks_and_the_app_keeps_serving(
+        self, kind: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """``sys.exit()``, ``KeyboardInterrupt`` and a group of them are logged and reported as
+        failures, the next task runs, and the app answers the next request."""
+        reported: list[TaskFailure] = []
+        app = App(on_task_error=reported.append)
+        ran: list[str] = []
+
+        async def grouped_exit() -> None:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(functools.partial(sys.exit, 2))
+
+        async def async_raise(error: BaseException) -> None:
+            raise error
+
+        def sync_raise(error: BaseException) -> None:
+            raise error
+
+        def after() -> None:
+            ran.append("after")
+
+        raise_ = async_raise if kind == "async" else sync_raise
+
+        @app.get("/")
+        async def handler(tasks: BackgroundTasks) -> str:
+            tasks.add_task(raise_, SystemExit(1))
+            tasks.add_task(raise_, KeyboardInterrupt())
+            if kind == "async":
+                tasks.add_task(grouped_exit)
+            tasks.add_task(after)
+            return "ok"
+
+        caplog.set_level(logging.ERROR, logger="triobg.background")
+        async with TestClient(app, raise_task_errors=False) as client:
+            assert (await client.get("/")).status_code == 200
+            await client.wait_background()
+            assert (await client.get("/")).status_code == 200
+            await client.wait_background()
+        assert ran == ["after", "after"]
+        expected = [SystemExit, KeyboardInterrupt] + (
+            [BaseExceptionGroup] if kind == "async" else []
+        )
+        assert [type(f.exception) for f in reported] == expected * 2
+        assert sum("failed" in r.getMessage() for r in caplog.records) == len(expected) * 2
+        stats = app.background.statistics()
+        assert (stats.failed, stats.completed, stats.cancelled) == (len(expected) * 2, 2, 0)
+        assert_books_balance(stats)
+
+    async def test_sys_exit_in_an_async_task_does_not_stop_a_real_server(self) -> None:
+        """Over hypercorn: the task fails, the server answers the next request and shuts down
+        as usual."""
+        app = App()
+        failed = trio.Event()
+        app.background.on_task_error = lambda failure: failed.set()
+
+        async def quit_() -> None:
+            sys.exit(3)
+
+        @app.get("/")
+        async def handler(tasks: BackgroundTasks) -> str:
+            tasks.add_task(quit_)
+            return "ok"
+
+        async with serve_live(app) as server, await server.connect(timeout=5) as conn:
+            with trio.fail_after(5):
+                assert (await conn.request("GET", "/")).status == 200
+                await failed.wait()
+                assert (await conn.request("GET", "/")).status == 200
+        assert server.stopped
+        assert app.background.statistics().failed == 2
+
+    def test_a_ctrl_c_delivered_by_trio_is_not_the_tasks_failure(self) -> None:
+        """A ``KeyboardInterrupt`` raised by trio's SIGINT handler keeps propagating; one the
+        task raised itself, a ``SystemExit`` or a group of them is the task's failure."""
+        trio_handler: dict[str, Any] = {"__name__": "trio._core._ki"}
+        exec("def handler():\n    raise KeyboardInterrupt", trio_handler)
+        with pytest.raises(KeyboardInterrupt) as from_signal:
+            trio_handler["handler"]()
+        assert not _is_task_failure(from_signal.value)
+        own = KeyboardInterrupt()
+        try:
+            raise own
+        except KeyboardInterrupt:
+            pass
+        assert _is_task_failure(own)
+        assert _is_task_failure(SystemExit(1))
+        assert _is_task_failure(BaseExceptionGroup("g", [SystemExit(1), ValueError()]))
+        cancelled = BaseExceptionGroup("g", [SystemExit(1), trio.Cancelled._create()])
+        assert not _is_task_failure(cancelled)
+
+
+class TestDefTasksThatReturnAnAwaitable:
+    """A sync callable that returns a coroutine has not done its work yet (#13)."""
+
+    async def test_lambda_and_sync_decorator_returning_coroutines_are_awaited_in_order(
+        self,
+    ) -> None:
+        """``add_task(lambda: send(...))`` and a sync wrapper around an ``async def`` run their
+        coroutine in the event loop, and the tasks after them wait for it."""
+        app = App()
+        ran: list[str] = []
+        loop_thread = threading.get_ident()
+
+        async def send(what: str) -> None:
+            await trio.lowlevel.checkpoint()
+            assert threading.get_ident() == loop_thread
+            ran.append(what)
+
+        def logged(func: Any) -> Any:
+            @functools.wraps(func)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                ran.append("wrapper")
+                return func(*args, **kwargs)
+
+            return wrapper
+
+        @logged
+        async def decorated(what: str) -> None:
+            await send(what)
+
+        def plain(what: str) -> None:
+            ran.append(what)
+
+        @app.get("/")
+        async def handler(tasks: BackgroundTasks) -> str:
+            tasks.add_task(plain, "first")
+            tasks.add_task(lambda: send("lambda"))
+            tasks.add_task(plain, "between")
+            tasks.add_task(decorated, "decorated")
+            tasks.add_task(plain, "last")
+            return "ok"
+
+        async with TestClient(app) as client:
+            assert (await client.get("/")).status_code == 200
+            await client.wait_background()
+        assert ran == ["first", "lambda", "between", "wrapper", "decorated", "last"]
+        stats = app.background.statistics()
+        assert (stats.completed, stats.failed) == (5, 0)
+        assert_books_balance(stats)
+
+    async def test_a_returned_coroutine_that_fails_is_a_failed_task(self) -> None:
+        """The failure of the awaited coroutine is the task's failure, reported and logged."""
+        reported: list[TaskFailure] = []
+        app = App(on_task_error=reported.append)
+
+        async def broken() -> None:
+            raise ValueError("smtp down")
+
+        @app.get("/")
+        async def handler(tasks: BackgroundTasks) -> str:
+            tasks.add_task(lambda: broken())
+            return "ok"
+
+        async with TestClient(app, raise_task_errors=False) as client:
+            await client.get("/")
+            await client.wait_background()
+        assert [type(f.exception) for f in reported] == [ValueError]
+        assert "<lambda>" in reported[0].task
+        stats = app.background.statistics()
+        assert (stats.completed, stats.failed) == (0, 1)
+
+    async def test_a_returned_coroutine_cut_off_by_the_drain_is_named(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A returned coroutine still running at the drain deadline is cancelled and named.
+
+        (A real clock: MockClock's autojump would skip ahead while the worker thread runs.)
+        """
+        app = App(drain_timeout=0.2)
+        started = trio.Event()
+
+        async def forever() -> None:
+            started.set()
+            await trio.sleep_forever()
+
+        @app.get("/")
+        async def handler(tasks: BackgroundTasks) -> str:
+            tasks.add_task(lambda: forever())
+            return "ok"
+
+        caplog.set_level(logging.WARNING, logger="triobg.background")
+        with trio.fail_after(10):
+            async with TestClient(app, raise_task_errors=False) as client:
+                await client.get("/")
+                await started.wait()
+        assert "cancelled while running" in caplog.text
+        assert "<lambda>" in caplog.text
+        stats = app.background.statistics()
+        assert (stats.cancelled, stats.running) == (1, 0)
 
 
 class TestErrorsBeforeTheResponse:

@@ -38,6 +38,7 @@ from triobg import (
     Query,
     Request,
 )
+from triobg._encode import dump_json
 from triobg._responses import is_same_site_reference
 
 FUZZ = settings(
@@ -58,6 +59,12 @@ class Line:
     sku: str
     quantity: int
     tags: list[str] = attrs.Factory(list)
+
+
+@attrs.frozen
+class Named:
+    name: str
+    price: int
 
 
 @attrs.frozen
@@ -129,6 +136,14 @@ def make_app(**limits: Any) -> App:
     @app.post("/json")
     async def any_json(request: Request) -> str:
         return type(await request.json()).__name__
+
+    @app.post("/echo")
+    async def echo(request: Request) -> Any:
+        return await request.json()
+
+    @app.post("/echo/named")
+    async def echo_named(named: Named) -> Named:
+        return named
 
     @app.get("/u/{name}")
     async def user(name: str) -> str:
@@ -468,3 +483,63 @@ class TestLimits:
         query = "&".join(["tags=t"] * params).encode()
         answer = await call_asgi(app, "GET", "/items/1", query=query)
         assert answer.status == (400 if params > params_limit else 200), answer
+
+
+# --- lone surrogates (#13) -----------------------------------------------------------------------
+
+# Text that often holds surrogates (lone, or a high one next to a low one, which JSON pairs up).
+_SURROGATES = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, categories=["Cs"])
+_TEXT = st.lists(st.one_of(_SURROGATES, st.characters()), min_size=1, max_size=6).map("".join)
+_JSON_VALUES = st.recursive(
+    st.one_of(_TEXT, st.sampled_from([None, True, 0, -1.5, ""])),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_TEXT, inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+def _is_text(value: Any) -> bool:
+    """Whether ``value`` (as the server parses it) holds only encodable text."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class TestLoneSurrogates:
+    async def test_lone_surrogate_in_a_model_field_is_a_located_422(self) -> None:
+        """The issue's reproduction: ``{"name":"\\ud800","price":1}`` is a 422 at ``body.name``."""
+        answer = await _post(APP, "/echo/named", b'{"name":"\\ud800","price":1}')
+        assert answer.status == 422, answer
+        (item,) = answer.json()["detail"]
+        assert item["loc"] == ["body", "name"]
+        assert "lone surrogate" in item["msg"]
+
+    async def test_a_surrogate_pair_is_one_character_and_accepted(self) -> None:
+        """``\\ud83d\\ude00`` is one emoji, not two lone halves."""
+        answer = await _post(APP, "/echo/named", b'{"name":"\\ud83d\\ude00","price":1}')
+        assert answer.status == 200, answer
+        assert answer.json()["name"] == "\U0001f600"
+
+    @FUZZ
+    @given(value=_JSON_VALUES)
+    async def test_any_json_with_surrogates_is_echoed_or_refused_located(self, value: Any) -> None:
+        """Whatever escapes a body holds, the echo is a 200 with the same value or a 422 that
+        points into the body; never a 500."""
+        sent = json.dumps(value)  # ASCII: every surrogate travels as a \\uXXXX escape
+        answer = await _post(APP, "/echo", sent.encode("ascii"))
+        check(answer, "POST", sent=sent)
+        if _is_text(json.loads(sent)):
+            assert answer.status == 200, answer
+            assert answer.json() == json.loads(sent)
+        else:
+            assert answer.status == 422, answer
+            (item,) = answer.json()["detail"]
+            assert item["loc"][0] == "body" and "lone surrogate" in item["msg"], answer
+
+    @FUZZ
+    @given(value=_JSON_VALUES)
+    def test_responses_encode_any_string_as_valid_json(self, value: Any) -> None:
+        """A handler's own lone surrogates are sent as JSON escapes, never a failure."""
+        encoded = dump_json(value)
+        assert json.loads(encoded.decode("utf-8")) == json.loads(json.dumps(value))

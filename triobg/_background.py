@@ -145,6 +145,16 @@ class BackgroundTasksFull(HTTPException):
         )
 
 
+#: Default ``max_queued_tasks``. A waiting task is cheap, but the request it belongs to is not:
+#: until its tasks have run, a request keeps its trio task, its hypercorn stream, receive
+#: channel and scope, and triobg's request state. Measured with hypercorn 0.18 on CPython 3.11
+#: (requests with one task each, parked behind ``max_running_tasks``): about 8.2 KB per request
+#: by ``tracemalloc``, 8.5 KB by RSS. One task per request is the worst case per task, so the
+#: queue costs at most about 8192 x 8.5 KB = 70 MB (65,536 allowed about 560 MB) before
+#: ``add_task`` answers 503; a burst of 8,192 waiting requests on top of the running ones is
+#: ample for a process whose tasks keep up at all.
+DEFAULT_MAX_QUEUED_TASKS: Final = 8192
+
 _get_ident: Final = threading.get_ident
 _FUNCTION: Final = types.FunctionType
 _CO_COROUTINE: Final = inspect.CO_COROUTINE
@@ -157,7 +167,14 @@ class BackgroundTasks:
     Declare a parameter annotated ``BackgroundTasks`` in a path operation, a dependency or a
     sub-dependency: triobg passes the same object to all of them, so tasks from every level run
     in the order they were added. ``async def`` tasks run in the event loop; plain ``def`` tasks
-    run in a worker thread (consecutive ``def`` tasks share one thread hop).
+    run in a worker thread (consecutive ``def`` tasks share one thread hop). A ``def`` task that
+    returns an awaitable (``lambda: send(...)``) has that awaitable awaited in the event loop as
+    the rest of the task.
+
+    Whatever a task raises makes it a *failed* task (logged with its request, reported to
+    ``on_task_error``; the next task still runs), ``SystemExit`` and ``KeyboardInterrupt``
+    included, in both kinds of task. Only trio's cancellation and a real Ctrl-C delivered by
+    trio's SIGINT handler propagate.
 
     You can also build one yourself and pass it as ``Response(background=...)``; its tasks are
     then run after the injected object's tasks.
@@ -252,7 +269,10 @@ class BackgroundRunner:
         drain_timeout: Seconds that running and queued tasks get once shutdown begins.
         max_running_tasks: Most tasks running at once across the app; others wait their turn.
         max_queued_tasks: Most tasks waiting at once; beyond it ``add_task`` raises
-            ``BackgroundTasksFull`` (503).
+            ``BackgroundTasksFull`` (503). The default, 8192, bounds what waiting requests hold
+            to about 70 MB: each one keeps about 8.5 KB (its trio task, hypercorn stream and
+            request state; measured, see ``DEFAULT_MAX_QUEUED_TASKS``) until its tasks have
+            run, and one task per request is the worst case. Budget about 8.5 KB per task.
         thread_limiter: Bounds the worker threads used by ``def`` tasks (separate from the
             limiter for sync handlers, so slow tasks cannot starve request handling).
         on_task_error: Called with a ``TaskFailure`` when a task raises; may be async.
@@ -263,7 +283,7 @@ class BackgroundRunner:
         *,
         drain_timeout: float = 30.0,
         max_running_tasks: int | None = 1024,
-        max_queued_tasks: int | None = 65536,
+        max_queued_tasks: int | None = DEFAULT_MAX_QUEUED_TASKS,
         thread_limiter: trio.CapacityLimiter | None = None,
         on_task_error: Callable[[TaskFailure], Awaitable[None] | None] | None = None,
     ) -> None:
@@ -444,9 +464,13 @@ class BackgroundRunner:
                     await func(*args, **kwargs)
                 except Exception as error:
                     await self._failed_one(func, tasks._label, error)
-                except BaseException:
-                    self._cancelled_running(func, tasks._label, self._why_cancelled())
-                    raise
+                except BaseException as error:
+                    # ``SystemExit``/``KeyboardInterrupt`` the task raised itself: a failure
+                    # like any other (as in a worker thread), not a reason to stop the server.
+                    if not _is_task_failure(error):
+                        self._cancelled_running(func, tasks._label, self._why_cancelled())
+                        raise
+                    await self._failed_one(func, tasks._label, error)
                 else:
                     self._completed += 1
         finally:
@@ -468,9 +492,17 @@ class BackgroundRunner:
         # costs far more than a small sync task. The thread records each outcome under a lock; if
         # we are cancelled we abandon the thread (it cannot be interrupted), tell it not to start
         # anything further, and read off exactly which tasks had started.
+        #
+        # A ``def`` task that returns an awaitable (``add_task(lambda: send(...))``, a sync
+        # decorator around an ``async def``) has not done its work yet: the thread stops there
+        # and hands the awaitable back, and it is awaited here, in the event loop, as the rest
+        # of that task; the tasks after it run once it has finished.
         gate = threading.Lock()
         outcomes: list[BaseException | object | None] = []
         stopped = False
+
+        def abandoned() -> bool:  # a call, so that mypy sees the other thread may set it
+            return stopped
 
         def work() -> None:
             for func, args, kwargs, _ in group:
@@ -481,34 +513,69 @@ class BackgroundRunner:
                 with self._lock:
                     self._started_in_threads += 1
                 try:
-                    func(*args, **kwargs)
+                    returned = func(*args, **kwargs)
                 except BaseException as error:
-                    result: BaseException | None = error
+                    result: BaseException | object | None = error
                 else:
                     result = None
+                    if returned is not None and inspect.isawaitable(returned):
+                        result = _Returned(returned)
                 with gate:
+                    if isinstance(result, _Returned) and abandoned():
+                        result.close()  # already counted as cancelled over there
                     outcomes[-1] = result
+                if isinstance(result, _Returned):
+                    return
 
+        returned: tuple[Callable[..., Any], _Returned] | None = None
+        finished = False
         try:
             await trio.to_thread.run_sync(work, limiter=self.thread_limiter, abandon_on_cancel=True)
+            finished = True
         finally:
             with gate:
                 stopped = True
                 seen = list(outcomes)
             tasks._next += len(seen)
-            for (func, *_), outcome in zip(group, seen, strict=False):
-                if outcome is _STARTED:
-                    self._cancelled_running(
-                        func,
-                        tasks._label,
-                        f"{self._why_cancelled()}; it was still running in a worker thread, which "
-                        "cannot be interrupted, and was abandoned there",
-                    )
-                elif outcome is None:
-                    self._completed += 1
-                else:
-                    assert isinstance(outcome, BaseException)
-                    await self._failed_one(func, tasks._label, outcome)
+            try:
+                for (func, *_), outcome in zip(group, seen, strict=False):
+                    if outcome is _STARTED:
+                        self._cancelled_running(
+                            func,
+                            tasks._label,
+                            f"{self._why_cancelled()}; it was still running in a worker thread, "
+                            "which cannot be interrupted, and was abandoned there",
+                        )
+                    elif outcome is None:
+                        self._completed += 1
+                    elif isinstance(outcome, _Returned):
+                        if finished:
+                            returned = (func, outcome)  # always the last one the thread ran
+                        else:  # cancelled just as the thread handed it over: it never runs
+                            outcome.close()
+                            self._cancelled_running(func, tasks._label, self._why_cancelled())
+                    else:
+                        assert isinstance(outcome, BaseException)
+                        await self._failed_one(func, tasks._label, outcome)
+            except BaseException:
+                if returned is not None:
+                    returned[1].close()
+                    self._cancelled_running(returned[0], tasks._label, self._why_cancelled())
+                raise
+        if returned is not None:
+            await self._await_returned(*returned, tasks._label)
+
+    async def _await_returned(self, func: Callable[..., Any], value: _Returned, label: str) -> None:
+        # The awaitable a ``def`` task returned, awaited as the rest of that task.
+        try:
+            await value.awaitable
+        except BaseException as error:
+            if not _is_task_failure(error):
+                self._cancelled_running(func, label, self._why_cancelled())
+                raise
+            await self._failed_one(func, label, error)
+        else:
+            self._completed += 1
 
     def _cancelled_running(self, func: Callable[..., Any], label: str, why: str) -> None:
         self._cut_running += 1
@@ -605,3 +672,51 @@ class BackgroundRunner:
 
 
 _STARTED: Final = object()
+
+
+@final
+class _Returned:
+    """What a ``def`` task returned when that was an awaitable: its work still to be done."""
+
+    __slots__ = ("awaitable",)
+
+    def __init__(self, awaitable: Awaitable[Any]) -> None:
+        self.awaitable = awaitable
+
+    def close(self) -> None:
+        """Close it unawaited (a coroutine would warn "never awaited" otherwise)."""
+        close = getattr(self.awaitable, "close", None)
+        if close is not None:
+            close()
+
+
+def _is_task_failure(error: BaseException) -> bool:
+    """Whether ``error``, raised out of a task, is the task's own failure rather than a stop.
+
+    One rule for both kinds of task: whatever a task raises is a failed task (logged with its
+    request, reported to ``on_task_error``, the next task runs), ``SystemExit`` and
+    ``KeyboardInterrupt`` included. In a worker thread that holds by construction; in the event
+    loop it needs saying, because a background task is not the program's main line: a
+    ``sys.exit()`` in a helper reused as a task must not take every other request's tasks down
+    with it. Two things are not the task's: trio's ``Cancelled`` (the drain deadline, the
+    server's shutdown), and a ``KeyboardInterrupt`` that trio's default SIGINT handler raised
+    for a real Ctrl-C in whatever code was running at that moment (its innermost frame is the
+    handler in ``trio._core._ki``): those keep propagating. A group counts as a failure when
+    every exception in it does.
+    """
+    if isinstance(error, BaseExceptionGroup):
+        return all(_is_task_failure(inner) for inner in error.exceptions)
+    if isinstance(error, trio.Cancelled):
+        return False
+    if isinstance(error, KeyboardInterrupt):
+        return not _raised_by_trio_sigint(error)
+    return True
+
+
+def _raised_by_trio_sigint(error: BaseException) -> bool:
+    tb = error.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return bool(tb.tb_frame.f_globals.get("__name__") == "trio._core._ki")

@@ -52,10 +52,26 @@ _c_encode = (
 def dump_json(value: Any) -> bytes:
     """Encode ``value`` as compact UTF-8 JSON.
 
+    A string holding a lone surrogate (no UTF-8 form) makes the whole value come out with
+    ASCII escapes instead of failing.
+
     Raises:
         TypeError: a value has no JSON form.
         ValueError: a float is NaN or infinite (not valid JSON).
     """
     if _c_encode is None or isinstance(value, str):
-        return _encoder.encode(value).encode("utf-8")
-    return "".join(_c_encode(value, 0)).encode("utf-8")
+        text = _encoder.encode(value)
+    else:
+        text = "".join(_c_encode(value, 0))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (request bodies are refused with one, but a handler may build such a
+        # string, e.g. from a file name decoded with ``surrogateescape``) has no UTF-8 form;
+        # JSON's ``\\udXXX`` escape is still valid JSON, so this value is sent escaped.
+        return _ascii_encoder.encode(value).encode("ascii")
+
+
+_ascii_encoder = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=True, allow_nan=False, default=_default
+)

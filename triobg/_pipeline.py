@@ -1,8 +1,13 @@
 # The request pipeline, top to bottom, in one place:
 #
 #   match route -> read & validate inputs -> solve dependencies -> call handler
-#     -> build response -> drain unread body -> send response (flush)
+#     -> build response -> unread body: drain it, or refuse it and close -> send response (flush)
 #     -> run background tasks -> tear down ``yield`` dependencies -> run tasks added in teardown
+#
+# A request body nobody read: after an error response (4xx/5xx: an unknown route, a wrong content
+# type, a body over the limit, a failed check) it is refused, never read, and the response says
+# ``Connection: close``; after a successful response it is drained up to ``max_body_size`` so the
+# connection stays usable, and past that limit refused the same way. See ``_closing_send``.
 #
 # All of it runs in the single trio task the server started for this request. Under hypercorn
 # that task is a child of the connection's nursery, so the background tasks are owned by the
@@ -20,8 +25,11 @@ import logging
 import typing
 from typing import Any
 
+import trio
+
 from ._background import BackgroundTasks
 from ._errors import error_response
+from ._exceptions import HTTPException
 from ._requests import Receive, Request
 from ._responses import ClientDisconnected, Send
 from ._routes import new_injected_response
@@ -41,6 +49,7 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
     failure: BaseException | None = None
     try:
         try:
+            _check_framing(scope["headers"])
             route, path_params = app._find_route(scope)
             request.path_params = path_params
             overrides = app.dependency_overrides
@@ -69,8 +78,9 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
             runner._discard(
                 tasks, f"the request failed ({type(error).__name__}) before its response was sent"
             )
+        refuse_body = False
         if request._has_unread_body():
-            await request._drain()
+            refuse_body = response.status_code >= 400 or not await request._drain()
         if request._disconnected:
             # Gone while we read its upload: nobody will get this response (and a stream would
             # otherwise run on, unwatched, since the disconnect message is already used up).
@@ -79,7 +89,11 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
         if response.background is not None:
             runner._merge(tasks, response.background)
         try:
-            await response._send(send, scope["method"] == "HEAD", receive)
+            await response._send(
+                _closing_send(send, receive, scope) if refuse_body else send,
+                scope["method"] == "HEAD",
+                receive,
+            )
         except ClientDisconnected:
             runner._discard(tasks, "the client disconnected before the whole response was sent")
         except Exception:
@@ -107,9 +121,74 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
         tasks._closed = True
 
 
+def _check_framing(headers: list[tuple[bytes, bytes]]) -> None:
+    """Refuse a request that carries both ``Transfer-Encoding`` and ``Content-Length``.
+
+    h11 goes by ``Transfer-Encoding`` and serves such a request, but a proxy in front may have
+    gone by ``Content-Length``: the two then disagree on where this request ends and the next
+    begins (request smuggling). RFC 9112 section 6.3 says to treat it as an error and close the
+    connection; the 400 does the first, the refused body (never read) the second.
+
+    Raises:
+        HTTPException: 400 when both are present.
+    """
+    chunked = counted = False
+    for name, _ in headers:
+        if name == b"transfer-encoding":
+            chunked = True
+        elif name == b"content-length":
+            counted = True
+    if chunked and counted:
+        raise HTTPException(
+            400, "Transfer-Encoding and Content-Length together: where the body ends is ambiguous"
+        )
+
+
 async def _tear_down(teardown: Teardown, failure: BaseException | None, request: Request) -> None:
     try:
         await teardown.close(failure)
     except Exception as error:
         if error is not failure:
             logger.exception("dependency teardown failed after %s %s", request.method, request.path)
+
+
+def _closing_send(send: Send, receive: Receive, scope: dict[str, Any]) -> Send:
+    """``send`` for a response to a request whose body is refused: close, and never read it.
+
+    The response start gains ``Connection: close`` (HTTP/1.x; HTTP/2 has no such header), so
+    the server closes the connection after it instead of reading on to find the next request.
+    The one catch is hypercorn#314: when its per-request queue is already full of body the app
+    did not read, hypercorn's end-of-stream notice to the app waits for a free place, and the
+    last ``send`` would block forever. So during that last ``send`` only, queued messages are
+    taken off and dropped; that frees the queue without reading the body to its end (hypercorn
+    ignores the rest of it once the response is complete, and closes). ``receive`` is never
+    called before the response has started, so no server sends ``100 Continue`` because of it.
+    """
+    http1 = scope.get("http_version") in ("1.0", "1.1")
+
+    async def send_then_close(message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "http.response.start" and http1:
+            headers = [*message.get("headers", ()), (b"connection", b"close")]
+            try:
+                await send({**message, "headers": headers})
+            except trio.BusyResourceError:
+                # hypercorn 0.18 closing underneath us: bytes the client sent after a complete
+                # request (pipelined, or smuggled) become a protocol error once our response
+                # says ``close``, and its reader closes the socket while this start is being
+                # written. The connection is gone, the response with it; not a server fault.
+                raise ClientDisconnected from None
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_drop_queued, receive)
+                await send(message)
+                nursery.cancel_scope.cancel()
+        else:
+            await send(message)
+
+    return send_then_close
+
+
+async def _drop_queued(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

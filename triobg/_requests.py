@@ -3,8 +3,11 @@
 # Built once per request by the pipeline and injected into handlers that declare a ``Request``
 # parameter. Nothing is parsed until asked for (headers, query, cookies), and the body is read
 # under the app's limits: a body over ``max_body_size`` is a 413, JSON that is malformed or nested
-# deeper than ``max_json_depth`` is a 422. The pipeline always drains whatever the handler did not
-# read before sending the response (hypercorn's trio worker deadlocks otherwise, hypercorn#314).
+# deeper than ``max_json_depth`` is a 422. A body that is refused is never read to its end: a
+# ``Content-Length`` over the limit is refused from the header alone, a chunked body as soon as the
+# running count passes the limit, and the pipeline answers with ``Connection: close`` instead of
+# reading on. A body that a successful handler merely left unread is drained (up to the limit) so
+# the connection can be kept alive: hypercorn's trio worker deadlocks otherwise (hypercorn#314).
 from __future__ import annotations
 
 import json
@@ -121,6 +124,7 @@ class Request:
         "_json",
         "_query",
         "_receive",
+        "_received",
         "_started_stream",
         "app",
         "limits",
@@ -140,6 +144,7 @@ class Request:
         self._body: bytes | None = None
         self._json: Any = _NO_BODY
         self._body_done = False
+        self._received = 0  # body bytes taken from ``receive`` so far
         self._started_stream = False
         self._disconnected = False
 
@@ -215,11 +220,10 @@ class Request:
             raise RuntimeError("the request body has already been consumed")
         self._started_stream = True
         limit = self.limits.max_body_size
-        declared = self.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._drain()
+        declared = self._declared_length()
+        if declared is not None and declared > limit:
+            # Refused from the header alone: not one byte of the body is asked for.
             raise HTTPException(413, f"request body too large: {declared} bytes (limit {limit})")
-        received = 0
         while not self._body_done:
             message = await self._receive()
             if message["type"] == "http.disconnect":
@@ -230,9 +234,9 @@ class Request:
                 raise HTTPException(400, "the client disconnected before sending the whole body")
             chunk = message.get("body", b"")
             self._body_done = not message.get("more_body", False)
-            received += len(chunk)
-            if received > limit:
-                await self._drain()
+            self._received += len(chunk)
+            if self._received > limit:
+                # Refused as soon as the count passes the limit; the rest is never read.
                 raise HTTPException(413, f"request body too large: over {limit} bytes")
             if chunk:
                 yield chunk
@@ -276,16 +280,43 @@ class Request:
                 return True
         return False
 
-    async def _drain(self) -> None:
-        # Read and discard what the handler left unread: hypercorn's trio worker blocks the
-        # connection once its per-request queue (10 messages) is full and nobody reads it.
+    def _declared_length(self) -> int | None:
+        """The ``Content-Length`` the client announced, when it is a plain number."""
+        declared = self.headers.get("content-length")
+        if declared is None:
+            return None
+        declared = declared.strip()
+        return int(declared) if declared.isdigit() else None
+
+    async def _drain(self) -> bool:
+        """Read and discard what a successful handler left unread, up to ``max_body_size``.
+
+        hypercorn's trio worker blocks the connection once its per-request queue (10 messages)
+        is full and nobody reads it (hypercorn#314), so a body the handler ignored is read out
+        to keep the connection usable. Within the limit that costs no more than a handler that
+        did read it; beyond the limit it would be a free way to make the server read without
+        end, so draining stops there.
+
+        Returns:
+            Whether the body was read to its end (or the client left). ``False``: the body is
+            over the limit, announced or counted, and the rest was left unread; the caller must
+            close the connection after its response.
+        """
+        limit = self.limits.max_body_size
+        declared = self._declared_length()
+        if declared is not None and declared > limit:
+            return False
         while not self._body_done:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 self._disconnected = True
                 break
             self._body_done = not message.get("more_body", False)
+            self._received += len(message.get("body", b""))
+            if self._received > limit and not self._body_done:
+                return False
         self._body_done = True
+        return True
 
 
 def parse_cookie_header(header: str, into: dict[str, str]) -> None:
@@ -363,7 +394,54 @@ def parse_json(raw: bytes, max_depth: int) -> Any:
         ) from None
     if _too_deep(value, max_depth):
         raise _too_deep_error(max_depth)
+    if b"\\u" in raw:  # a lone surrogate can only arrive as a ``\\uD800``-style escape
+        where = _lone_surrogate(value)
+        if where is not None:
+            raise RequestValidationError(
+                [
+                    ErrorDetail(
+                        ("body", *where),
+                        "a string holds a lone surrogate escape (\\uD800-\\uDFFF without its "
+                        "pair): not Unicode text",
+                        "json_invalid",
+                    )
+                ]
+            )
     return value
+
+
+def _lone_surrogate(value: Any) -> tuple[str | int, ...] | None:
+    """Where in ``value`` a string (or an object key) holds a lone surrogate, if anywhere.
+
+    Python's JSON parser accepts ``"\\ud800"`` and yields a ``str`` that cannot be encoded as
+    UTF-8: echoed back, written to a database or a log, it fails far from the request that
+    brought it. It is no Unicode text at all, so it is refused here, located, as a 422. For a
+    bad key the location is the object that holds it (the key itself cannot be shown).
+    """
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            if _has_surrogate(node):
+                return path
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                if _has_surrogate(key):
+                    return path
+                stack.append((child, (*path, key)))
+        elif isinstance(node, list):
+            stack.extend((child, (*path, index)) for index, child in enumerate(node))
+    return None
+
+
+def _has_surrogate(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _too_deep_error(max_depth: int) -> RequestValidationError:

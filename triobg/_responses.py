@@ -268,6 +268,15 @@ class StreamingResponse(Response):
     ``content`` may be an async iterable (iterated in the event loop) or a plain iterable
     (each ``next`` runs in a worker thread, so a blocking generator does not stall the loop).
     Background tasks start after the last chunk has been sent.
+
+    The stream stops as soon as the server reports the client gone, and the request's tasks are
+    then discarded (named in the log): the client does not have the response they follow. A
+    client that only half-closes (shuts down its sending side after the request, and still
+    reads) counts as gone too: hypercorn reports that end of input to the app exactly as it
+    reports a closed connection, and what is sent to a closed connection vanishes without an
+    error, so streaming on would let every vanished client hold an endless stream until
+    shutdown. A complete ``Response`` is handed over in one piece and reaches a half-closed
+    client whole. HTTP/1.1 clients should not half-close before the response (RFC 9112 9.6).
     """
 
     def __init__(

@@ -161,6 +161,8 @@ def build_config(
         # propagates to whatever logging the program set up.
         result.errorlog = logging.getLogger("hypercorn.error")
     result.listening = []
+    if config is None or "include_server_header" not in vars(config):
+        result.include_server_header = False  # no ``server: hypercorn-h11``, unless asked for
     result.bind = [bind] if isinstance(bind, str) else list(bind)
     if keep_alive_timeout is not None:
         result.keep_alive_timeout = keep_alive_timeout
@@ -265,7 +267,9 @@ async def serve(
         shutdown_trigger: An async callable; when it returns, the server shuts down gracefully.
         config: A hypercorn ``Config`` to start from; it is copied, never modified. Arguments
             given here win over its values; ``graceful_timeout`` and ``shutdown_timeout`` set on
-            it explicitly are kept (hypercorn's class defaults are not).
+            it explicitly are kept (hypercorn's class defaults are not). So is
+            ``include_server_header``, which triobg otherwise turns off: responses do not
+            advertise the server software unless you set it to ``True`` on ``config``.
         task_status: Given by ``nursery.start``; receives the list of bound URLs.
 
     Raises:

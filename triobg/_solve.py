@@ -139,18 +139,25 @@ _JSON_TYPES = ("application/json",)
 async def load_body(plan: Plan, request: Request, errors: list[ErrorDetail]) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "")
     media = content_type.partition(";")[0].strip().lower()
+    wrong_type = bool(media) and media not in _JSON_TYPES and not media.endswith("+json")
+    if wrong_type and request._has_unread_body():
+        raise _wrong_type(media)  # decided from the headers: the body is never read
     raw = await request.body()
     if not raw:
         if all(not spec.required for spec in plan.body):
             return {spec.wire: spec.default for spec in plan.body}
         errors.append(ErrorDetail(("body",), "a JSON body is required", "missing"))
         return {}
-    if media and media not in _JSON_TYPES and not media.endswith("+json"):
-        raise HTTPException(
-            415, f"expected a JSON body (Content-Type: application/json), got {media!r}"
-        )
+    if wrong_type:
+        raise _wrong_type(media)
     payload = await request.json()
     return _read_body(plan, payload, errors)
+
+
+def _wrong_type(media: str) -> HTTPException:
+    return HTTPException(
+        415, f"expected a JSON body (Content-Type: application/json), got {media!r}"
+    )
 
 
 class Teardown:
