@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import pytest
 import trio
+import trio.testing
 from hypercorn.config import Config
 
 from triobg import App, BackgroundTasks, Request, Response, StreamingResponse
@@ -234,6 +235,91 @@ class TestRefusedBodiesAreNotRead:
             assert answer.status == status
             assert answer.headers["connection"] == "close"
             assert set(answer.interim) <= {100}
+
+
+class TestSlowBodies:
+    """A body must arrive at ``min_body_rate`` once ``body_grace`` has passed (408 if not)."""
+
+    @staticmethod
+    def slow_app() -> App:
+        app = App(min_body_rate=100, body_grace=0.5)
+
+        @app.post("/upload")
+        async def upload(request: Request) -> int:
+            return len(await request.body())
+
+        return app
+
+    async def test_a_trickled_body_is_408_and_closed(self) -> None:
+        """One byte every 50 ms (20 bytes/s, under 100): cut off soon after the grace period.
+
+        A server's read timeout never fires for it: every byte restarts that clock.
+        """
+        async with serve_live(self.slow_app()) as server, await connect(server) as stream:
+            with trio.fail_after(WAIT):
+                await stream.send_all(head("POST", "/upload", "content-length: 1000"))
+                start = trio.current_time()
+
+                async def trickle() -> None:
+                    for _ in range(1000):
+                        await stream.send_all(b"x")
+                        await trio.sleep(0.05)  # the client's pace, not a wait for the server
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(trickle)
+                    answer, _ = await read_answer(stream)
+                    nursery.cancel_scope.cancel()
+                elapsed = trio.current_time() - start
+        assert answer.status == 408
+        assert answer.headers["connection"] == "close"
+        assert b"request body too slow" in answer.body
+        assert elapsed < 3
+
+    async def test_a_body_that_never_comes_is_408_after_the_grace_period(self) -> None:
+        """Headers announce 10 bytes, none follow: 408 after half a second, not minutes."""
+        async with serve_live(self.slow_app()) as server, await connect(server) as stream:
+            with trio.fail_after(WAIT):
+                await stream.send_all(head("POST", "/upload", "content-length: 10"))
+                answer, after = await read_answer(stream)
+                assert after + await read_to_close(stream) == b""
+        assert answer.status == 408
+
+    async def test_the_deadline_follows_the_bytes_received(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """With the default limits, 10 KiB received buys 10 s more than the 10 s grace."""
+        app = App()
+
+        @app.post("/upload")
+        async def upload(request: Request) -> int:
+            return len(await request.body())
+
+        sent: list[dict[str, Any]] = []
+        messages = [{"type": "http.request", "body": b"x" * 10240, "more_body": True}]
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            await trio.sleep_forever()
+            raise AssertionError("unreachable")
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/upload",
+            "raw_path": b"/upload",
+            "query_string": b"",
+            "headers": [(b"content-length", b"20480")],
+            "http_version": "1.1",
+        }
+        start = trio.current_time()
+        await app(scope, receive, send)
+        assert trio.current_time() - start == pytest.approx(20.0)
+        assert sent[0]["status"] == 408
+        assert (b"connection", b"close") in sent[0]["headers"]
 
 
 class TestUnreadBodiesOfServedRequests:

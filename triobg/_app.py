@@ -103,7 +103,8 @@ class App:
         sync_threads: Worker threads for ``def`` handlers and dependencies (a separate pool, so
             slow tasks never starve request handling).
         on_task_error: Called with a ``TaskFailure`` whenever a background task raises.
-        max_body_size, max_json_depth, max_query_params: Request limits; see ``RequestLimits``.
+        max_body_size, max_json_depth, max_query_params, min_body_rate, body_grace: Request
+            limits; see ``RequestLimits``.
         redirect_slashes: Answer ``/items/`` with a 307 to ``/items`` (and back) when only the
             other form is routed.
     """
@@ -122,6 +123,8 @@ class App:
         max_body_size: int = 1024 * 1024,
         max_json_depth: int = 64,
         max_query_params: int = 1000,
+        min_body_rate: float | None = 1024.0,
+        body_grace: float = 10.0,
         redirect_slashes: bool = True,
     ) -> None:
         if not drain_timeout >= 0 or math.isnan(drain_timeout):
@@ -129,7 +132,9 @@ class App:
         self.lifespan = lifespan
         self.router = Router(dependencies=dependencies)
         self.state = State()
-        self.limits = RequestLimits(max_body_size, max_json_depth, max_query_params)
+        self.limits = RequestLimits(
+            max_body_size, max_json_depth, max_query_params, min_body_rate, body_grace
+        )
         self.redirect_slashes = redirect_slashes
         self.dependency_overrides = DependencyOverrides()
         self.sync_limiter = trio.CapacityLimiter(sync_threads)

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import attrs
+import trio
 
 from ._convert import ErrorDetail
 from ._exceptions import HTTPException, RequestValidationError
@@ -36,11 +37,21 @@ class RequestLimits:
         max_body_size: Largest request body in bytes (413 beyond it).
         max_json_depth: Deepest nesting of arrays/objects in a JSON body (422 beyond it).
         max_query_params: Most ``key=value`` pairs in a query string (400 beyond it).
+        min_body_rate: Bytes per second a body must arrive at, on average, once
+            ``body_grace`` seconds have passed since the app began to read it; slower is a
+            408 and the connection is closed. ``None``: no limit. A minimum rate rather than
+            a fixed time, so that a large upload on a slow link is fine while a client
+            trickling a byte at a time (which a server's read timeout never catches, since
+            each byte restarts it) cannot hold a request open: the body's deadline moves one
+            second further for every ``min_body_rate`` bytes received.
+        body_grace: Seconds any body gets before the rate counts (slow starts, small bodies).
     """
 
     max_body_size: int = 1024 * 1024
     max_json_depth: int = 64
     max_query_params: int = 1000
+    min_body_rate: float | None = 1024.0
+    body_grace: float = 10.0
 
 
 class State:
@@ -118,6 +129,7 @@ class Request:
     __slots__ = (
         "_body",
         "_body_done",
+        "_body_started",
         "_cookies",
         "_disconnected",
         "_headers",
@@ -145,6 +157,7 @@ class Request:
         self._json: Any = _NO_BODY
         self._body_done = False
         self._received = 0  # body bytes taken from ``receive`` so far
+        self._body_started: float | None = None  # trio time of the first body read
         self._started_stream = False
         self._disconnected = False
 
@@ -225,7 +238,10 @@ class Request:
             # Refused from the header alone: not one byte of the body is asked for.
             raise HTTPException(413, f"request body too large: {declared} bytes (limit {limit})")
         while not self._body_done:
-            message = await self._receive()
+            message = await self._receive_in_time()
+            if message is None:
+                # Refused like an oversized body: the rest is never read, the connection closes.
+                raise HTTPException(408, self._too_slow_message())
             if message["type"] == "http.disconnect":
                 self._disconnected = True
                 self._body_done = True
@@ -280,6 +296,30 @@ class Request:
                 return True
         return False
 
+    async def _receive_in_time(self) -> dict[str, Any] | None:
+        """The next body message, or ``None`` if it did not come before the body's deadline.
+
+        The deadline follows ``min_body_rate`` (see ``RequestLimits``), counted from the first
+        read of the body. The server's ``receive`` is a queue read, safe to cancel.
+        """
+        rate = self.limits.min_body_rate
+        if rate is None:
+            return await self._receive()
+        if self._body_started is None:
+            self._body_started = trio.current_time()
+        deadline = self._body_started + self.limits.body_grace + self._received / rate
+        with trio.move_on_at(deadline):
+            return await self._receive()
+        return None
+
+    def _too_slow_message(self) -> str:
+        assert self._body_started is not None
+        elapsed = trio.current_time() - self._body_started
+        return (
+            f"request body too slow: {self._received} bytes in {elapsed:.0f} s (at least "
+            f"{self.limits.min_body_rate:g} bytes/s after {self.limits.body_grace:g} s)"
+        )
+
     def _declared_length(self) -> int | None:
         """The ``Content-Length`` the client announced, when it is a plain number."""
         declared = self.headers.get("content-length")
@@ -307,7 +347,9 @@ class Request:
         if declared is not None and declared > limit:
             return False
         while not self._body_done:
-            message = await self._receive()
+            message = await self._receive_in_time()
+            if message is None:
+                return False  # a trickle: refused like an oversized body
             if message["type"] == "http.disconnect":
                 self._disconnected = True
                 break
