@@ -237,12 +237,7 @@ class TestHypercornCommandLine:
 
     async def test_two_workers_each_drain_their_own_tasks(self, tmp_path: Path) -> None:
         """hypercorn --workers 2: every worker names the tasks it was running at shutdown."""
-        write_app(tmp_path)
-        port = free_port()
-        args = [HYPERCORN, "--worker-class", "trio", "--workers", "2"]
-        args += ["--bind", f"127.0.0.1:{port}", "--graceful-timeout", "1", "bgapp:app"]
-        async with server_process(args, tmp_path) as server:
-            await server.wait_for(r"Running on http://127\.0\.0\.1", count=2, timeout=STARTUP)
+        async with hypercorn_two_workers(tmp_path, graceful_timeout=1) as (server, port):
             owner = await spread_over_workers(server, "127.0.0.1", port, tmp_path)
             server.signal(signal.SIGTERM)
             assert await server.wait_exit(timeout=WAIT + 5) == 0
@@ -295,12 +290,7 @@ class TestHypercornCommandLine:
         unnamed. The drain summary also has to reach hypercorn's output, where nothing
         configures logging.
         """
-        write_app(tmp_path)
-        port = free_port()
-        args = [HYPERCORN, "--worker-class", "trio", "--workers", "2"]
-        args += ["--bind", f"127.0.0.1:{port}", "--graceful-timeout", "3", "bgapp:app"]
-        async with server_process(args, tmp_path) as server:
-            await server.wait_for(r"Running on http://127\.0\.0\.1", count=2, timeout=STARTUP)
+        async with hypercorn_two_workers(tmp_path, graceful_timeout=3) as (server, port):
             async with await HTTP11Connection.connect("127.0.0.1", port, timeout=WAIT) as conn:
                 for target in ("/slow/s1", "/forever/f1"):  # one connection: one worker
                     response = await conn.request("GET", target)
@@ -314,6 +304,20 @@ class TestHypercornCommandLine:
         assert re.search(r"bgapp\.forever of GET /forever/f1 cancelled while running", out), out
         summaries = re.findall(r"INFO triobg\.background: background drain finished", out)
         assert len(summaries) == 2, out
+
+
+@asynccontextmanager
+async def hypercorn_two_workers(
+    directory: Path, graceful_timeout: int
+) -> AsyncIterator[tuple[ServerProcess, int]]:
+    """Plain ``hypercorn --workers 2`` serving ``bgapp:app`` on a free port, both listening."""
+    write_app(directory)
+    port = free_port()
+    args = [HYPERCORN, "--worker-class", "trio", "--workers", "2", "--bind", f"127.0.0.1:{port}"]
+    args += ["--graceful-timeout", str(graceful_timeout), "bgapp:app"]
+    async with server_process(args, directory) as server:
+        await server.wait_for(r"Running on http://127\.0\.0\.1", count=2, timeout=STARTUP)
+        yield server, port
 
 
 @asynccontextmanager

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -11,55 +11,48 @@ from triobg._logging import ensure_visible
 
 
 @pytest.fixture
-def unconfigured(monkeypatch: pytest.MonkeyPatch) -> Iterator[logging.Logger]:
-    """A process whose root logger has no handlers.
+def unconfigure(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], logging.Logger]]:
+    """Call it to make the process look as if nothing had configured logging.
 
-    pytest adds its capturing handlers to the root logger when each test phase begins, so they
-    are set aside by the test itself, through ``unconfigure`` below.
+    It must be called in the test itself: pytest adds its capturing handlers to the root logger
+    when each test phase begins. The ``triobg`` logger's level is restored afterwards.
     """
     logger = logging.getLogger("triobg")
     level = logger.level
-    yield logger
+
+    def clear() -> logging.Logger:
+        monkeypatch.setattr(logging.getLogger(), "handlers", [])
+        monkeypatch.setattr(logger, "handlers", [])
+        return logger
+
+    yield clear
     logger.setLevel(level)
-
-
-def unconfigure(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(logging.getLogger(), "handlers", [])
-    monkeypatch.setattr(logging.getLogger("triobg"), "handlers", [])
 
 
 class TestEnsureVisible:
     def test_info_lines_reach_stderr_with_time_and_pid(
-        self,
-        unconfigured: logging.Logger,
-        capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch,
+        self, unconfigure: Callable[[], logging.Logger], capsys: pytest.CaptureFixture[str]
     ) -> None:
         """With nothing configured, INFO lines of triobg's loggers are printed, formatted."""
-        unconfigure(monkeypatch)
+        unconfigure()
         assert ensure_visible()
         logging.getLogger("triobg.background").info("background drain finished: 1 completed")
         err = capsys.readouterr().err
         assert "INFO triobg.background: background drain finished: 1 completed" in err
         assert "[" in err  # the process id, as several workers share one output
 
-    def test_added_once(
-        self, unconfigured: logging.Logger, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_added_once(self, unconfigure: Callable[[], logging.Logger]) -> None:
         """A second startup in the same process (a restarted server) adds no second handler."""
-        unconfigure(monkeypatch)
+        logger = unconfigure()
         assert ensure_visible()
         assert not ensure_visible()
-        assert len(unconfigured.handlers) == 1
+        assert len(logger.handlers) == 1
 
     def test_silent_once_the_program_configures_logging(
-        self,
-        unconfigured: logging.Logger,
-        capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch,
+        self, unconfigure: Callable[[], logging.Logger], capsys: pytest.CaptureFixture[str]
     ) -> None:
         """Logging configured after startup gets each line once: the fallback steps aside."""
-        unconfigure(monkeypatch)
+        unconfigure()
         ensure_visible()
         seen: list[str] = []
 
