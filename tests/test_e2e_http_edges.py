@@ -23,8 +23,7 @@ import trio
 from hypercorn.config import Config
 
 from triobg import App, BackgroundTasks, Request, Response, StreamingResponse
-from triobg.testing import serve_live
-from triobg.testing._live import LiveServer
+from triobg.testing import LiveServer, serve_live
 
 pytestmark = pytest.mark.e2e
 
