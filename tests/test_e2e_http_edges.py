@@ -15,14 +15,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 import trio
 import trio.testing
 from hypercorn.config import Config
 
 from triobg import App, BackgroundTasks, Request, Response, StreamingResponse
-from triobg.testing import serve_live
-from triobg.testing._live import LiveServer
+from triobg.testing import LiveServer, serve_live
 
 pytestmark = pytest.mark.e2e
 
@@ -460,3 +462,53 @@ class TestHalfClose:
         assert "never_runs of GET /endless discarded" in caplog.text
         stats = server.app.background.statistics()
         assert (stats.completed, stats.discarded, stats.failed) == (1, 1, 0)
+
+
+async def h2_request(
+    server: LiveServer, method: str, path: str, length: int, sent: bytes
+) -> tuple[int, bytes]:
+    """One HTTP/2 request (prior knowledge, no TLS) announcing ``length`` body bytes and
+    sending only ``sent`` of them; returns the status and body of the answer."""
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    headers = [
+        (":method", method),
+        (":path", path),
+        (":scheme", "http"),
+        (":authority", "test"),
+        ("content-length", str(length)),
+    ]
+    conn.send_headers(1, headers)
+    conn.send_data(1, sent, end_stream=len(sent) == length)
+    status, body = 0, b""
+    async with await connect(server) as stream:
+        await stream.send_all(conn.data_to_send())
+        while True:
+            data = await stream.receive_some(65536)
+            assert data, "closed before the answer"
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = int(dict(event.headers)[b":status"])
+                elif isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
+                    return status, body
+            await stream.send_all(conn.data_to_send())
+
+
+class TestHTTP2:
+    async def test_refused_bodies_are_answered_at_once_over_http2(self) -> None:
+        """Over HTTP/2 too, a refused body is not waited for: a 404 and a 413 arrive while the
+        announced body is still unsent, and a served request still works."""
+        async with live() as server:
+            with trio.fail_after(WAIT):
+                assert await h2_request(server, "POST", "/nowhere", 100_000, b"x" * 1000) == (
+                    404,
+                    b'{"detail":"Not Found"}',
+                )
+                status, body = await h2_request(server, "POST", "/upload", 200 * MiB, b"x")
+                assert (status, b"limit 1048576" in body) == (413, True)
+                assert await h2_request(server, "POST", "/ignore", 1000, b"x" * 1000) == (
+                    200,
+                    b'"ignored"',
+                )

@@ -513,13 +513,13 @@ class BackgroundRunner:
                 with self._lock:
                     self._started_in_threads += 1
                 try:
-                    returned = func(*args, **kwargs)
+                    value = func(*args, **kwargs)
                 except BaseException as error:
                     result: BaseException | object | None = error
                 else:
                     result = None
-                    if returned is not None and inspect.isawaitable(returned):
-                        result = _Returned(returned)
+                    if value is not None and inspect.isawaitable(value):
+                        result = _Returned(value)
                 with gate:
                     if isinstance(result, _Returned) and abandoned():
                         result.close()  # already counted as cancelled over there
@@ -558,9 +558,13 @@ class BackgroundRunner:
                         assert isinstance(outcome, BaseException)
                         await self._failed_one(func, tasks._label, outcome)
             except BaseException:
-                if returned is not None:
-                    returned[1].close()
-                    self._cancelled_running(returned[0], tasks._label, self._why_cancelled())
+                # Cancelled while settling the outcomes (in ``on_task_error``): a returned
+                # awaitable, always the last outcome, will never run now.
+                last = seen[-1] if seen else None
+                if isinstance(last, _Returned) and not last.closed:
+                    last.close()
+                    func = group[len(seen) - 1][0]
+                    self._cancelled_running(func, tasks._label, self._why_cancelled())
                 raise
         if returned is not None:
             await self._await_returned(*returned, tasks._label)
@@ -678,13 +682,15 @@ _STARTED: Final = object()
 class _Returned:
     """What a ``def`` task returned when that was an awaitable: its work still to be done."""
 
-    __slots__ = ("awaitable",)
+    __slots__ = ("awaitable", "closed")
 
     def __init__(self, awaitable: Awaitable[Any]) -> None:
         self.awaitable = awaitable
+        self.closed = False
 
     def close(self) -> None:
         """Close it unawaited (a coroutine would warn "never awaited" otherwise)."""
+        self.closed = True
         close = getattr(self.awaitable, "close", None)
         if close is not None:
             close()
