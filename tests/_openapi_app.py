@@ -102,7 +102,7 @@ def build_app() -> App:
         skip, limit = page
         return [
             {"id": i, "name": f"item {i}", "price": 1.0, "size": "small", "tags": [], "x": 1}
-            for i in range(skip, min(skip + limit, 3))
+            for i in range(skip + 1, min(skip + limit, 3) + 1)
         ]
 
     @items.post("/", status_code=201, responses={409: {"model": Message, "description": "Taken"}})

@@ -83,6 +83,9 @@ class SchemaRegistry:
                 ref["$ref"] = _REF_PREFIX + name
         return dict(sorted(result.items()))
 
+    def has(self, cls: type) -> bool:
+        return cls in self._schemas
+
     def add_raw(self, cls: type, schema: Schema) -> None:
         """Register a hand-written schema (such as the 422 error body) under ``cls``, named by
         its ``title``; ``ref(cls)`` then refers to it."""

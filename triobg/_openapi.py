@@ -9,6 +9,7 @@
 # serves it at ``openapi_url``.
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -71,7 +72,6 @@ def openapi_document(
     registry = SchemaRegistry()
     paths: dict[str, dict[str, Any]] = {}
     ids = _OperationIds()
-    error_added = False
     for route in routes:
         if not route.include_in_schema:
             continue
@@ -80,27 +80,12 @@ def openapi_document(
         methods = sorted(route.methods, key=_METHOD_ORDER.index)
         for method in methods:
             operation = _operation(route, plan, method, registry, ids, len(methods) > 1)
-            if _reads_input(plan):
-                if not error_added:
-                    registry.add_raw(_ValidationErrorShape, _VALIDATION_ERROR)
-                    item = registry.ref(_ValidationErrorShape)
-                    registry.add_raw(
-                        _HTTPValidationErrorShape,
-                        {
-                            "title": "HTTPValidationError",
-                            "type": "object",
-                            "properties": {"detail": {"type": "array", "items": item}},
-                            "required": ["detail"],
-                        },
-                    )
-                    error_added = True
+            if plan.readers:  # reads request values, so it can answer 422
                 operation["responses"].setdefault(
                     "422",
                     {
                         "description": "Validation Error",
-                        "content": {
-                            "application/json": {"schema": registry.ref(_HTTPValidationErrorShape)}
-                        },
+                        "content": {"application/json": {"schema": _validation_error(registry)}},
                     },
                 )
             paths.setdefault(template, {})[method.lower()] = operation
@@ -125,8 +110,22 @@ def _openapi_path(path: str) -> str:
     return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*):[a-z]+\}", r"{\1}", path)
 
 
-def _reads_input(plan: Plan) -> bool:
-    return bool(plan.readers)
+def _validation_error(registry: SchemaRegistry) -> Schema:
+    """A ``$ref`` to the 422 body's schema, registering it (and its item) the first time."""
+    if not registry.has(_HTTPValidationErrorShape):
+        registry.add_raw(_ValidationErrorShape, copy.deepcopy(_VALIDATION_ERROR))
+        registry.add_raw(
+            _HTTPValidationErrorShape,
+            {
+                "title": "HTTPValidationError",
+                "type": "object",
+                "properties": {
+                    "detail": {"type": "array", "items": registry.ref(_ValidationErrorShape)}
+                },
+                "required": ["detail"],
+            },
+        )
+    return registry.ref(_HTTPValidationErrorShape)
 
 
 class _OperationIds:
@@ -260,10 +259,6 @@ def _request_body(plan: Plan, registry: SchemaRegistry) -> dict[str, Any] | None
     return {"content": {"application/json": {"schema": schema}}, "required": required}
 
 
-def _media_type(response_class: type[Response]) -> str | None:
-    return response_class.media_type
-
-
 def _responses(route: Route, registry: SchemaRegistry) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     status = str(route.status_code)
@@ -274,7 +269,7 @@ def _responses(route: Route, registry: SchemaRegistry) -> dict[str, Any]:
         response_class = route.response_class
         if isinstance(annotation, type) and issubclass(annotation, Response):
             response_class = annotation
-        media = _media_type(response_class)
+        media = response_class.media_type
         if issubclass(response_class, StreamingResponse) and media is None:
             media = "application/octet-stream"
         if media is not None:
