@@ -8,19 +8,26 @@ generated deterministically (``derandomize``), so a failure reproduces and a pas
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+import schemathesis
 import trio
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import CHECKS as REGISTRY
+from schemathesis.checks import load_all_checks
+from schemathesis.core.failures import FailureGroup
 
+import examples
 from triobg import App
 from triobg.testing import serve_live
-
-schemathesis = pytest.importorskip("schemathesis")
-hypothesis = pytest.importorskip("hypothesis")
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +47,14 @@ CHECKS = (
 
 def _example_app(name: str) -> Callable[[], App]:
     def build() -> App:
-        app = importlib.import_module(f"examples.{name}").app
+        # A private copy of the module, so its ``app`` is new: the fuzzer's requests leave
+        # statistics and tasks on an app, and other tests use the shared ``examples.<name>``.
+        path = Path(examples.__file__).with_name(f"{name}.py")
+        spec = importlib.util.spec_from_file_location(f"_fuzzed_examples_{name}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        app = module.app
         assert isinstance(app, App)
         return app
 
@@ -72,12 +86,7 @@ APPS["kitchen_sink"] = _sink_app
 
 def _fuzz(document: dict[str, Any], base_url: str) -> list[str]:
     """Run in a worker thread (schemathesis' client is blocking) while trio serves the app."""
-    import requests
-    from schemathesis.checks import load_all_checks
-
     load_all_checks()
-    from schemathesis.checks import CHECKS as REGISTRY
-
     checks = [REGISTRY.get_one(name) for name in CHECKS]
     schema = schemathesis.openapi.from_dict(document)
     problems: list[str] = []
@@ -90,13 +99,8 @@ def _fuzz(document: dict[str, Any], base_url: str) -> list[str]:
 
 
 def _fuzz_operations(
-    schema: Any, base_url: str, checks: list[Any], session: Any, problems: list[str]
+    schema: Any, base_url: str, checks: list[Any], session: requests.Session, problems: list[str]
 ) -> None:
-    from hypothesis import HealthCheck, Phase, given, settings
-    from hypothesis.errors import Unsatisfiable
-    from schemathesis import GenerationMode
-    from schemathesis.core.failures import FailureGroup
-
     for result in schema.get_all_operations():
         operation = result.ok()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
