@@ -614,7 +614,9 @@ class TestRouteOptions:
 
         assert app.routes == routes_before
 
-    @pytest.mark.parametrize("option", ["callbacks", "openapi_extra", "response_model_by_alias"])
+    @pytest.mark.parametrize(
+        "option", ["callbacks", "generate_unique_id_function", "response_model_by_alias"]
+    )
     def test_fastapi_options_triobg_lacks_say_they_are_not_supported_yet(self, option: str) -> None:
         router = Router()
         with pytest.raises(TypeError, match=rf"{option}= is a FastAPI option"):

@@ -455,6 +455,21 @@ class TestOperations:
         assert listing["responses"]["200"]["description"] == "The users"
         assert "/users/hidden" not in document["paths"]
 
+    def test_openapi_extra_is_merged_last(self) -> None:
+        """A raw body read from ``Request`` is invisible to triobg; ``openapi_extra`` says it."""
+        app = App()
+        raw_body = {"content": {"application/octet-stream": {"schema": {"type": "string"}}}}
+
+        @app.post("/upload", openapi_extra={"requestBody": raw_body, "x-internal": True})
+        async def upload() -> int:
+            return 1
+
+        operation = _op(app.openapi(), "/upload", "post")
+        validate(app.openapi())
+        assert operation["requestBody"] == raw_body
+        assert operation["x-internal"] is True
+        assert operation["operationId"] == "upload"
+
     def test_operation_ids_are_unique(self) -> None:
         """The same function name on two paths, and one handler for two methods."""
         app = App()

@@ -196,7 +196,17 @@ def _operation(
     operation["responses"] = _responses(route, registry)
     if route.deprecated:
         operation["deprecated"] = True
+    if route.openapi_extra:
+        _merge(operation, copy.deepcopy(dict(route.openapi_extra)))
     return operation
+
+
+def _merge(into: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
 def _parameters(route: Route, plan: Plan, registry: SchemaRegistry) -> list[dict[str, Any]]:

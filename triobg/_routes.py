@@ -42,6 +42,8 @@ class RouteOptions(TypedDict, total=False):
         deprecated: Mark the operation deprecated in the document.
         operation_id: The operation's id (default: from the function's name, made unique).
         include_in_schema: ``False`` leaves the route out of the OpenAPI document.
+        openapi_extra: Merged into the operation's OpenAPI object last (nested dicts key by
+            key), for what triobg cannot see, such as a raw body read from ``Request``.
     """
 
     status_code: int
@@ -57,13 +59,14 @@ class RouteOptions(TypedDict, total=False):
     deprecated: bool | None
     operation_id: str | None
     include_in_schema: bool
+    openapi_extra: Mapping[str, Any] | None
 
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 # FastAPI's path operation options that triobg does not implement yet. Each is refused by name:
-# accepting ``response_model=UserOut`` and ignoring it would send every field the handler
-# returns, a password included, to the client.
+# accepting ``response_model_exclude={"password"}`` and ignoring it would send the password to
+# the client.
 _FASTAPI_ONLY = frozenset(
     {
         "response_model_include",
@@ -73,7 +76,6 @@ _FASTAPI_ONLY = frozenset(
         "response_model_exclude_defaults",
         "response_model_exclude_none",
         "callbacks",
-        "openapi_extra",
         "generate_unique_id_function",
     }
 )
@@ -132,6 +134,7 @@ class Route:
     deprecated: bool | None = attrs.field(default=None, kw_only=True)
     operation_id: str | None = attrs.field(default=None, kw_only=True)
     include_in_schema: bool = attrs.field(default=True, kw_only=True)
+    openapi_extra: Mapping[str, Any] | None = attrs.field(default=None, kw_only=True)
     _solver: Solver | None = attrs.field(default=None, init=False, repr=False)
     # Facts ``make_response`` reads per request, worked out once.
     _plain_json: bool = attrs.field(default=False, init=False, repr=False)
@@ -244,6 +247,7 @@ class Router:
             deprecated=options.get("deprecated"),
             operation_id=options.get("operation_id"),
             include_in_schema=options.get("include_in_schema", True),
+            openapi_extra=options.get("openapi_extra"),
         )
         self.routes.append(route)
         self.version += 1
@@ -321,4 +325,5 @@ class Router:
                 deprecated=route.deprecated,
                 operation_id=route.operation_id,
                 include_in_schema=route.include_in_schema,
+                openapi_extra=route.openapi_extra,
             )
