@@ -135,6 +135,28 @@ class TestDocument:
         assert response.headers["content-type"] == "application/json"
         assert response.json() == app.openapi()
 
+    async def test_a_subclass_can_adjust_what_is_served(self) -> None:
+        """``openapi_url`` serves what ``openapi()`` returns, overridden or not."""
+
+        class LogoApp(App):
+            def openapi(self) -> dict[str, Any]:
+                document = super().openapi()
+                document["info"]["x-logo"] = {"url": "/logo.png"}
+                return document
+
+        app = LogoApp()
+        async with TestClient(app) as client:
+            served = (await client.get("/openapi.json")).json()
+            assert served["info"]["x-logo"] == {"url": "/logo.png"}
+
+            @app.get("/new")
+            async def new() -> int:
+                return 1
+
+            served = (await client.get("/openapi.json")).json()
+        assert "/new" in served["paths"]
+        assert served["info"]["x-logo"] == {"url": "/logo.png"}
+
     async def test_openapi_url_moves_and_turns_off(self) -> None:
         """``openapi_url="/spec"`` serves it there; ``None`` serves it nowhere."""
         async with TestClient(App(openapi_url="/spec", docs_url=None)) as client:

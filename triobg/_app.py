@@ -159,7 +159,8 @@ class App:
         """The app's OpenAPI 3.1 document (what ``openapi_url`` serves).
 
         Generated on first use and kept until a route is added or ``dependency_overrides``
-        changes. Returned as is, not copied: treat it as read-only.
+        changes. Returned as is, not copied. ``openapi_url`` serves what this method returns,
+        so a subclass may override it to adjust the document (see the how-to).
 
         Raises:
             ValueError: two operations share an explicit ``operation_id``.
@@ -167,7 +168,7 @@ class App:
         return self._openapi_cache.document(self._openapi_key(), self._build_openapi)
 
     def _openapi_json(self) -> bytes:
-        return self._openapi_cache.json(self._openapi_key(), self._build_openapi)
+        return self._openapi_cache.json(self.openapi())
 
     def _openapi_key(self) -> tuple[int, int]:
         return (self.router.version, self.dependency_overrides.version)

@@ -322,19 +322,20 @@ class OpenAPICache:
 
     _key: tuple[int, int] | None = None
     _document: dict[str, Any] | None = None
-    _json: bytes | None = None
+    _encoded_for: dict[str, Any] | None = None
+    _json: bytes = b""
 
     def document(self, key: tuple[int, int], build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """The cached document, or ``build()``'s when ``key`` has changed."""
         if self._document is None or self._key != key:
             self._document = build()
-            self._json = None
             self._key = key
         return self._document
 
-    def json(self, key: tuple[int, int], build: Callable[[], dict[str, Any]]) -> bytes:
-        """The cached document as JSON bytes (encoded once per document)."""
-        document = self.document(key, build)
-        if self._json is None:
+    def json(self, document: dict[str, Any]) -> bytes:
+        """``document`` as JSON bytes, encoded again only when it is a different object (an
+        ``openapi()`` override that returns the same dict each time is encoded once too)."""
+        if document is not self._encoded_for:
             self._json = dump_json(document)
+            self._encoded_for = document
         return self._json
