@@ -49,7 +49,10 @@ async def accept_file(request: Request, background_tasks: BackgroundTasks) -> di
     return {"id": upload_id, "status": f"/files/{upload_id}"}
 
 
-@app.get("/files/{upload_id}")
+@app.get(
+    "/files/{upload_id}",
+    responses={202: {"description": "Still processing"}, 404: {"description": "No such upload"}},
+)
 async def file_status(upload_id: str) -> Any:
     if not re.fullmatch(r"[0-9a-f]{16}", upload_id):
         raise HTTPException(404)

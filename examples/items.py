@@ -40,7 +40,7 @@ async def put_item(item_id: int, item: Item) -> dict[str, Any]:
     return {"item_id": item_id, "item": item}
 
 
-@app.get("/items/{item_id}")
+@app.get("/items/{item_id}", responses={404: {"description": "No such item"}})
 async def read_item(item_id: int, q: str | None = None) -> dict[str, Any]:
     item = ITEMS.get(item_id)
     if item is None:
@@ -63,7 +63,11 @@ async def require_token(x_token: Annotated[str, Header()]) -> None:
         raise HTTPException(401, "a valid X-Token header is required")
 
 
-@app.get("/items", dependencies=[Depends(require_token)])
+@app.get(
+    "/items",
+    dependencies=[Depends(require_token)],
+    responses={401: {"description": "Missing or wrong X-Token"}},
+)
 async def list_items(page: Annotated[Page, Depends(pagination)]) -> list[dict[str, Any]]:
     chosen = sorted(ITEMS.items())[page.skip : page.skip + page.limit]
     return [{"item_id": item_id, "item": item} for item_id, item in chosen]

@@ -27,6 +27,7 @@ from ._requests import QueryParams as QueryParams
 from ._requests import Request as Request
 from ._requests import RequestLimits as RequestLimits
 from ._requests import State as State
+from ._response_model import ResponseValidationError as ResponseValidationError
 from ._responses import HTMLResponse as HTMLResponse
 from ._responses import JSONResponse as JSONResponse
 from ._responses import PlainTextResponse as PlainTextResponse
@@ -71,6 +72,7 @@ __all__ = [
     # errors
     "HTTPException",
     "RequestValidationError",
+    "ResponseValidationError",
     "ErrorDetail",
     # background tasks
     "BackgroundTasks",

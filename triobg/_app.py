@@ -16,9 +16,11 @@ import trio
 
 from ._background import DEFAULT_MAX_QUEUED_TASKS, BackgroundRunner, TaskFailure
 from ._dependencies import DependencyOverrides
+from ._docs import install_docs
 from ._errors import DEFAULT_HANDLERS, ExceptionHandler
 from ._exceptions import HTTPException
 from ._lifespan import handle_lifespan
+from ._openapi import OpenAPICache, OpenAPIInfo, openapi_document
 from ._params import DependsInfo
 from ._pipeline import handle_http
 from ._requests import Receive, RequestLimits, State
@@ -107,6 +109,15 @@ class App:
             limits; see ``RequestLimits``.
         redirect_slashes: Answer ``/items/`` with a 307 to ``/items`` (and back) when only the
             other form is routed.
+        title, version, description: The API's name, version and (Markdown) description in its
+            OpenAPI document and on the ``/docs`` page.
+        servers: The document's ``servers`` (e.g. ``[{"url": "/api"}]`` behind a proxy that
+            serves the app under a prefix).
+        openapi_url: Where the OpenAPI 3.1 document is served; ``None`` turns it (and the
+            docs) off.
+        docs_url: Where Swagger UI is served; ``None`` turns it off.
+        swagger_js_url, swagger_css_url: Load Swagger UI from these URLs (a CDN) instead of
+            the installed ``triobg[swagger]`` package.
     """
 
     def __init__(
@@ -126,6 +137,14 @@ class App:
         min_body_rate: float | None = 1024.0,
         body_grace: float = 10.0,
         redirect_slashes: bool = True,
+        title: str = "triobg",
+        version: str = "0.1.0",
+        description: str | None = None,
+        servers: Sequence[Mapping[str, Any]] | None = None,
+        openapi_url: str | None = "/openapi.json",
+        docs_url: str | None = "/docs",
+        swagger_js_url: str | None = None,
+        swagger_css_url: str | None = None,
     ) -> None:
         if not drain_timeout >= 0 or math.isnan(drain_timeout):
             raise ValueError("drain_timeout must be a number of seconds >= 0")
@@ -154,6 +173,45 @@ class App:
         self._direct = False  # set with the stack: no middleware between server and pipeline
         self._table: PathTable[Route] | None = None
         self._table_version = -1
+        self.title, self.version, self.description = title, version, description
+        self.servers = [dict(server) for server in servers or ()]
+        self._openapi_cache = OpenAPICache()
+        install_docs(
+            self,
+            openapi_url=openapi_url,
+            docs_url=docs_url,
+            swagger_js_url=swagger_js_url,
+            swagger_css_url=swagger_css_url,
+        )
+
+    # --- describing ------------------------------------------------------------------------
+
+    def openapi(self) -> dict[str, Any]:
+        """The app's OpenAPI 3.1 document (what ``openapi_url`` serves).
+
+        Generated on first use and kept until a route is added or ``dependency_overrides``
+        changes. Returned as is, not copied. ``openapi_url`` serves what this method returns,
+        so a subclass may override it to adjust the document (see the how-to).
+
+        Raises:
+            ValueError: two operations share an explicit ``operation_id``.
+        """
+        return self._openapi_cache.document(self._openapi_key(), self._build_openapi)
+
+    def _openapi_json(self) -> bytes:
+        return self._openapi_cache.json(self.openapi())
+
+    def _openapi_key(self) -> tuple[int, int]:
+        return (self.router.version, self.dependency_overrides.version)
+
+    def _build_openapi(self) -> dict[str, Any]:
+        info = OpenAPIInfo(
+            title=self.title,
+            version=self.version,
+            description=self.description,
+            servers=tuple(self.servers),
+        )
+        return openapi_document(self.router.routes, self.dependency_overrides, info)
 
     # --- declaring -------------------------------------------------------------------------
 
@@ -207,10 +265,15 @@ class App:
         return self.router.options(path, **options)
 
     def include_router(
-        self, router: Router, *, prefix: str = "", dependencies: Sequence[DependsInfo] | None = None
+        self,
+        router: Router,
+        *,
+        prefix: str = "",
+        dependencies: Sequence[DependsInfo] | None = None,
+        tags: Sequence[str] | None = None,
     ) -> None:
-        """Add ``router``'s routes (as they are now) under ``prefix``."""
-        self.router.include_router(router, prefix=prefix, dependencies=dependencies)
+        """Add ``router``'s routes (as they are now) under ``prefix``, with ``tags`` first."""
+        self.router.include_router(router, prefix=prefix, dependencies=dependencies, tags=tags)
 
     def exception_handler(self, exc_class: type[BaseException]) -> Callable[[E], E]:
         """Decorator: answer ``exc_class`` (and subclasses) with ``handler(request, exc)``."""

@@ -54,6 +54,7 @@ class ParamSpec:
     required: bool
     default: Any
     marker: ParamInfo
+    annotation: Any = Any  # as declared; read by the OpenAPI generation, not per request
 
 
 @attrs.frozen
@@ -341,4 +342,6 @@ class Compiler:
             wire = marker.alias or name
         if many and default is REQUIRED and not required:
             default = []
-        return ParamSpec(name, wire, marker.source, convert, many, required, default, marker)
+        return ParamSpec(
+            name, wire, marker.source, convert, many, required, default, marker, annotation
+        )

@@ -5,7 +5,7 @@
 # into a dependency plan lazily, and again only if ``app.dependency_overrides`` has changed.
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypedDict, TypeVar, Unpack
 
 import attrs
@@ -13,6 +13,7 @@ import attrs
 from ._dependencies import Compiler, DependencyOverrides
 from ._encode import dump_json
 from ._params import DependsInfo
+from ._response_model import UNSET, ResponseFilter, response_filter
 from ._responses import JSONResponse, Response, no_body_status
 from ._routing import compile_path
 from ._solve import Solver, compile_solver
@@ -28,38 +29,53 @@ class RouteOptions(TypedDict, total=False):
         response_class: How a plain return value is rendered (default ``JSONResponse``).
         dependencies: Run before the handler, results discarded.
         name: A name for the route (default: the function's name).
+        response_model: The type of the response body. The handler's return value is
+            validated and filtered through it (fields not in the model are never sent) and it
+            documents the response. Default: the return annotation when it names an attrs
+            model (``-> UserOut``, ``-> list[UserOut]``); ``None`` turns both off.
+        tags: Groups the operation under these names in the OpenAPI document and ``/docs``.
+        summary: A one-line title (default: the function's name in words).
+        description: Longer text, Markdown (default: the handler's docstring, up to a ``\\f``).
+        response_description: Text for the success response (default "Successful Response").
+        responses: More responses to document, by status code: ``{404: {"description":
+            "Not found", "model": Message}}`` (``model`` becomes the JSON body's schema).
+        deprecated: Mark the operation deprecated in the document.
+        operation_id: The operation's id (default: from the function's name, made unique).
+        include_in_schema: ``False`` leaves the route out of the OpenAPI document.
+        openapi_extra: Merged into the operation's OpenAPI object last (nested dicts key by
+            key), for what triobg cannot see, such as a raw body read from ``Request``.
     """
 
     status_code: int
     response_class: type[Response]
     dependencies: Sequence[DependsInfo] | None
     name: str | None
+    response_model: Any
+    tags: Sequence[str] | None
+    summary: str | None
+    description: str | None
+    response_description: str
+    responses: Mapping[int | str, Mapping[str, Any]] | None
+    deprecated: bool | None
+    operation_id: str | None
+    include_in_schema: bool
+    openapi_extra: Mapping[str, Any] | None
 
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 # FastAPI's path operation options that triobg does not implement yet. Each is refused by name:
-# accepting ``response_model=UserOut`` and ignoring it would send every field the handler
-# returns, a password included, to the client.
+# accepting ``response_model_exclude={"password"}`` and ignoring it would send the password to
+# the client.
 _FASTAPI_ONLY = frozenset(
     {
-        "response_model",
         "response_model_include",
         "response_model_exclude",
         "response_model_by_alias",
         "response_model_exclude_unset",
         "response_model_exclude_defaults",
         "response_model_exclude_none",
-        "tags",
-        "summary",
-        "description",
-        "response_description",
-        "responses",
-        "deprecated",
-        "operation_id",
-        "include_in_schema",
         "callbacks",
-        "openapi_extra",
         "generate_unique_id_function",
     }
 )
@@ -108,11 +124,24 @@ class Route:
     response_class: type[Response] = JSONResponse
     dependencies: list[DependsInfo] = attrs.field(factory=list)
     name: str = ""
+    #: What the route documents (``_openapi.py`` reads these; nothing per request does).
+    response_model: Any = attrs.field(default=UNSET, kw_only=True)
+    tags: list[str] = attrs.field(factory=list, kw_only=True)
+    summary: str | None = attrs.field(default=None, kw_only=True)
+    description: str | None = attrs.field(default=None, kw_only=True)
+    response_description: str = attrs.field(default="Successful Response", kw_only=True)
+    responses: dict[int | str, Mapping[str, Any]] = attrs.field(factory=dict, kw_only=True)
+    deprecated: bool | None = attrs.field(default=None, kw_only=True)
+    operation_id: str | None = attrs.field(default=None, kw_only=True)
+    include_in_schema: bool = attrs.field(default=True, kw_only=True)
+    openapi_extra: Mapping[str, Any] | None = attrs.field(default=None, kw_only=True)
     _solver: Solver | None = attrs.field(default=None, init=False, repr=False)
     # Facts ``make_response`` reads per request, worked out once.
     _plain_json: bool = attrs.field(default=False, init=False, repr=False)
     _no_body: bool = attrs.field(default=False, init=False, repr=False)
     _solver_version: int = attrs.field(default=-1, init=False, repr=False)
+    # ``response_model``'s validate-and-filter step; ``None`` (most routes) costs nothing.
+    _filter: ResponseFilter | None = attrs.field(default=None, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         unknown = self.methods - METHODS
@@ -122,7 +151,9 @@ class Route:
             )
         if not self.name:
             self.name = getattr(self.endpoint, "__name__", "endpoint")
-        self._plain_json = self.response_class is JSONResponse
+        self._filter = response_filter(self.endpoint, self.response_model, self.path)
+        # Routes with a filter leave the fast path below, so routes without one pay nothing.
+        self._plain_json = self.response_class is JSONResponse and self._filter is None
         self._no_body = no_body_status(self.status_code)
         self.solver(DependencyOverrides())  # fail at declaration, not at the first request
 
@@ -143,6 +174,10 @@ class Route:
             return result
         if injected is None and self._plain_json:
             return JSONResponse._encoded(dump_json(result), self.status_code, self._no_body)
+        if self._filter is not None:
+            result = self._filter(result)
+            if injected is None and self.response_class is JSONResponse:
+                return JSONResponse._encoded(dump_json(result), self.status_code, self._no_body)
         status = self.status_code
         if injected is not None and injected.status_code:
             status = injected.status_code
@@ -163,15 +198,21 @@ class Router:
         prefix: Prepended to every path, e.g. ``"/users"``.
         dependencies: Run before every handler of this router, results discarded (for checks
             such as authentication).
+        tags: OpenAPI tags given to every route of this router (before the route's own).
     """
 
     def __init__(
-        self, *, prefix: str = "", dependencies: Sequence[DependsInfo] | None = None
+        self,
+        *,
+        prefix: str = "",
+        dependencies: Sequence[DependsInfo] | None = None,
+        tags: Sequence[str] | None = None,
     ) -> None:
         if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
             raise ValueError(f"router prefix {prefix!r} must start with '/' and not end with '/'")
         self.prefix = prefix
         self.dependencies = list(dependencies or [])
+        self.tags = list(tags or [])
         self.routes: list[Route] = []
         self.version = 0
 
@@ -197,6 +238,16 @@ class Router:
             options.get("response_class", JSONResponse),
             [*self.dependencies, *(options.get("dependencies") or [])],
             options.get("name") or "",
+            response_model=options.get("response_model", UNSET),
+            tags=[*self.tags, *(options.get("tags") or [])],
+            summary=options.get("summary"),
+            description=options.get("description"),
+            response_description=options.get("response_description", "Successful Response"),
+            responses=dict(options.get("responses") or {}),
+            deprecated=options.get("deprecated"),
+            operation_id=options.get("operation_id"),
+            include_in_schema=options.get("include_in_schema", True),
+            openapi_extra=options.get("openapi_extra"),
         )
         self.routes.append(route)
         self.version += 1
@@ -248,8 +299,12 @@ class Router:
         *,
         prefix: str = "",
         dependencies: Sequence[DependsInfo] | None = None,
+        tags: Sequence[str] | None = None,
     ) -> None:
-        """Copy ``router``'s routes (as they are now) into this one, under ``prefix``."""
+        """Copy ``router``'s routes (as they are now) into this one, under ``prefix``.
+
+        ``tags`` are added before each route's own (and after this router's).
+        """
         if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
             raise ValueError(f"include prefix {prefix!r} must start with '/' and not end with '/'")
         for route in router.routes:
@@ -261,4 +316,14 @@ class Router:
                 response_class=route.response_class,
                 dependencies=[*(dependencies or []), *route.dependencies],
                 name=route.name,
+                response_model=route.response_model,
+                tags=[*(tags or []), *route.tags],
+                summary=route.summary,
+                description=route.description,
+                response_description=route.response_description,
+                responses=route.responses,
+                deprecated=route.deprecated,
+                operation_id=route.operation_id,
+                include_in_schema=route.include_in_schema,
+                openapi_extra=route.openapi_extra,
             )
