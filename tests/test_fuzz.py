@@ -543,3 +543,16 @@ class TestLoneSurrogates:
         """A handler's own lone surrogates are sent as JSON escapes, never a failure."""
         encoded = dump_json(value)
         assert json.loads(encoded.decode("utf-8")) == json.loads(json.dumps(value))
+
+
+class TestDeclaredLength:
+    @pytest.mark.parametrize("value", [b"\xb2", b"\xb2\xb3", b" 1\xb9 ", b"-1", b"1e3", b"0x10"])
+    async def test_a_content_length_that_is_no_plain_number_is_never_a_500(
+        self, value: bytes
+    ) -> None:
+        """``isdigit`` accepts ``"²"``; a Content-Length like that must not reach ``int``."""
+        for target in ("/items/1", "/raw"):
+            method = "GET" if target == "/items/1" else "POST"
+            headers = [(b"content-length", value)]
+            answer = await call_asgi(APP, method, target, headers=headers, body=b"x")
+            check(answer, method, sent=repr(value))

@@ -326,7 +326,8 @@ class Request:
         if declared is None:
             return None
         declared = declared.strip()
-        return int(declared) if declared.isdigit() else None
+        # ``isascii`` too: ``isdigit`` also says yes to ``"²"``, which ``int`` refuses.
+        return int(declared) if declared.isascii() and declared.isdigit() else None
 
     async def _drain(self) -> bool:
         """Read and discard what a successful handler left unread, up to ``max_body_size``.
