@@ -336,7 +336,7 @@ class HTTPConnection:
         # answer with a reset, which can destroy the response before the client reads it; so
         # close our side, discard a bounded amount, and only then close.
         stream = self.stream
-        if isinstance(stream, trio.SocketStream):
+        if isinstance(stream, trio.abc.HalfCloseableStream):
             try:
                 await stream.send_eof()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):

@@ -51,8 +51,10 @@ class Lifespan:
             await self._started.wait()
             if self._failure is not None and self._failure[0] == "startup":
                 nursery.cancel_scope.cancel()
-                raise LifespanFailureError(*self._failure)
-            task_status.started()
+            else:
+                task_status.started()
+        if self._failure is not None and self._failure[0] == "startup":
+            raise LifespanFailureError(*self._failure)  # alone, not in the nursery's group
 
     async def _call(self, scope: dict[str, Any]) -> None:
         try:
