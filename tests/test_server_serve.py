@@ -17,12 +17,15 @@ import pytest
 import trio
 from _support import recording
 from _wire import parse_responses, request
+from hypercorn.config import Config
 from hypercorn.utils import LifespanFailureError
 
+import triobg
 from triobg import App, BackgroundTasks, Request, Response
+from triobg._cli import build_parser
 from triobg._server import ServerConfig, serve_native
 from triobg._server._listeners import parse_bind
-from triobg.testing import HTTP11Connection
+from triobg.testing import HTTP11Connection, serve_live
 
 pytestmark = pytest.mark.e2e
 
@@ -366,3 +369,30 @@ class TestWorkersShareAPort:
                 port = port_of(urls[0])
                 async with running(app, f"127.0.0.1:{port}", config=config) as (again, _):
                     assert port_of(again[0]) == port
+
+
+class TestWiring:
+    @pytest.mark.parametrize(("server", "native"), [(None, True), ("hypercorn", False)])
+    async def test_serve_runs_native_by_default(self, server: str | None, native: bool) -> None:
+        """``triobg.serve`` runs the native server unless asked for hypercorn."""
+        app = App()
+
+        @app.get("/which")
+        async def which(request: Request) -> bool:
+            return "triobg.unread_body_closes" in request.scope.get("extensions", {})
+
+        options: dict[str, Any] = {} if server is None else {"server": server}
+        with trio.fail_after(WAIT):
+            async with serve_live(app, **options) as live, await live.connect() as conn:
+                assert (await conn.request("GET", "/which")).json() is native
+
+    async def test_a_hypercorn_config_needs_the_hypercorn_server(self) -> None:
+        """A hypercorn ``Config`` with ``server="native"`` is a mistake, said so at once."""
+        with pytest.raises(ValueError, match="server='hypercorn'"):
+            await triobg.serve(App(), server="native", config=Config())
+
+    def test_cli_has_a_server_option(self) -> None:
+        """``python -m triobg --server hypercorn`` picks hypercorn; native is the default."""
+        parser = build_parser()
+        assert parser.parse_args(["m:app"]).server == "native"
+        assert parser.parse_args(["m:app", "--server", "hypercorn"]).server == "hypercorn"

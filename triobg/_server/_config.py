@@ -16,6 +16,13 @@ def _positive(instance: object, attribute: attrs.Attribute[float], value: float)
         raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
 
 
+def _positive_or_none(
+    instance: object, attribute: attrs.Attribute[float | None], value: float | None
+) -> None:
+    if value is not None and (not value > 0 or math.isnan(value)):
+        raise ValueError(f"{attribute.name} must be > 0 or None, got {value!r}")
+
+
 def _at_least_one(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if value < 1:
         raise ValueError(f"{attribute.name} must be >= 1, got {value!r}")
@@ -36,7 +43,8 @@ class ServerConfig:
             that stalls mid-upload is cut off (408) instead of holding a connection for good.
         keep_alive_timeout: Seconds an idle keep-alive connection may wait for its next request.
         send_timeout: Seconds one write to the client may take. A client that stops reading is
-            dropped, so it cannot hold a connection, or the shutdown, open.
+            dropped, so it cannot hold a connection open. ``None``: no limit per write (the
+            shutdown is still bounded: everything is cancelled at the drain deadline).
         max_header_size: Largest request head in bytes (h11 answers 431 beyond it).
         max_header_count: Most header lines in one request (431 beyond it).
         max_requests_in_flight: Most requests of one connection whose handlers (and background
@@ -48,7 +56,11 @@ class ServerConfig:
         linger_timeout: Seconds that discarding may take.
         drain_margin: Seconds after the app's drain deadline at which whatever still runs is
             cancelled (each background task cut off is named in the log).
+        graceful_timeout: Seconds after shutdown begins at which whatever still runs is
+            cancelled, instead of the drain deadline plus ``drain_margin`` (``None``, the
+            default, follows the drain, so it is never cut short).
         lifespan_timeout: Seconds the lifespan shutdown may take.
+        access_log: Log one line per response to the ``triobg.access`` logger (INFO).
         root_path: The ASGI ``root_path`` (the prefix a proxy mounts the app under).
         server_header: Value of a ``Server`` header on every response, or ``None`` for none
             (the default: it only helps whoever scans for a version to attack).
@@ -59,13 +71,18 @@ class ServerConfig:
     header_timeout: float = attrs.field(default=10.0, validator=_positive)
     read_timeout: float = attrs.field(default=30.0, validator=_positive)
     keep_alive_timeout: float = attrs.field(default=5.0, validator=_positive)
-    send_timeout: float = attrs.field(default=60.0, validator=_positive)
+    send_timeout: float | None = attrs.field(
+        default=60.0,
+        validator=_positive_or_none,  # type: ignore[arg-type]  # attrs types it by the default
+    )
     max_header_size: int = attrs.field(default=16 * 1024, validator=_at_least_one)
     max_header_count: int = attrs.field(default=100, validator=_at_least_one)
     max_requests_in_flight: int = attrs.field(default=16, validator=_at_least_one)
     linger_bytes: int = 64 * 1024
     linger_timeout: float = 1.0
     drain_margin: float = 0.25
+    graceful_timeout: float | None = None
+    access_log: bool = False
     lifespan_timeout: float = 60.0
     root_path: str = ""
     server_header: str | None = None

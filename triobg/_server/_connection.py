@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 logger = logging.getLogger("triobg.server")
+access_logger = logging.getLogger("triobg.access")
 
 _RECEIVE_SIZE: Final = 64 * 1024
 _Request: Final = h11.Request
@@ -113,8 +115,9 @@ class HTTPConnection:
         Raises:
             ClientGone: the write failed or took too long (the stream is then unusable).
         """
+        timeout = self.config.send_timeout
         try:
-            with trio.fail_after(self.config.send_timeout):
+            with trio.fail_after(timeout if timeout is not None else math.inf):
                 await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as error:
             raise ClientGone from error
@@ -157,6 +160,8 @@ class HTTPConnection:
             self._in_flight += 1
             nursery.start_soon(self._run_app, cycle)
             await cycle.done.wait()
+            if config.access_log:
+                self._log_access(cycle)
             if cycle.gone or cycle.body_timed_out:
                 return False
             if cycle.body_unread():
@@ -215,6 +220,18 @@ class HTTPConnection:
             finally:
                 del registry.idle[self]
         return None  # cancelled by the shutdown
+
+    def _log_access(self, cycle: RequestCycle) -> None:
+        scope = cycle.scope
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "-"
+        access_logger.info(
+            '%s "%s %s HTTP/%s" %s',
+            client,
+            scope["method"],
+            scope["raw_path"].decode("latin-1"),
+            scope["http_version"],
+            cycle.status if cycle.complete else "-",
+        )
 
     def _start_cycle(self, request: h11.Request) -> RequestCycle | None:
         headers = list(request.headers)

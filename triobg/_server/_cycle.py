@@ -41,7 +41,6 @@ class RequestCycle:
         "_eof_given",
         "_head_pending",
         "_headers",
-        "_status",
         "body_timed_out",
         "close",
         "complete",
@@ -50,6 +49,7 @@ class RequestCycle:
         "head",
         "scope",
         "started",
+        "status",
     )
 
     def __init__(self, conn: HTTPConnection, scope: dict[str, Any], has_body: bool) -> None:
@@ -59,7 +59,7 @@ class RequestCycle:
         self._body_done = not has_body
         self._eof_given = False  # the app has had the message with ``more_body: False``
         self._head_pending = False  # started, and the head not yet written
-        self._status = 0
+        self.status = 0  # the response's status, once started
         self._headers: list[tuple[bytes, bytes]] = []
         self.started = False  # http.response.start received
         self.complete = False  # the last byte of the response has been handed to the socket
@@ -184,14 +184,14 @@ class RequestCycle:
             if self.started:
                 raise RuntimeError("ASGI: http.response.start sent twice")
             self.started = self._head_pending = True
-            self._status = message["status"]
+            self.status = message["status"]
             self._headers = message.get("headers", [])
             await trio.lowlevel.checkpoint()
         else:
             raise RuntimeError(f"ASGI: unexpected message type {kind!r} for an http request")
 
     def _response_head(self, body: bytes, more: bool) -> h11.Response:
-        status = self._status
+        status = self.status
         headers = list(self._headers)
         if not more and not self.head:
             # A one-piece body: say its length rather than let h11 chunk it.

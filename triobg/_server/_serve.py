@@ -19,6 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import attrs
 import trio
 from hypercorn.utils import LifespanFailureError
 
@@ -116,9 +117,11 @@ async def _serve(
                     accepting.cancel_scope.cancel()
                 for listener in listeners:
                     await listener.aclose()
-                deadline = _begin_drain(app, config)
+                deadline = _begin_drain(app, config) + config.drain_margin
+                if config.graceful_timeout is not None:
+                    deadline = trio.current_time() + config.graceful_timeout
                 registry.begin_shutdown()
-                connections.cancel_scope.deadline = deadline + config.drain_margin
+                connections.cancel_scope.deadline = deadline
             if connections.cancel_scope.cancelled_caught:
                 logger.warning(
                     "shutdown: connections still busy at the drain deadline were cancelled"
@@ -129,6 +132,42 @@ async def _serve(
         for listener in listeners:
             with trio.CancelScope(shield=True):
                 await listener.aclose()
+
+
+async def serve_with_options(
+    app: Any,
+    *,
+    bind: str | Sequence[str],
+    keep_alive_timeout: float | None,
+    graceful_timeout: float | None,
+    shutdown_timeout: float | None,
+    send_timeout: float | None,
+    certfile: str | None,
+    keyfile: str | None,
+    access_log: bool | None,
+    shutdown_trigger: Callable[[], Awaitable[Any]] | None,
+    config: ServerConfig | None,
+    task_status: trio.TaskStatus[list[str]],
+) -> None:
+    """``serve_native`` with ``triobg.serve``'s hypercorn-style options laid over ``config``."""
+    changes: dict[str, Any] = {"send_timeout": send_timeout}
+    if keep_alive_timeout is not None:
+        changes["keep_alive_timeout"] = keep_alive_timeout
+    if graceful_timeout is not None:
+        changes["graceful_timeout"] = graceful_timeout
+    if shutdown_timeout is not None:
+        changes["lifespan_timeout"] = shutdown_timeout
+    if access_log is not None:
+        changes["access_log"] = access_log
+    await serve_native(
+        app,
+        bind=bind,
+        config=attrs.evolve(config or ServerConfig(), **changes),
+        certfile=certfile,
+        keyfile=keyfile,
+        shutdown_trigger=shutdown_trigger,
+        task_status=task_status,
+    )
 
 
 def _begin_drain(app: Any, config: ServerConfig) -> float:
