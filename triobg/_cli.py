@@ -138,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker processes (hypercorn's runner; each one drains its own tasks) (default 1)",
     )
     parser.add_argument(
+        "--server",
+        choices=["native", "hypercorn"],
+        default="native",
+        help="triobg's own HTTP/1.1 server, or hypercorn's trio worker (HTTP/2 too); "
+        "--workers and --reload always run hypercorn (default %(default)s)",
+    )
+    parser.add_argument(
         "--reload", action="store_true", help="restart when a source file changes (development)"
     )
     parser.add_argument(
@@ -224,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "keyfile": args.keyfile,
         "access_log": args.access_log or None,
     }
+    if args.workers == 1 and not args.reload:
+        options["server"] = args.server
     if args.workers > 1 or args.reload:
         return _run_hypercorn(app, args, options)
     trio.run(functools.partial(_serve_until_signalled, app, options))

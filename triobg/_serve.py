@@ -22,12 +22,15 @@ import logging
 import math
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import trio
 from hypercorn.config import Config, Sockets
 from hypercorn.trio import serve as hypercorn_serve
 from hypercorn.utils import LifespanFailureError
+
+from ._server import ServerConfig
+from ._server._serve import serve_with_options
 
 if TYPE_CHECKING:
     from hypercorn.typing import Framework
@@ -143,9 +146,12 @@ async def serve(
     access_log: bool | None = None,
     shutdown_trigger: Callable[[], Awaitable[Any]] | None = None,
     config: Config | None = None,
+    server: Literal["native", "hypercorn"] | None = None,
+    server_config: ServerConfig | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` over HTTP with hypercorn's trio worker until shut down.
+    """Serve ``app`` over HTTP until shut down: on triobg's own HTTP/1.1 server, or on
+    hypercorn's trio worker.
 
     Meant for ``nursery.start``: it reports the bound addresses once the sockets listen and the
     app's lifespan startup has completed, with real port numbers, so ``bind="127.0.0.1:0"``
@@ -193,12 +199,38 @@ async def serve(
         config: A hypercorn ``Config`` to start from; it is copied, never modified. Arguments
             given here win over its values; ``graceful_timeout`` and ``shutdown_timeout`` set on
             it explicitly are kept (hypercorn's class defaults are not).
+        server: ``"native"`` (triobg's own HTTP/1.1 server, see ``ServerConfig``) or
+            ``"hypercorn"`` (HTTP/2 too). Default: native, unless a hypercorn ``config`` is
+            given. The options above mean the same on both (native: ``send_timeout`` bounds
+            each write, ``access_log`` logs to ``triobg.access``).
+        server_config: The native server's limits and timeouts (``ServerConfig``).
         task_status: Given by ``nursery.start``; receives the list of bound URLs.
 
     Raises:
         hypercorn.utils.LifespanFailureError: the app's lifespan startup (or shutdown) failed;
             the app has logged why (logger ``triobg.lifespan``).
     """
+    if server is None:
+        server = "hypercorn" if config is not None else "native"
+    if server == "native":
+        if config is not None:
+            raise ValueError("config is a hypercorn Config: pass server='hypercorn' with it")
+        return await serve_with_options(
+            app,
+            bind=bind,
+            keep_alive_timeout=keep_alive_timeout,
+            graceful_timeout=graceful_timeout,
+            shutdown_timeout=shutdown_timeout,
+            send_timeout=send_timeout,
+            certfile=certfile,
+            keyfile=keyfile,
+            access_log=access_log,
+            shutdown_trigger=shutdown_trigger,
+            config=server_config,
+            task_status=task_status,
+        )
+    if server != "hypercorn":
+        raise ValueError(f"server must be 'native' or 'hypercorn', not {server!r}")
     hconfig = build_config(
         app,
         bind=bind,
