@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -84,6 +85,9 @@ class HTTPConnection:
         self.server = server
         header = config.server_header
         self.server_header = header.encode("latin-1") if header is not None else None
+        # The stdlib socket under trio's (TCP and unix, not TLS), for the I/O fast paths.
+        raw = stream.socket if isinstance(stream, trio.SocketStream) else None
+        self._sock: socket.socket | None = getattr(raw, "_sock", None)
         self._refusal: tuple[int, str] | None = None  # answered as the connection closes
         self._in_flight = 0  # app tasks of this connection still running
         self._slot_freed = trio.lowlevel.ParkingLot()
@@ -101,6 +105,16 @@ class HTTPConnection:
         Raises:
             ClientGone: nothing came within ``timeout`` seconds, or the socket failed.
         """
+        sock = self._sock
+        if sock is not None:
+            # Bytes already waiting need no timeout, no cancel scope and no trip through trio's
+            # wait machinery: take them directly (trio's sockets are non-blocking).
+            try:
+                return sock.recv(_RECEIVE_SIZE)
+            except BlockingIOError:
+                pass
+            except OSError as error:
+                raise ClientGone from error
         try:
             with trio.fail_after(timeout):
                 return bytes(await self.stream.receive_some(_RECEIVE_SIZE))
@@ -115,6 +129,19 @@ class HTTPConnection:
         Raises:
             ClientGone: the write failed or took too long (the stream is then unusable).
         """
+        sock = self._sock
+        if sock is not None:
+            # A response that fits in the kernel's buffer (nearly all of them) is written in one
+            # call, without a cancel scope; only the rest waits, bounded by ``send_timeout``.
+            try:
+                sent = sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as error:
+                raise ClientGone from error
+            if sent == len(data):
+                return
+            data = data[sent:]
         timeout = self.config.send_timeout
         try:
             with trio.fail_after(timeout if timeout is not None else math.inf):
@@ -210,16 +237,25 @@ class HTTPConnection:
 
     async def _receive_idle(self) -> bytes | None:
         # Wait for the first byte of the next request; None when the wait ends without one.
+        sock = self._sock
+        if sock is not None:
+            try:
+                return sock.recv(_RECEIVE_SIZE)
+            except BlockingIOError:
+                pass
+            except OSError:
+                return None
         registry = self.registry
-        with trio.CancelScope() as scope:
+        # One scope for both ends of the wait: the keep-alive deadline and the shutdown.
+        with trio.move_on_after(self.config.keep_alive_timeout) as scope:
             registry.idle[self] = scope
             try:
-                return await self.receive_bytes(self.config.keep_alive_timeout)
-            except ClientGone:
+                return bytes(await self.stream.receive_some(_RECEIVE_SIZE))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 return None
             finally:
                 del registry.idle[self]
-        return None  # cancelled by the shutdown
+        return None  # the keep-alive timeout passed, or the server is shutting down
 
     def _log_access(self, cycle: RequestCycle) -> None:
         scope = cycle.scope
