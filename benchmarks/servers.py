@@ -23,7 +23,10 @@ import trio
 
 from benchmarks import _client, _server, _stats
 from benchmarks.apps import _work
-from benchmarks.http import CONNECTIONS, _WRK_SCRIPT, _wrk
+from benchmarks.http import _WRK_SCRIPT, CONNECTIONS, _wrk
+
+#: A started server: its port and its process.
+Running = tuple[int, "subprocess.Popen[bytes]"]
 
 SEED = "/send-notification/foo@example.com?q=hello"
 MODULE = "benchmarks.apps.triobg_app:app"
@@ -49,8 +52,8 @@ TARGETS = [
 
 
 @contextmanager
-def _started(cores: _server.Cores, log_dir: Path) -> Iterator[dict[str, tuple[int, subprocess.Popen[bytes]]]]:
-    running: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
+def _started(cores: _server.Cores, log_dir: Path) -> Iterator[dict[str, Running]]:
+    running: dict[str, Running] = {}
     env = {**os.environ, "PYTHONPATH": str(_server.REPO_ROOT), _work.KIND_ENV: "async",
            _work.LOG_DIR_ENV: str(log_dir)}  # fmt: skip
     try:
