@@ -21,7 +21,7 @@ from hypercorn.config import Config
 from hypercorn.utils import LifespanFailureError
 
 import triobg
-from triobg import App, BackgroundTasks, Request, Response
+from triobg import App, BackgroundTasks, Request, Response, StreamingResponse
 from triobg._cli import build_parser
 from triobg._server import ServerConfig, serve_native
 from triobg._server._listeners import parse_bind
@@ -356,6 +356,40 @@ class TestHardening:
         responses, rest = parse_responses(data)
         assert [r.status for r in responses] == [200] * 11 and rest == b""
         assert responses[-1].body == b'"pong"'
+
+
+class TestHalfClose:
+    async def test_a_client_that_half_closes_gets_the_whole_stream_and_its_tasks_run(
+        self,
+    ) -> None:
+        """Issue 13 (8): nobody reads the socket while a response is written, so a client's EOF
+        after its request does not cut a streaming response short."""
+        app = App()
+        ran = trio.Event()
+
+        async def after() -> None:
+            ran.set()
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(64):
+                yield b"x" * 16384
+                await trio.lowlevel.checkpoint()
+
+        @app.get("/stream")
+        async def stream_it(tasks: BackgroundTasks) -> StreamingResponse:
+            tasks.add_task(after)
+            return StreamingResponse(chunks())
+
+        with trio.fail_after(WAIT):
+            async with running(app) as (urls, _):
+                stream = await raw(port_of(urls[0]))
+                async with stream:
+                    await stream.send_all(request("GET", "/stream"))
+                    await stream.send_eof()
+                    data = await read_until_closed(stream, limit=10_000_000)
+                await ran.wait()
+        (response,) = parse_responses(data)[0]
+        assert len(response.body) == 64 * 16384
 
 
 class TestWorkersShareAPort:

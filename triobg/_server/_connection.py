@@ -365,7 +365,8 @@ class HTTPConnection:
                 await cycle.finish(status)
         finally:
             self._in_flight -= 1
-            self._slot_freed.unpark()
+            if self._in_flight + 1 >= self.config.max_requests_in_flight:
+                self._slot_freed.unpark()  # the connection may be parked waiting for this slot
 
     async def _close(self, linger: bool) -> None:
         refusal = self._refusal

@@ -92,7 +92,7 @@ def build_scope(
         "server": server,
         "extensions": {UNREAD_BODY_EXTENSION: {}},
     }
-    if state is not None:
+    if state:
         scope["state"] = state.copy()  # ASGI: each request gets a shallow copy
     return scope
 
