@@ -122,6 +122,35 @@ class TestContinue:
                 assert await sent_until_closed(wire.send) <= 3 * 65536
 
 
+class TestEarlyAnswer:
+    async def test_an_answer_while_the_body_is_being_read_closes_cleanly(self) -> None:
+        """An app that answers while one of its tasks still waits for the body: the client gets
+        the answer with ``Connection: close``, the reader gets a disconnect, nothing escapes."""
+        seen: list[str] = []
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            async with trio.open_nursery() as nursery:
+
+                async def reader() -> None:
+                    while (message := await receive())["type"] != "http.disconnect":
+                        pass
+                    seen.append(message["type"])
+
+                nursery.start_soon(reader)
+                await trio.testing.wait_all_tasks_blocked()
+                await send({"type": "http.response.start", "status": 202, "headers": []})
+                await send({"type": "http.response.body", "body": b"early"})
+
+        with trio.fail_after(WAIT):
+            async with connection(app) as wire:
+                await wire.send(request("POST", "/", content_length="1000") + b"part")
+                data = await wire.read_all()
+                await wire.finished.wait()
+        assert data.startswith(b"HTTP/1.1 202 ")
+        assert b"connection: close" in data.lower()
+        assert seen == ["http.disconnect"]
+
+
 async def sent_until_closed(send: Any) -> int:
     """Bytes sent, 64 KiB at a time, until the server closes (at most 10 MB)."""
     sent = 0

@@ -164,6 +164,9 @@ class HTTPConnection:
                     linger = await self._serve(nursery)
                 except ClientGone:
                     pass
+                except Exception:
+                    # A bug here must cost one connection, never the server's nursery.
+                    logger.exception("connection from %s failed", self.client)
                 finally:
                     await self._close(linger)
         finally:
@@ -376,6 +379,8 @@ class HTTPConnection:
                 await self._refuse(*refusal)
             if linger:
                 await self._linger()
+        except trio.BusyResourceError:
+            pass  # the app is still reading the body it answered early: closing ends that read
         finally:
             if isinstance(stream, trio.SSLStream):
                 with trio.move_on_after(1) as scope:  # close_notify, bounded like any write
