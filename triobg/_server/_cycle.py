@@ -75,8 +75,10 @@ class RequestCycle:
         complete or the connection is gone (waiting until then if the body is all read)."""
         if self._body_done:
             if not self._eof_given:
+                # No checkpoint on the two messages every request makes (this one and the
+                # response head): each would cost a pass through the scheduler. Every path that
+                # can repeat without end (body pieces, streamed responses, disconnects) has one.
                 self._eof_given = True
-                await trio.lowlevel.checkpoint()
                 return {"type": "http.request", "body": b"", "more_body": False}
             if self.complete or self.gone:
                 await trio.lowlevel.checkpoint()
@@ -104,7 +106,6 @@ class RequestCycle:
             if kind is _EndOfMessage:
                 self._body_done = self._eof_given = True
                 body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                await trio.lowlevel.checkpoint()
                 return {"type": "http.request", "body": body, "more_body": False}
             if event is _NEED_DATA:
                 if chunks:
@@ -175,18 +176,17 @@ class RequestCycle:
                 except ClientGone:
                     self._fail()
                     return
-            else:
-                await trio.lowlevel.checkpoint()
             if not more:
                 self.complete = True
                 self.done.set()
+            else:
+                await trio.lowlevel.checkpoint()  # a stream to a fast client must not hog the loop
         elif kind == "http.response.start":
             if self.started:
                 raise RuntimeError("ASGI: http.response.start sent twice")
             self.started = self._head_pending = True
             self.status = message["status"]
             self._headers = message.get("headers", [])
-            await trio.lowlevel.checkpoint()
         else:
             raise RuntimeError(f"ASGI: unexpected message type {kind!r} for an http request")
 
