@@ -89,6 +89,7 @@ class HTTPConnection:
         raw = stream.socket if isinstance(stream, trio.SocketStream) else None
         self._sock: socket.socket | None = getattr(raw, "_sock", None)
         self._refusal: tuple[int, str] | None = None  # answered as the connection closes
+        self._loop_scope = trio.CancelScope()  # see ``_receive_idle``
         self._in_flight = 0  # app tasks of this connection still running
         self._slot_freed = trio.lowlevel.ParkingLot()
 
@@ -161,7 +162,8 @@ class HTTPConnection:
             async with trio.open_nursery() as nursery:
                 linger = False
                 try:
-                    linger = await self._serve(nursery)
+                    with self._loop_scope:
+                        linger = await self._serve(nursery)
                 except ClientGone:
                     pass
                 except Exception:
@@ -249,16 +251,19 @@ class HTTPConnection:
             except OSError:
                 return None
         registry = self.registry
-        # One scope for both ends of the wait: the keep-alive deadline and the shutdown.
-        with trio.move_on_after(self.config.keep_alive_timeout) as scope:
-            registry.idle[self] = scope
-            try:
-                return bytes(await self.stream.receive_some(_RECEIVE_SIZE))
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                return None
-            finally:
-                del registry.idle[self]
-        return None  # the keep-alive timeout passed, or the server is shutting down
+        # The keep-alive deadline and the shutdown both end the wait by cancelling the loop's
+        # own scope (``run``), which ends the connection: re-arming one long-lived scope costs
+        # less than a new scope per request.
+        scope = self._loop_scope
+        scope.deadline = trio.current_time() + self.config.keep_alive_timeout
+        registry.idle[self] = scope
+        try:
+            return bytes(await self.stream.receive_some(_RECEIVE_SIZE))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            return None
+        finally:
+            del registry.idle[self]
+            scope.deadline = math.inf
 
     def _log_access(self, cycle: RequestCycle) -> None:
         scope = cycle.scope
@@ -273,7 +278,7 @@ class HTTPConnection:
         )
 
     def _start_cycle(self, request: h11.Request) -> RequestCycle | None:
-        headers = list(request.headers)
+        headers = list(request.headers)  # (name, value) pairs, names lower-cased by h11
         length: bytes | None = None
         chunked = False
         for name, value in headers:

@@ -196,7 +196,7 @@ class RequestCycle:
         if not more and not self.head:
             # A one-piece body: say its length rather than let h11 chunk it.
             for name, _ in headers:
-                if name.lower() == b"content-length":
+                if name == b"content-length" or name.lower() == b"content-length":
                     break
             else:
                 headers.append((b"content-length", b"%d" % len(body)))
