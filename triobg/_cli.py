@@ -26,7 +26,7 @@ from ._serve import DEFAULT_SEND_TIMEOUT, build_config, serve
 logger = logging.getLogger("triobg.cli")
 
 _DESCRIPTION = """\
-Serve a triobg app with hypercorn's trio worker.
+Serve a triobg app on triobg's own HTTP/1.1 server (or hypercorn's trio worker: --server).
 
 SIGINT or SIGTERM shut down gracefully: the server stops accepting connections, in-flight
 requests finish, background tasks get the drain deadline (tasks still running then are

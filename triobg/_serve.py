@@ -1,5 +1,8 @@
 # Serving an app from inside a trio program: ``triobg.serve`` on top of hypercorn's trio worker.
 #
+# By default ``serve`` hands over to triobg's own HTTP/1.1 server instead (``_server/``, whose
+# ``_serve.py`` wires the same drain into its own shutdown); what follows is the hypercorn path.
+#
 # This is the outermost layer of the flow: sockets -> hypercorn (HTTP/1.1, h2, TLS) -> the app's
 # ASGI entry (``_app.py``) -> the request pipeline (``_pipeline.py``) -> background tasks
 # (``_background.py``). hypercorn does all the HTTP; this module only chooses its settings so
