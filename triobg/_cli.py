@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import json
 import logging
 import math
 import os
@@ -22,6 +23,8 @@ import trio
 
 from ._app import App
 from ._serve import DEFAULT_SEND_TIMEOUT, build_config, serve
+from ._server import ServerConfig
+from ._server._workers import WORKER_BINDS_ENV, run_workers
 
 logger = logging.getLogger("triobg.cli")
 
@@ -140,9 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--server",
         choices=["native", "hypercorn"],
-        default="native",
-        help="triobg's own HTTP/1.1 server, or hypercorn's trio worker (HTTP/2 too); "
-        "--workers and --reload always run hypercorn (default %(default)s)",
+        help="triobg's own HTTP/1.1 server, or hypercorn's trio worker (HTTP/2 too) "
+        "(default: native; hypercorn's runner for --workers N or --reload unless "
+        "--server native is given: then N native processes share the port, SO_REUSEPORT)",
     )
     parser.add_argument(
         "--reload", action="store_true", help="restart when a source file changes (development)"
@@ -232,7 +235,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "access_log": args.access_log or None,
     }
     if args.workers == 1 and not args.reload:
-        options["server"] = args.server
+        options["server"] = args.server or "native"
+        if WORKER_BINDS_ENV in os.environ:  # one of ``run_workers``' processes
+            options["bind"] = json.loads(os.environ[WORKER_BINDS_ENV])
+            options["server_config"] = ServerConfig(reuse_port=True)
+    elif args.server == "native" and not args.reload:
+        try:
+            return run_workers(
+                sys.argv[1:] if argv is None else argv, options["bind"], args.workers
+            )
+        except ValueError as error:
+            _fail(str(error))
     if args.workers > 1 or args.reload:
         return _run_hypercorn(app, args, options)
     trio.run(functools.partial(_serve_until_signalled, app, options))
@@ -264,7 +277,10 @@ async def _serve_until_signalled(app: App, options: dict[str, Any]) -> None:
             nursery.start_soon(watch_signals)
             urls: list[str] = await nursery.start(run_server)
             for url in urls:
-                print(f"triobg: serving on {url} (CTRL+C to quit)", file=sys.stderr, flush=True)
+                # One write per line: several workers share the terminal (print writes the
+                # newline separately, so their lines could interleave).
+                sys.stderr.write(f"triobg: serving on {url} (CTRL+C to quit)\n")
+                sys.stderr.flush()
 
 
 def _run_hypercorn(app: App, args: argparse.Namespace, options: dict[str, Any]) -> int:
