@@ -2,9 +2,10 @@
 #
 # Where it sits: it loads the user's app, then hands it to ``triobg.serve`` (``_serve.py``) in a
 # ``trio.run`` of its own, turning SIGINT/SIGTERM into the graceful shutdown (drain included) and
-# a second signal into an immediate stop. Several workers or the reloader are hypercorn's job:
-# the CLI then configures hypercorn's multi-process runner with the trio worker and the same
-# settings, and each worker process loads the app again through ``_worker_app``.
+# a second signal into an immediate stop. ``--server native --workers N`` starts N such processes
+# on one port (``_server/_workers.py``). Otherwise several workers or the reloader are
+# hypercorn's job: the CLI then configures hypercorn's multi-process runner with the trio worker
+# and the same settings, and each worker process loads the app again through ``_worker_app``.
 from __future__ import annotations
 
 import argparse
