@@ -426,7 +426,8 @@ class TestWiring:
             await triobg.serve(App(), server="native", config=Config())
 
     def test_cli_has_a_server_option(self) -> None:
-        """``python -m triobg --server hypercorn`` picks hypercorn; native is the default."""
+        """``python -m triobg --server hypercorn`` picks hypercorn; unset means native for one
+        process (hypercorn's runner for ``--workers N`` unless ``--server native``)."""
         parser = build_parser()
-        assert parser.parse_args(["m:app"]).server == "native"
+        assert parser.parse_args(["m:app"]).server is None
         assert parser.parse_args(["m:app", "--server", "hypercorn"]).server == "hypercorn"
