@@ -131,6 +131,12 @@ class TestConfig:
         with pytest.raises(ValueError, match=field):
             ServerConfig(**{field: value})  # type: ignore[arg-type]
 
+    def test_keep_alive_may_be_zero(self) -> None:
+        """``--keep-alive 0`` (no keep-alive) is valid; a negative one is not."""
+        assert ServerConfig(keep_alive_timeout=0).keep_alive_timeout == 0
+        with pytest.raises(ValueError, match="keep_alive_timeout"):
+            ServerConfig(keep_alive_timeout=-1)
+
     def test_limits_must_be_at_least_one(self) -> None:
         """A limit of 0 would refuse everything."""
         with pytest.raises(ValueError, match="max_requests_in_flight"):

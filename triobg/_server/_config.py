@@ -23,6 +23,11 @@ def _positive_or_none(
         raise ValueError(f"{attribute.name} must be > 0 or None, got {value!r}")
 
 
+def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value >= 0 or math.isnan(value):
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
 def _at_least_one(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if value < 1:
         raise ValueError(f"{attribute.name} must be >= 1, got {value!r}")
@@ -41,7 +46,8 @@ class ServerConfig:
             connection closes. Stops slow-header (slowloris) clients.
         read_timeout: Seconds the server waits for the next piece of a request body. A client
             that stalls mid-upload is cut off (408) instead of holding a connection for good.
-        keep_alive_timeout: Seconds an idle keep-alive connection may wait for its next request.
+        keep_alive_timeout: Seconds an idle keep-alive connection may wait for its next request
+            (0: none; only requests already sent are answered).
         send_timeout: Seconds one write to the client may take. A client that stops reading is
             dropped, so it cannot hold a connection open. ``None``: no limit per write (the
             shutdown is still bounded: everything is cancelled at the drain deadline).
@@ -70,7 +76,7 @@ class ServerConfig:
 
     header_timeout: float = attrs.field(default=10.0, validator=_positive)
     read_timeout: float = attrs.field(default=30.0, validator=_positive)
-    keep_alive_timeout: float = attrs.field(default=5.0, validator=_positive)
+    keep_alive_timeout: float = attrs.field(default=5.0, validator=_non_negative)
     send_timeout: float | None = attrs.field(
         default=60.0,
         validator=_positive_or_none,  # type: ignore[arg-type]  # attrs types it by the default
