@@ -349,15 +349,29 @@ async def slow_reader(host: str, port: int) -> AsyncIterator[None]:
 
 
 async def spread_over_workers(
-    server: ServerProcess, host: str, port: int, directory: Path
+    server: ServerProcess, host: str, port: int, directory: Path | None
 ) -> dict[str, int]:
     """Start a ``forever`` task on each of two workers; returns tag -> pid.
 
-    The kernel hands a new connection to whichever worker accepts first, and on a busy machine
-    that can be the same worker many times in a row. So the first worker's event loop is held
-    by a blocking request on its own keep-alive connection while the second connection is made:
-    only the other worker can accept it. The hold ends when the test creates ``release``.
+    Workers sharing one listening socket (hypercorn's runner): the kernel hands a new
+    connection to whichever worker accepts first, and on a busy machine that can be the same
+    worker many times in a row. So the first worker's event loop is held by a blocking request
+    on its own keep-alive connection while the second connection is made: only the other worker
+    can accept it. The hold ends when the test creates ``release`` in ``directory``.
+
+    Workers with a socket each (``SO_REUSEPORT``, ``directory=None``): the kernel picks the
+    worker by a hash of each new connection's addresses, so holding one would only queue
+    connections for it; new connections are made until both workers have one (the odds of 60
+    in a row on one worker are 2**-59).
     """
+    if directory is None:
+        owner: dict[str, int] = {}
+        for n in range(60):
+            owner[f"w{n}"] = await get(host, port, f"/forever/w{n}")
+            await server.wait_for(f"task forever w{n} started")
+            if len(set(owner.values())) == 2:
+                return owner
+        pytest.fail(f"60 connections all went to one worker: {set(owner.values())}")
     async with await HTTP11Connection.connect(host, port, timeout=WAIT) as first:
         response = await first.request("GET", "/forever/w0")
         assert response.status == 200, response.body

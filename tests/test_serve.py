@@ -307,7 +307,8 @@ class TestClientThatStopsReading:
         """
         flowing = trio.Event()
         app = streaming_forever_app(flowing)
-        async with serve_live(app, graceful_timeout=0.1, send_timeout=None) as server:
+        hypercorn = {"server": "hypercorn"}  # the native server bounds every write itself
+        async with serve_live(app, graceful_timeout=0.1, send_timeout=None, **hypercorn) as server:
             conn = await self.start_firehose(server, flowing)
             async with conn:
                 start = trio.current_time()
@@ -589,3 +590,30 @@ class TestExamples:
         log = (out / "shutdown.log").read_text()
         assert "slow_report of GET /report cancelled while running" in log
         assert "drain finished: 1 completed, 0 failed, 1 cancelled" in log
+
+
+@pytest.mark.usefixtures("either_server")
+class TestNoBodyStatuses:
+    async def test_204_and_304_go_out_without_a_body(self) -> None:
+        """A ``None`` returned with ``status_code=204`` is no ``null`` body, nor is a 304's.
+
+        Found by schemathesis on the native server, where h11 refused the 4 bytes of ``null``
+        for a 204 and the response never went out.
+        """
+        app = App()
+
+        @app.delete("/items/{n}", status_code=204)
+        async def delete_item(n: int) -> None:
+            return None
+
+        @app.get("/cached")
+        async def cached() -> triobg.Response:
+            return triobg.Response(b"stale", status_code=304)
+
+        async with serve_live(app) as server, await server.connect() as conn:
+            deleted = await conn.request("DELETE", "/items/1")
+            not_modified = await conn.request("GET", "/cached")
+            again = await conn.request("DELETE", "/items/2")  # the connection is still good
+        assert (deleted.status, deleted.body) == (204, b"")
+        assert (not_modified.status, not_modified.body) == (304, b"")
+        assert again.status == 204

@@ -38,6 +38,7 @@ from ._routes import Route as Route
 from ._routes import RouteOptions as RouteOptions
 from ._routes import Router as Router
 from ._serve import serve as serve
+from ._server import ServerConfig as ServerConfig
 
 __version__ = "0.1.0.dev0"
 
@@ -82,6 +83,7 @@ __all__ = [
     "BackgroundTasksFull",
     "TaskFailure",
     # serving
+    "ServerConfig",
     "serve",
 ]
 

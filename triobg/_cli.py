@@ -2,14 +2,16 @@
 #
 # Where it sits: it loads the user's app, then hands it to ``triobg.serve`` (``_serve.py``) in a
 # ``trio.run`` of its own, turning SIGINT/SIGTERM into the graceful shutdown (drain included) and
-# a second signal into an immediate stop. Several workers or the reloader are hypercorn's job:
-# the CLI then configures hypercorn's multi-process runner with the trio worker and the same
-# settings, and each worker process loads the app again through ``_worker_app``.
+# a second signal into an immediate stop. ``--server native --workers N`` starts N such processes
+# on one port (``_server/_workers.py``). Otherwise several workers or the reloader are
+# hypercorn's job: the CLI then configures hypercorn's multi-process runner with the trio worker
+# and the same settings, and each worker process loads the app again through ``_worker_app``.
 from __future__ import annotations
 
 import argparse
 import functools
 import importlib
+import json
 import logging
 import math
 import os
@@ -23,11 +25,13 @@ import trio
 from ._app import App
 from ._logging import LOG_FORMAT
 from ._serve import DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, build_config, serve
+from ._server import ServerConfig
+from ._server._workers import WORKER_BINDS_ENV, run_workers
 
 logger = logging.getLogger("triobg.cli")
 
 _DESCRIPTION = """\
-Serve a triobg app with hypercorn's trio worker.
+Serve a triobg app on triobg's own HTTP/1.1 server (or hypercorn's trio worker: --server).
 
 SIGINT or SIGTERM shut down gracefully: the server stops accepting connections, in-flight
 requests finish, background tasks get the drain deadline (tasks still running then are
@@ -139,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker processes (hypercorn's runner; each one drains its own tasks) (default 1)",
     )
     parser.add_argument(
+        "--server",
+        choices=["native", "hypercorn"],
+        help="triobg's own HTTP/1.1 server, or hypercorn's trio worker (HTTP/2 too) "
+        "(default: native; hypercorn's runner for --workers N or --reload unless "
+        "--server native is given: then N native processes share the port, SO_REUSEPORT)",
+    )
+    parser.add_argument(
         "--reload", action="store_true", help="restart when a source file changes (development)"
     )
     parser.add_argument(
@@ -234,6 +245,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "keyfile": args.keyfile,
         "access_log": args.access_log or None,
     }
+    if args.workers == 1 and not args.reload:
+        options["server"] = args.server or "native"
+        if WORKER_BINDS_ENV in os.environ:  # one of ``run_workers``' processes
+            options["bind"] = json.loads(os.environ[WORKER_BINDS_ENV])
+            options["server_config"] = ServerConfig(reuse_port=True)
+    elif args.server == "native" and not args.reload:
+        try:
+            return run_workers(
+                sys.argv[1:] if argv is None else argv, options["bind"], args.workers
+            )
+        except ValueError as error:
+            _fail(str(error))
     if args.workers > 1 or args.reload:
         return _run_hypercorn(app, args, options)
     trio.run(functools.partial(_serve_until_signalled, app, options))
@@ -265,7 +288,10 @@ async def _serve_until_signalled(app: App, options: dict[str, Any]) -> None:
             nursery.start_soon(watch_signals)
             urls: list[str] = await nursery.start(run_server)
             for url in urls:
-                print(f"triobg: serving on {url} (CTRL+C to quit)", file=sys.stderr, flush=True)
+                # One write per line: several workers share the terminal (print writes the
+                # newline separately, so their lines could interleave).
+                sys.stderr.write(f"triobg: serving on {url} (CTRL+C to quit)\n")
+                sys.stderr.flush()
 
 
 def _run_hypercorn(app: App, args: argparse.Namespace, options: dict[str, Any]) -> int:

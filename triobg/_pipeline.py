@@ -165,6 +165,8 @@ def _closing_send(send: Send, receive: Receive, scope: dict[str, Any]) -> Send:
     called before the response has started, so no server sends ``100 Continue`` because of it.
     """
     http1 = scope.get("http_version") in ("1.0", "1.1")
+    # triobg's own server never queues an unread body, and reading would only invite one.
+    queues_body = "triobg.unread_body_closes" not in scope.get("extensions", ())
 
     async def send_then_close(message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -178,7 +180,7 @@ def _closing_send(send: Send, receive: Receive, scope: dict[str, Any]) -> Send:
                 # says ``close``, and its reader closes the socket while this start is being
                 # written. The connection is gone, the response with it; not a server fault.
                 raise ClientDisconnected from None
-        elif kind == "http.response.body" and not message.get("more_body", False):
+        elif kind == "http.response.body" and not message.get("more_body", False) and queues_body:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_drop_queued, receive)
                 await send(message)

@@ -343,6 +343,10 @@ class Request:
             over the limit, announced or counted, and the rest was left unread; the caller must
             close the connection after its response.
         """
+        if "triobg.unread_body_closes" in self.scope.get("extensions", ()):
+            # triobg's own server closes the connection after a response whose request body
+            # was not read, so a body is never read (nor ``100 Continue`` invited) for that.
+            return False
         limit = self.limits.max_body_size
         declared = self._declared_length()
         if declared is not None and declared > limit:

@@ -157,7 +157,10 @@ class Response:
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self._raw}
         )
-        body = b"" if head else self.body
+        status = self.status_code
+        # HEAD, 1xx, 204 and 304 carry no body, whatever the response holds (a server that
+        # follows the protocol, as h11 does, refuses to send one).
+        body = b"" if head or status < 200 or status in (204, 304) else self.body
         if len(body) > BODY_SLICE:
             view = memoryview(body)
             last = (len(body) - 1) // BODY_SLICE * BODY_SLICE  # where the final slice begins
@@ -214,6 +217,7 @@ class JSONResponse(Response):
         response.background = None
         response.body = body
         if no_body:
+            response.body = b""  # a 204 or 304 has no body, not even ``null``
             response._raw = [_JSON_CONTENT_TYPE]
         else:
             response._raw = [(b"content-length", str(len(body)).encode()), _JSON_CONTENT_TYPE]

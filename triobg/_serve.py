@@ -1,5 +1,8 @@
 # Serving an app from inside a trio program: ``triobg.serve`` on top of hypercorn's trio worker.
 #
+# By default ``serve`` hands over to triobg's own HTTP/1.1 server instead (``_server/``, whose
+# ``_serve.py`` wires the same drain into its own shutdown); what follows is the hypercorn path.
+#
 # This is the outermost layer of the flow: sockets -> hypercorn (HTTP/1.1, h2, TLS) -> the app's
 # ASGI entry (``_app.py``) -> the request pipeline (``_pipeline.py``) -> background tasks
 # (``_background.py``). hypercorn does all the HTTP; this module only chooses its settings so
@@ -28,12 +31,16 @@ import logging
 import math
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
+import attrs
 import trio
 from hypercorn.config import Config, Sockets
 from hypercorn.trio import serve as hypercorn_serve
 from hypercorn.utils import LifespanFailureError
+
+from ._server import ServerConfig
+from ._server._serve import serve_with_options
 
 if TYPE_CHECKING:
     from hypercorn.typing import Framework
@@ -212,9 +219,12 @@ async def serve(
     access_log: bool | None = None,
     shutdown_trigger: Callable[[], Awaitable[Any]] | None = None,
     config: Config | None = None,
+    server: Literal["native", "hypercorn"] | None = None,
+    server_config: ServerConfig | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` over HTTP with hypercorn's trio worker until shut down.
+    """Serve ``app`` over HTTP until shut down: on triobg's own HTTP/1.1 server, or on
+    hypercorn's trio worker.
 
     Meant for ``nursery.start``: it reports the bound addresses once the sockets listen and the
     app's lifespan startup has completed, with real port numbers, so ``bind="127.0.0.1:0"``
@@ -270,12 +280,42 @@ async def serve(
             it explicitly are kept (hypercorn's class defaults are not). So is
             ``include_server_header``, which triobg otherwise turns off: responses do not
             advertise the server software unless you set it to ``True`` on ``config``.
+        server: ``"native"`` (triobg's own HTTP/1.1 server, see ``ServerConfig``) or
+            ``"hypercorn"`` (HTTP/2 too). Default: native, unless a hypercorn ``config`` is
+            given. The options above mean the same on both (native: ``send_timeout`` bounds
+            each write, ``access_log`` logs to ``triobg.access``, ``read_timeout`` is the
+            wait for each piece of a request body, with ``None`` keeping the value of
+            ``server_config``).
+        server_config: The native server's limits and timeouts (``ServerConfig``).
         task_status: Given by ``nursery.start``; receives the list of bound URLs.
 
     Raises:
         hypercorn.utils.LifespanFailureError: the app's lifespan startup (or shutdown) failed;
             the app has logged why (logger ``triobg.lifespan``).
     """
+    if server is None:
+        server = "hypercorn" if config is not None else "native"
+    if server == "native":
+        if config is not None:
+            raise ValueError("config is a hypercorn Config: pass server='hypercorn' with it")
+        if read_timeout is not None:
+            server_config = attrs.evolve(server_config or ServerConfig(), read_timeout=read_timeout)
+        return await serve_with_options(
+            app,
+            bind=bind,
+            keep_alive_timeout=keep_alive_timeout,
+            graceful_timeout=graceful_timeout,
+            shutdown_timeout=shutdown_timeout,
+            send_timeout=send_timeout,
+            certfile=certfile,
+            keyfile=keyfile,
+            access_log=access_log,
+            shutdown_trigger=shutdown_trigger,
+            config=server_config,
+            task_status=task_status,
+        )
+    if server != "hypercorn":
+        raise ValueError(f"server must be 'native' or 'hypercorn', not {server!r}")
     hconfig = build_config(
         app,
         bind=bind,
