@@ -45,7 +45,7 @@ async def handle_lifespan(app: App, scope: dict[str, Any], receive: Receive, sen
         scope.setdefault("state", {}).update(state)
     await send({"type": "lifespan.startup.complete"})
 
-    await receive()  # lifespan.shutdown
+    await app.tasks._serve_until(receive)  # lifespan.shutdown; durable tasks run until then
     try:
         await app.background.drain()
     finally:

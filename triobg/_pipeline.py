@@ -1,7 +1,7 @@
 # The request pipeline, top to bottom, in one place:
 #
 #   match route -> read & validate inputs -> solve dependencies -> call handler
-#     -> build response -> drain unread body -> send response (flush)
+#     -> build response -> drain unread body -> store the durable tasks -> send response (flush)
 #     -> run background tasks -> tear down ``yield`` dependencies -> run tasks added in teardown
 #
 # All of it runs in the single trio task the server started for this request. Under hypercorn
@@ -78,6 +78,8 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
             return
         if response.background is not None:
             runner._merge(tasks, response.background)
+        if tasks._durable is not None:  # committed before the first byte, or a 503 instead
+            response = await app.tasks._store_for(tasks, response)
         try:
             await response._send(send, scope["method"] == "HEAD", receive)
         except ClientDisconnected:
@@ -86,6 +88,8 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
             logger.exception("sending the response to %s %s failed", request.method, request.path)
             runner._discard(tasks, "the response could not be delivered")
         # The client now has the whole response; what follows cannot delay it.
+        if tasks._durable is not None:
+            app.tasks._wake()  # the local worker starts the stored tasks now
         if tasks._tasks:
             await runner.run(tasks)
     except BaseException as error:  # cancellation: teardown must see it, not a clean exit
