@@ -249,8 +249,8 @@ class SQLiteTaskStore(TaskStore):
         try:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
-            connection.execute("BEGIN IMMEDIATE")
-            connection.executescript(_SQL["schema"] + "COMMIT;")
+            # One script: ``executescript`` commits any open transaction before it starts.
+            connection.executescript("BEGIN IMMEDIATE;" + _SQL["schema"] + "COMMIT;")
         except BaseException:
             connection.close()
             raise
