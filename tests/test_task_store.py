@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import trio
+from _durable_support import STORE_FACTORIES, FakeClock, new_task
 
-from tests._durable_support import STORE_FACTORIES, FakeClock, new_task
 from triobg._durable._sqlite import SQLiteTaskStore
 from triobg._durable._status import TaskStatus
 from triobg._durable._store import TaskError, TaskNotFound, TaskStore
@@ -72,7 +72,7 @@ class TestEnqueue:
         self, store: TaskStore, clock: FakeClock
     ) -> None:
         """A second task with a held key is not stored; the first is returned instead."""
-        (first,) = await store.enqueue([new_task("t1", clock, key="k")])
+        await store.enqueue([new_task("t1", clock, key="k")])
         again = await store.enqueue(
             [new_task("t2", clock, key="k"), new_task("t3", clock, key="k")]
         )

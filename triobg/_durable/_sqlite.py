@@ -450,7 +450,9 @@ class SQLiteTaskStore(TaskStore):
 
         def apply(db: sqlite3.Connection) -> int:
             now = self.clock()
-            return sum(db.execute(_SQL["release"], (now, task_id, owner)).rowcount for task_id in ids)
+            return sum(
+                db.execute(_SQL["release"], (now, task_id, owner)).rowcount for task_id in ids
+            )
 
         return await self._write(apply)
 
@@ -475,9 +477,7 @@ class SQLiteTaskStore(TaskStore):
                 else:
                     db.execute(_SQL["recover_ready"], (_error_json(error), now, record.id))
                     record = attrs.evolve(record, status=TaskStatus.READY, run_after=now)
-                out.append(
-                    attrs.evolve(record, lease_until=None, errors=(*record.errors, error))
-                )
+                out.append(attrs.evolve(record, lease_until=None, errors=(*record.errors, error)))
             return out
 
         return await self._write(apply)
@@ -536,7 +536,9 @@ class SQLiteTaskStore(TaskStore):
     async def statistics(self) -> TaskStatistics:
         def read(db: sqlite3.Connection) -> TaskStatistics:
             now = self.clock()
-            counts = {TaskStatus(status).name.lower(): n for status, n in db.execute(_SQL["counts"])}
+            counts = {
+                TaskStatus(status).name.lower(): n for status, n in db.execute(_SQL["counts"])
+            }
             oldest = db.execute(_SQL["oldest_ready"], (now,)).fetchone()[0]
             return TaskStatistics(
                 **counts, oldest_ready_age=0.0 if oldest is None else now - oldest

@@ -148,7 +148,7 @@ class DurableTasks:
         try:
             await self.store.enqueue(new)
         except Exception as error:
-            logger.error(
+            logger.error(  # noqa: TRY400 - the traceback is passed explicitly (exc_info)
                 "could not store %d durable task(s) of %s (%s: %s); answering 503",
                 len(new),
                 tasks._label,

@@ -101,7 +101,11 @@ def owner_is_dead(owner: str) -> bool:
 
 
 def backoff(
-    attempt: int, *, base: float = 1.0, cap: float = 300.0, rand: Callable[[], float] = random.random
+    attempt: int,
+    *,
+    base: float = 1.0,
+    cap: float = 300.0,
+    rand: Callable[[], float] = random.random,
 ) -> float:
     """Seconds before retrying after failed attempt ``attempt`` (1, 2, ...).
 
