@@ -52,6 +52,13 @@ async def wait_status(app: App, task_id: str, *statuses: TaskStatus) -> TaskResu
             await trio.sleep(0.005)
 
 
+async def worker_started(app: App) -> None:
+    """Wait (bounded) until the lifespan's worker has made its first claim."""
+    with trio.fail_after(5):
+        while app.tasks.worker is None or not app.tasks.worker.started:  # noqa: ASYNC110 - a state
+            await trio.sleep(0.001)
+
+
 def find(app: App, suffix: str) -> DurableTask[..., Any]:
     """The declared task whose name ends with ``.suffix``."""
     (task,) = [t for name, t in app.tasks.registry.items() if name.endswith("." + suffix)]
@@ -177,6 +184,7 @@ class TestPipelineStep:
             await app(scope, receive, watching_send)
 
         async with TestClient(witness) as client:
+            await worker_started(app)
             response = await client.post("/points?x=2&y=3")
             assert response.status_code == 200
             task_id = response.json()["id"]
@@ -254,6 +262,7 @@ class TestEnqueue:
         app, ran = make_app()
         task = find(app, "record")
         async with TestClient(app):
+            await worker_started(app)
             later = task.using(key="once", run_after=3600)
             first = await later.enqueue(Point(1, 1))
             second = await later.enqueue(Point(2, 2))

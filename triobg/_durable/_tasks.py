@@ -134,7 +134,7 @@ class DurableTasks:
 
     async def _enqueue(self, tasks: builtins.list[NewTask]) -> TaskResult:
         records = await self.store.enqueue(tasks)
-        self._wake()
+        self._wake(tasks)
         return TaskResult._from_record(records[0])
 
     async def _store_for(self, tasks: BackgroundTasks, response: Response) -> Response:
@@ -167,9 +167,18 @@ class DurableTasks:
             )
         return response
 
-    def _wake(self) -> None:
-        if self._worker is not None:
-            self._worker.wake()
+    def _wake(self, stored: builtins.list[NewTask] | None = None) -> None:
+        worker = self._worker
+        if worker is not None:
+            worker.wake()
+            for task in stored or ():
+                if task.run_after is not None:
+                    worker.wake(task.run_after)
+
+    @property
+    def worker(self) -> Worker | None:
+        """The worker the app's lifespan runs, while it runs."""
+        return self._worker
 
     def make_worker(self, **options: Any) -> Worker:
         """A worker for this app's tasks, with this object's settings unless overridden."""
@@ -190,10 +199,9 @@ class DurableTasks:
         """
         if not self.registry or not self.run_worker:
             return await receive()
-        worker = self.make_worker()
+        worker = self._worker = self.make_worker()  # a wake before it starts is not lost
         async with trio.open_nursery() as nursery:
             await nursery.start(worker.run)
-            self._worker = worker
             try:
                 message = await receive()
             except BaseException:

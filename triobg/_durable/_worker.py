@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import functools
+import heapq
 import logging
 import math
 import os
@@ -177,9 +178,11 @@ class Worker:
         self.owner = owner or new_owner()
         self.completed = 0  # attempts recorded as succeeded by this worker
         self.failed = 0  # attempts recorded as failed by this worker
+        self.started = False  # set once the first recovery and claim are done
         self._running: dict[str, trio.CancelScope] = {}
         self._given_up: set[str] = set()  # released or lost: record nothing for them
         self._wakeup = trio.Event()
+        self._due: list[float] = []  # wall-clock times local tasks become claimable (a heap)
         self._slot = trio.Event()
         self._stopping = False
         self._deadline = math.inf
@@ -190,8 +193,15 @@ class Worker:
         """Tasks running now."""
         return len(self._running)
 
-    def wake(self) -> None:
-        """Claim now: tasks were just stored (called after a response, or by ``enqueue``)."""
+    def wake(self, at: float | None = None) -> None:
+        """Claim now: tasks were just stored (after a response, by ``enqueue``, a retry).
+
+        Args:
+            at: The tasks become claimable only then (wall clock): claim at that moment
+                instead of waiting for the next poll.
+        """
+        if at is not None and at > self.clock():
+            heapq.heappush(self._due, at)
         self._wakeup.set()
 
     async def stop(self, deadline: float = -math.inf) -> None:
@@ -206,7 +216,8 @@ class Worker:
         await self._stopped.wait()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Work until ``stop``: started (``nursery.start``) once the first recovery is done."""
+        """Work until ``stop``; ``nursery.start`` returns once the first recovery and the first
+        claim are done (so what was stored before is already running)."""
         _LIVE_OWNERS.add(self.owner)
         try:
             async with trio.open_nursery() as services:
@@ -215,8 +226,7 @@ class Worker:
                 services.start_soon(self._every, self.lease / 3, self._heartbeat)
                 services.start_soon(self._every, self.prune_interval, self._prune)
                 async with trio.open_nursery() as runs:
-                    task_status.started()
-                    await self._claim_loop(runs)
+                    await self._claim_loop(runs, task_status)
                     with trio.move_on_at(self._deadline):
                         while self._running:
                             self._slot = trio.Event()
@@ -230,7 +240,8 @@ class Worker:
             self._stopped.set()
         logger.info("durable task worker %s stopped", self.owner)
 
-    async def _claim_loop(self, runs: trio.Nursery) -> None:
+    async def _claim_loop(self, runs: trio.Nursery, task_status: trio.TaskStatus[None]) -> None:
+        starting = True
         while not self._stopping:
             free = self.concurrency - len(self._running)
             if free <= 0:
@@ -247,9 +258,23 @@ class Worker:
                 scope = trio.CancelScope()
                 self._running[record.id] = scope
                 runs.start_soon(self._run_one, record, scope)
+            if starting:
+                starting = False
+                self.started = True
+                task_status.started()
             if len(records) < free and not self._stopping:
-                with trio.move_on_after(self.poll_interval):
-                    await self._wakeup.wait()
+                await self._idle()
+
+    async def _idle(self) -> None:
+        # Until woken, the next poll, or the moment a known delayed task becomes due.
+        now = self.clock()
+        while self._due and self._due[0] <= now:
+            heapq.heappop(self._due)
+        wait = self.poll_interval
+        if self._due:
+            wait = min(wait, self._due[0] - now)
+        with trio.move_on_after(wait):
+            await self._wakeup.wait()
 
     async def _every(self, seconds: float, job: Callable[[], Any]) -> None:
         while True:
@@ -346,6 +371,8 @@ class Worker:
         stored = _error(record.attempts, error, now)
         if await self._write(self.store.fail(record.id, self.owner, stored, retry_at), label):
             self.failed += 1
+            if retry_at is not None:
+                self.wake(retry_at)
             if retry_at is None:
                 logger.error(
                     "durable task %s failed for good",
