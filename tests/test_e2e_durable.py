@@ -1,0 +1,188 @@
+"""Durable tasks across ``kill -9``: real ``python -m triobg`` processes, a real SQLite file.
+
+A request's task is acknowledged by the 2xx. The tests kill the whole process group with
+SIGKILL at chosen moments, start the app again on the same store, and check the promise: every
+acknowledged task eventually completes; a task runs twice only if it was in flight at a kill.
+The crash loop runs ``TRIOBG_CRASH_CYCLES`` kill/restart cycles (3 by default; set it higher
+for a long run). Every wait is on a log line, a file or the store, bounded.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+from test_e2e_hypercorn import STARTUP, ServerProcess, server_process
+
+from triobg import SQLiteTaskStore, TaskStatus
+from triobg.testing import HTTP11Connection
+
+pytestmark = pytest.mark.e2e
+
+PYTHON = sys.executable
+CYCLES = int(os.environ.get("TRIOBG_CRASH_CYCLES", "3"))
+
+APP_SOURCE = """\
+import os
+import re
+import time
+
+import triobg
+
+app = triobg.App(task_store=os.environ["TASK_STORE"], drain_timeout=1)
+app.tasks.lease = float(os.environ.get("TASK_LEASE", "60"))
+app.tasks.concurrency = 8
+
+
+@app.task(retries=int(os.environ.get("TASK_RETRIES", "10")))
+def record(tag: str) -> str:
+    print(f"task {tag} started\\n", end="", flush=True)  # one write: threads interleave
+    time.sleep(float(os.environ.get("TASK_DELAY", "0")))
+    with open(os.environ["TASK_DONE"], "a") as done:
+        done.write(tag + "\\n")
+    print(f"task {tag} done\\n", end="", flush=True)
+    return tag
+
+
+@app.post("/work/{tag}")
+async def work(tag: str, tasks: triobg.BackgroundTasks):
+    result = tasks.add_task(record, tag)
+    return {"id": result.id}
+"""
+
+
+def setup(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "durableapp.py").write_text(APP_SOURCE)
+    return {
+        "TASK_STORE": f"sqlite:///{tmp_path / 'tasks.sqlite3'}",
+        "TASK_DONE": str(tmp_path / "done.log"),
+    }
+
+
+def done_tags(tmp_path: Path) -> list[str]:
+    path = tmp_path / "done.log"
+    return path.read_text().split() if path.exists() else []
+
+
+def ids_logged(server: ServerProcess, outcome: str) -> set[str]:
+    """Ids of the tasks the worker logged as ``started`` or ``succeeded``."""
+    pattern = re.compile(rf"durable task \S+ \(id (\w+), attempt \d+/\d+\) {outcome}")
+    return {match.group(1) for line in server.lines for match in pattern.finditer(line)}
+
+
+def kill9(server: ServerProcess) -> None:
+    os.killpg(server.process.pid, signal.SIGKILL)
+
+
+async def post(port: int, tag: str) -> str:
+    async with await HTTP11Connection.connect("127.0.0.1", port, timeout=10) as conn:
+        response = await conn.request("POST", f"/work/{tag}")
+        assert response.status == 200, response.body
+        task_id: str = response.json()["id"]
+        return task_id
+
+
+class Load:
+    """Clients posting tasks until the server dies; records each acknowledged one."""
+
+    def __init__(self, port: int, prefix: str, acked: dict[str, str]) -> None:
+        self.port = port
+        self.prefix = prefix
+        self.acked = acked
+        self.sent = 0
+        self.acks = 0
+        self.enough = trio.Event()  # set at 40 acknowledgements: time to kill
+
+    async def client(self) -> None:
+        for _ in range(200):  # bounded; the kill ends it much sooner
+            self.sent += 1
+            tag = f"{self.prefix}{self.sent}"
+            try:
+                task_id = await post(self.port, tag)
+            except Exception:
+                return  # killed mid-request: not acknowledged
+            self.acked[tag] = task_id
+            self.acks += 1
+            if self.acks >= 40:
+                self.enough.set()
+
+
+ARGS = [PYTHON, "-m", "triobg", "durableapp:app", "--bind", "127.0.0.1:0"]
+URL = r"serving on (http://127\.0\.0\.1:\d+)"
+
+
+class TestKill9:
+    async def test_a_task_killed_mid_run_completes_after_a_restart(self, tmp_path: Path) -> None:
+        """kill -9 while the task runs; the restarted process resumes it at once."""
+        env = setup(tmp_path)
+        async with server_process(ARGS, tmp_path, **env, TASK_DELAY="3600") as first:
+            _, port = await first.url(URL)
+            task_id = await post(port, "one")
+            await first.wait_for("task one started")
+            kill9(first)
+            await first.wait_exit()
+        # The lease is 60 s: only telling the dead owner apart brings the task back this soon.
+        async with server_process(ARGS, tmp_path, **env, TASK_DELAY="0") as second:
+            await second.url(URL)
+            await second.wait_for(rf"\(id {task_id}, attempt 2/11\) succeeded", timeout=STARTUP)
+            assert "recovered from lost worker" in second.output
+        assert done_tags(tmp_path) == ["one"]
+        store = SQLiteTaskStore(tmp_path / "tasks.sqlite3")
+        record = await store.get(task_id)
+        await store.aclose()
+        assert record.status is TaskStatus.SUCCEEDED
+        assert record.attempts == 2
+        assert record.errors[0].type == "triobg.WorkerLost"
+
+    async def test_a_task_stored_but_not_started_runs_after_a_restart(self, tmp_path: Path) -> None:
+        """kill -9 with the task acknowledged but never started (the worker is full)."""
+        env = setup(tmp_path)
+        async with server_process(ARGS, tmp_path, **env, TASK_DELAY="3600") as first:
+            _, port = await first.url(URL)
+            for n in range(9):  # concurrency is 8: the ninth waits in the store
+                await post(port, f"t{n}")
+            await first.wait_for(r"task t\d started", count=8)
+            kill9(first)
+            await first.wait_exit()
+        async with server_process(ARGS, tmp_path, **env, TASK_DELAY="0") as second:
+            await second.wait_for(r"task t\d done", count=9, timeout=STARTUP)
+        assert sorted(done_tags(tmp_path)) == [f"t{n}" for n in range(9)]
+
+    async def test_crash_loop_loses_no_acknowledged_task(self, tmp_path: Path) -> None:
+        """Kill/restart cycles under load: every 2xx task done; duplicates only if in flight."""
+        env = setup(tmp_path)
+        acked: dict[str, str] = {}  # tag -> task id, for every 2xx
+        in_flight_at_kill: set[str] = set()  # task ids
+        for cycle in range(CYCLES):
+            async with server_process(ARGS, tmp_path, **env, TASK_DELAY="0.02") as server:
+                _, port = await server.url(URL)
+                load = Load(port, f"c{cycle}-", acked)
+                async with trio.open_nursery() as nursery:
+                    for _ in range(4):
+                        nursery.start_soon(load.client)
+                    with trio.fail_after(30):
+                        await load.enough.wait()
+                    kill9(server)
+                await server.wait_exit()
+                # Claimed by this process and not recorded as done: in flight at the kill.
+                in_flight_at_kill |= ids_logged(server, "started") - ids_logged(server, "succeeded")
+        async with server_process(ARGS, tmp_path, **env, TASK_DELAY="0") as final:
+            await final.url(URL)
+            with trio.fail_after(30):
+                while not set(acked) <= set(done_tags(tmp_path)):  # noqa: ASYNC110 - a file
+                    await trio.sleep(0.05)
+        done = collections.Counter(done_tags(tmp_path))
+        assert len(acked) >= 40 * CYCLES
+        assert set(acked) <= set(done), set(acked) - set(done)
+        duplicates = {acked.get(tag, tag) for tag, n in done.items() if n > 1}
+        assert duplicates <= in_flight_at_kill, duplicates - in_flight_at_kill
+        store = SQLiteTaskStore(tmp_path / "tasks.sqlite3")
+        stats = await store.statistics()
+        await store.aclose()
+        assert stats.failed == 0
