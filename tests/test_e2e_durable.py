@@ -10,6 +10,7 @@ for a long run). Every wait is on a log line, a file or the store, bounded.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import re
 import signal
@@ -18,9 +19,10 @@ from pathlib import Path
 
 import pytest
 import trio
-from test_e2e_hypercorn import STARTUP, ServerProcess, server_process
+from test_e2e_hypercorn import HYPERCORN, STARTUP, ServerProcess, server_process
 
-from triobg import SQLiteTaskStore, TaskStatus
+from triobg import NewTask, SQLiteTaskStore, TaskStatus
+from triobg._cli import main
 from triobg.testing import HTTP11Connection
 
 pytestmark = pytest.mark.e2e
@@ -186,3 +188,87 @@ class TestKill9:
         stats = await store.statistics()
         await store.aclose()
         assert stats.failed == 0
+
+
+class TestServers:
+    async def test_plain_hypercorn_runs_durable_tasks_through_the_lifespan(
+        self, tmp_path: Path
+    ) -> None:
+        """``hypercorn --worker-class trio`` knows no triobg: the lifespan runs the worker."""
+        env = setup(tmp_path)
+        args = [HYPERCORN, "--worker-class", "trio", "--bind", "127.0.0.1:0", "durableapp:app"]
+        async with server_process(args, tmp_path, **env) as server:
+            _, port = await server.url()
+            await post(port, "h1")
+            await server.wait_for("task h1 done")
+
+    async def test_sigterm_releases_a_running_task_and_names_it(self, tmp_path: Path) -> None:
+        """Graceful stop: a task still running at the drain deadline is released, named, READY."""
+        env = setup(tmp_path)
+        async with server_process(ARGS, tmp_path, **env, TASK_DELAY="3600") as server:
+            _, port = await server.url(URL)
+            task_id = await post(port, "s1")
+            await server.wait_for("task s1 started")
+            server.signal(signal.SIGTERM)
+            assert await server.wait_exit() == 0
+            assert f"durable task {task_id} released at shutdown" in server.output
+        store = SQLiteTaskStore(tmp_path / "tasks.sqlite3")
+        record = await store.get(task_id)
+        await store.aclose()
+        assert record.status is TaskStatus.READY
+        assert record.attempts == 0  # given back: a graceful stop is not a failed attempt
+
+    async def test_a_dedicated_worker_runs_what_the_web_process_stored(
+        self, tmp_path: Path
+    ) -> None:
+        """``python -m triobg worker``: no HTTP, runs stored tasks, stops cleanly on SIGTERM."""
+        env = setup(tmp_path)
+        store = SQLiteTaskStore(tmp_path / "tasks.sqlite3")
+        new = NewTask(id="w1", name="durableapp.record", arguments='{"tag":"w1"}', enqueued_at=0)
+        await store.enqueue([new])
+        await store.aclose()
+        args = [PYTHON, "-m", "triobg", "worker", "durableapp:app", "--concurrency", "2"]
+        async with server_process(args, tmp_path, **env) as worker:
+            await worker.wait_for("task w1 done", timeout=STARTUP)
+            assert "durable-task worker running" in worker.output
+            assert "concurrency 2" in worker.output
+            worker.signal(signal.SIGTERM)
+            assert await worker.wait_exit() == 0
+
+
+class TestTasksCommand:
+    def test_list_show_cancel_retry_stats(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """``python -m triobg tasks``: each action prints what it did; unknown ids exit 2."""
+        for name, value in setup(tmp_path).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        new = NewTask(id="k1", name="durableapp.record", arguments='{"tag":"k1"}', enqueued_at=0)
+
+        async def put() -> None:
+            store = SQLiteTaskStore(tmp_path / "tasks.sqlite3")
+            await store.enqueue([new])
+            await store.aclose()
+
+        trio.run(put)
+        assert main(["tasks", "durableapp:app", "list"]) == 0
+        assert "k1  ready      attempts 0  1970-01-01 00:00:00  durableapp.record" in (
+            capsys.readouterr().out
+        )
+        assert main(["tasks", "durableapp:app", "cancel", "k1"]) == 0
+        assert json.loads(capsys.readouterr().out)["status"] == "cancelled"
+        assert main(["tasks", "durableapp:app", "retry", "k1"]) == 0
+        assert json.loads(capsys.readouterr().out)["status"] == "ready"
+        assert main(["tasks", "durableapp:app", "show", "k1"]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert shown["enqueued_at"] == "1970-01-01T00:00:00+00:00"
+        assert main(["tasks", "durableapp:app", "stats"]) == 0
+        assert json.loads(capsys.readouterr().out)["ready"] == 1
+        assert main(["tasks", "durableapp:app", "list", "--status", "failed"]) == 0
+        assert capsys.readouterr().out == ""
+        with pytest.raises(SystemExit) as exit_info:
+            main(["tasks", "durableapp:app", "show", "nope"])
+        assert exit_info.value.code == 2
+        assert "no durable task with id 'nope'" in capsys.readouterr().err

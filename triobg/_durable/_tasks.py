@@ -76,11 +76,21 @@ class DurableTasks:
     @property
     def store(self) -> TaskStore:
         """The store; the default one (``$TRIOBG_TASK_STORE``, else ``./triobg-tasks.sqlite3``)
-        is chosen the first time this is read, and its file created at its first use."""
+        is chosen the first time this is read, and its file created at its first use.
+
+        Assignable (a store or a URL) while no worker runs, e.g. to give a test its own.
+        """
         store = self._store
         if store is None:
             store = self._store = store_from_url(os.environ.get(STORE_ENV) or DEFAULT_STORE)
         return store
+
+    @store.setter
+    def store(self, store: TaskStore | str) -> None:
+        # Swapping stores under a running worker would strand its leases in the old one.
+        if self._worker is not None:
+            raise RuntimeError("the store cannot be changed while the app's worker runs")
+        self._store = store_from_url(store) if isinstance(store, str) else store
 
     def declare(
         self,
