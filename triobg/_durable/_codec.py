@@ -50,15 +50,17 @@ def encode_arguments(
 
 
 def decode_arguments(
-    func: Callable[..., Any], signature: inspect.Signature, text: str
+    hints: dict[str, Any], signature: inspect.Signature, text: str
 ) -> tuple[list[Any], dict[str, Any]]:
-    """Positional and keyword arguments for ``func`` from ``encode_arguments``' JSON text.
+    """Positional and keyword arguments for a function from ``encode_arguments``' JSON text.
+
+    Args:
+        hints: The function's type hints (``type_hints(func)``, computed once per function).
 
     Raises:
         ValueError: the stored arguments no longer fit the function (it changed since).
     """
     data = json.loads(text)
-    hints = _hints(func)
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
     for name, parameter in signature.parameters.items():
@@ -94,7 +96,8 @@ def encode_result(value: Any) -> str:
         raise TypeError(str(error)) from None
 
 
-def _hints(func: Callable[..., Any]) -> dict[str, Any]:
+def type_hints(func: Callable[..., Any]) -> dict[str, Any]:
+    """``func``'s resolved type hints, or none if they cannot be resolved."""
     try:
         return typing.get_type_hints(func)
     except Exception:  # unresolvable annotations: keep the JSON values as they are

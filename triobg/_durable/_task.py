@@ -16,7 +16,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, final
 
 import attrs
 
-from ._codec import encode_arguments
+from ._codec import decode_arguments, encode_arguments, type_hints
 from ._status import TaskStatus
 from ._store import NewTask, TaskError, TaskRecord
 
@@ -97,6 +97,7 @@ class DurableTask(Generic[P, R]):
         "__name__",
         "__qualname__",
         "_priority",
+        "_hints",
         "_run_after",
         "_signature",
         "_tasks",
@@ -131,6 +132,7 @@ class DurableTask(Generic[P, R]):
         self.__qualname__ = getattr(func, "__qualname__", name)
         self._tasks = tasks
         self._signature = inspect.signature(func)
+        self._hints: dict[str, Any] | None = None  # resolved at the first run (forward refs)
         self._run_after: RunAfter | None = None
         self._priority = 0
 
@@ -173,6 +175,13 @@ class DurableTask(Generic[P, R]):
             TypeError: an argument cannot be stored as JSON (the message names it).
         """
         return await self._tasks._enqueue([self._new(args, kwargs)])
+
+    def _decode(self, text: str) -> tuple[list[Any], dict[str, Any]]:
+        """The stored arguments, structured back by the function's type hints."""
+        hints = self._hints
+        if hints is None:
+            hints = self._hints = type_hints(self.func)
+        return decode_arguments(hints, self._signature, text)
 
     def _new(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> NewTask:
         arguments = encode_arguments(self.name, self._signature, args, kwargs)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._codec import decode_arguments, encode_result
+from ._codec import encode_result
 from ._store import TaskError, TaskRecord, TaskStore
 
 if TYPE_CHECKING:
@@ -181,6 +181,7 @@ class Worker:
         self.started = False  # set once the first recovery and claim are done
         self._running: dict[str, trio.CancelScope] = {}
         self._given_up: set[str] = set()  # released or lost: record nothing for them
+        self._recording: set[str] = set()  # run over, outcome being written: not "lost"
         self._wakeup = trio.Event()
         self._due: list[float] = []  # wall-clock times local tasks become claimable (a heap)
         self._slot = trio.Event()
@@ -313,7 +314,7 @@ class Worker:
                 await self._record_failure(record, label, error, final=True)
                 return
             try:
-                args, kwargs = decode_arguments(task.func, task._signature, record.arguments)
+                args, kwargs = task._decode(record.arguments)
             except ValueError as error:
                 await self._record_failure(record, label, error, final=True)
                 return
@@ -351,12 +352,14 @@ class Worker:
             except TypeError as unstorable:
                 await self._record_failure(record, label, unstorable)
                 return
+            self._recording.add(record.id)
             if await self._write(self.store.succeed(record.id, self.owner, result), label):
                 self.completed += 1
                 logger.info("durable task %s succeeded", label, extra=self._extra(record, "ok"))
         finally:
             del self._running[record.id]
             self._given_up.discard(record.id)
+            self._recording.discard(record.id)
             self._slot.set()
 
     async def _record_failure(
@@ -369,6 +372,7 @@ class Worker:
         if not final and record.attempts < record.max_attempts:
             retry_at = now + backoff(record.attempts, base=self.backoff_base, cap=self.backoff_cap)
         stored = _error(record.attempts, error, now)
+        self._recording.add(record.id)
         if await self._write(self.store.fail(record.id, self.owner, stored, retry_at), label):
             self.failed += 1
             if retry_at is not None:
@@ -391,8 +395,7 @@ class Worker:
 
     async def _write(self, operation: Any, label: str) -> bool:
         try:
-            with trio.CancelScope(shield=True):  # an outcome we know is worth the wait
-                done: bool = await operation
+            done: bool = await operation
         except Exception:
             logger.exception(
                 "recording the outcome of durable task %s failed; it runs again once its "
@@ -429,7 +432,12 @@ class Worker:
             return
         for task_id in ids:
             scope = self._running.get(task_id)
-            if task_id not in held and scope is not None and task_id not in self._given_up:
+            if (
+                task_id not in held
+                and scope is not None
+                and task_id not in self._given_up
+                and task_id not in self._recording  # its outcome may be what made it unheld
+            ):
                 self._given_up.add(task_id)
                 logger.warning(
                     "durable task %s lost its lease (cancelled, or taken over after a stall); "
