@@ -6,7 +6,7 @@
 # program. The worker (``_worker.py``) finds the function again by the task's registered name.
 from __future__ import annotations
 
-import datetime as dt
+import datetime
 import inspect
 import json
 import typing
@@ -27,11 +27,11 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 #: A delay in seconds or as a ``timedelta``, or a moment (an aware ``datetime``).
-RunAfter = float | dt.timedelta | dt.datetime
+RunAfter = float | datetime.timedelta | datetime.datetime
 
 
-def _moment(value: float | None) -> dt.datetime | None:
-    return None if value is None else dt.datetime.fromtimestamp(value, dt.UTC)
+def _moment(value: float | None) -> datetime.datetime | None:
+    return None if value is None else datetime.datetime.fromtimestamp(value, datetime.UTC)
 
 
 @attrs.frozen(kw_only=True)
@@ -57,9 +57,9 @@ class TaskResult:
     name: str
     status: TaskStatus
     attempts: int
-    enqueued_at: dt.datetime
-    started_at: dt.datetime | None = None
-    finished_at: dt.datetime | None = None
+    enqueued_at: datetime.datetime
+    started_at: datetime.datetime | None = None
+    finished_at: datetime.datetime | None = None
     return_value: Any = None
     errors: tuple[TaskError, ...] = ()
 
@@ -70,7 +70,7 @@ class TaskResult:
             name=record.name,
             status=record.status,
             attempts=record.attempts,
-            enqueued_at=dt.datetime.fromtimestamp(record.enqueued_at, dt.UTC),
+            enqueued_at=datetime.datetime.fromtimestamp(record.enqueued_at, datetime.UTC),
             started_at=_moment(record.started_at),
             finished_at=_moment(record.finished_at),
             return_value=None if record.result is None else json.loads(record.result),
@@ -96,8 +96,8 @@ class DurableTask(Generic[P, R]):
     __slots__ = (
         "__name__",
         "__qualname__",
-        "_priority",
         "_hints",
+        "_priority",
         "_run_after",
         "_signature",
         "_tasks",
@@ -201,11 +201,11 @@ class DurableTask(Generic[P, R]):
 def _run_after(value: RunAfter | None, now: float) -> float | None:
     if value is None:
         return None
-    if isinstance(value, dt.datetime):
+    if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
             raise ValueError("run_after needs an aware datetime (with a tzinfo)")
         return value.timestamp()
-    if isinstance(value, dt.timedelta):
+    if isinstance(value, datetime.timedelta):
         return now + value.total_seconds()
     return now + float(value)
 
@@ -217,5 +217,5 @@ def new_result(task: NewTask) -> TaskResult:
         name=task.name,
         status=TaskStatus.READY,
         attempts=0,
-        enqueued_at=dt.datetime.fromtimestamp(task.enqueued_at, dt.UTC),
+        enqueued_at=datetime.datetime.fromtimestamp(task.enqueued_at, datetime.UTC),
     )
