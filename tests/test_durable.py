@@ -7,7 +7,9 @@ ASGI wrapper looks into the store at the instant the response starts.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -15,7 +17,15 @@ import pytest
 import trio
 
 import triobg
-from triobg import App, BackgroundTasks, DurableTask, TaskNotFound, TaskResult, TaskStatus
+from triobg import (
+    App,
+    BackgroundTasks,
+    DurableTask,
+    SQLiteTaskStore,
+    TaskNotFound,
+    TaskResult,
+    TaskStatus,
+)
 from triobg._durable._memory import MemoryTaskStore
 from triobg._durable._store import NewTask, TaskStore
 from triobg.testing import TestClient
@@ -227,6 +237,27 @@ class TestPipelineStep:
         assert ran == []
         assert "No space left on device" in caplog.text
         assert "discarded" in caplog.text
+
+    async def test_a_locked_sqlite_file_answers_503_then_recovers(self, tmp_path: Path) -> None:
+        """Another process holds the write lock: 503 and nothing stored; 200 once it is gone."""
+        path = tmp_path / "tasks.sqlite3"
+        store = SQLiteTaskStore(path, busy_timeout=0.05)
+        app, _ = make_app(store)
+        app.tasks.run_worker = False
+        await store.statistics()  # creates the file
+        blocker = sqlite3.connect(path, isolation_level=None)
+        try:
+            blocker.execute("BEGIN EXCLUSIVE")
+            async with TestClient(app) as client:
+                locked = await client.post("/points?x=1&y=2")
+                blocker.execute("ROLLBACK")
+                unlocked = await client.post("/points?x=1&y=2")
+        finally:
+            blocker.close()
+        assert locked.status_code == 503
+        assert unlocked.status_code == 200
+        assert [r.id for r in await store.list()] == [unlocked.json()["id"]]
+        await store.aclose()
 
     async def test_a_failed_handler_stores_nothing(self, caplog: pytest.LogCaptureFixture) -> None:
         """The handler raised before its response: the durable task is named, never stored."""
