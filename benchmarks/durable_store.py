@@ -12,6 +12,7 @@ concurrent requests would (their commits are grouped). Not part of the test run.
 from __future__ import annotations
 
 import argparse
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -56,6 +57,7 @@ async def measure(tasks: int, concurrency: int, batch: int, producers: int) -> d
         await store.aclose()
     assert stats.succeeded == tasks, stats
     return {
+        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "tasks": tasks,
         "seconds": elapsed,
         "tasks_per_second": tasks / elapsed,
@@ -76,7 +78,8 @@ def main() -> None:
         f"{result['tasks']:.0f} no-op durable tasks in {result['seconds']:.2f} s: "
         f"{result['tasks_per_second']:,.0f} tasks/s end to end (enqueue, claim, run, record; "
         f"synchronous=FULL; {result['commits']:.0f} commits; enqueueing took "
-        f"{result['enqueue_seconds']:.2f} s)"
+        f"{result['enqueue_seconds']:.2f} s; peak RSS {result['max_rss_mib']:.0f} MiB with every "
+        "finished task retained)"
     )
 
 

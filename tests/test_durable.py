@@ -176,9 +176,14 @@ class TestDeclaring:
 
 
 class TestPipelineStep:
-    async def test_stored_before_the_first_byte_then_run_with_its_result(self) -> None:
+    @pytest.mark.parametrize("kind", ["memory", "sqlite"])
+    async def test_stored_before_the_first_byte_then_run_with_its_result(
+        self, kind: str, tmp_path: Path
+    ) -> None:
         """The task is in the store when the response starts; it runs after, without a poll."""
-        store = MemoryTaskStore()
+        store: TaskStore = (
+            MemoryTaskStore() if kind == "memory" else SQLiteTaskStore(tmp_path / "t.sqlite3")
+        )
         app, ran = make_app(store)
         seen_at_start: list[list[str]] = []
 
