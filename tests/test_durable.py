@@ -212,6 +212,34 @@ class TestPipelineStep:
         assert (Point(2, 3), "hi") in ran  # structured back into an attrs instance
         assert ("plain", "p") in ran
 
+    async def test_a_stored_task_still_runs_when_the_send_fails(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Stored, then the response cannot be delivered: the task runs, not called discarded."""
+        store = MemoryTaskStore()
+        app, ran = make_app(store)
+
+        async def broken_socket(scope: Message, receive: Any, send: Any) -> None:
+            async def failing_send(message: Message) -> None:
+                if message["type"] == "http.response.body":
+                    raise OSError("connection reset")
+                await send(message)
+
+            await app(scope, receive, failing_send)
+
+        async with TestClient(broken_socket, raise_task_errors=False) as client:
+            await worker_started(app)
+            with (
+                caplog.at_level(logging.WARNING),
+                pytest.raises(RuntimeError, match="without completing its response"),
+            ):
+                await client.post("/points?x=4&y=4")
+            (record,) = await store.list()
+            await wait_status(app, record.id, TaskStatus.SUCCEEDED)
+        assert (Point(4, 4), "hi") in ran
+        assert "never stored" not in caplog.text
+        assert "could not be delivered" in caplog.text
+
     async def test_a_sync_handler_adds_a_durable_def_task(self) -> None:
         """``def`` handler, ``def`` task, list of attrs instances: all round-trip."""
         app, ran = make_app()

@@ -89,7 +89,7 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
             runner._discard(tasks, "the response could not be delivered")
         # The client now has the whole response; what follows cannot delay it.
         if tasks._durable is not None:
-            app.tasks._wake(tasks._durable)  # the local worker starts the stored tasks now
+            app.tasks._wake()  # the local worker starts the stored tasks now
         if tasks._tasks:
             await runner.run(tasks)
     except BaseException as error:  # cancellation: teardown must see it, not a clean exit

@@ -175,15 +175,22 @@ class DurableTasks:
                 status_code=503,
                 headers={"retry-after": "1"},
             )
-        return response
-
-    def _wake(self, stored: builtins.list[NewTask] | None = None) -> None:
+        # Stored: nothing of it is pending any more (a failed send must not call it discarded).
+        tasks._durable = []
         worker = self._worker
         if worker is not None:
-            worker.wake()
-            for task in stored or ():
+            for task in new:
                 if task.run_after is not None:
-                    worker.wake(task.run_after)
+                    worker.due(task.run_after, wake=False)  # woken after the response
+        return response
+
+    def _wake(self, stored: builtins.list[NewTask] = ()) -> None:  # type: ignore[assignment]
+        worker = self._worker
+        if worker is not None:
+            for task in stored:
+                if task.run_after is not None:
+                    worker.due(task.run_after)
+            worker.wake()
 
     @property
     def worker(self) -> Worker | None:

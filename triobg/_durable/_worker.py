@@ -194,16 +194,23 @@ class Worker:
         """Tasks running now."""
         return len(self._running)
 
-    def wake(self, at: float | None = None) -> None:
-        """Claim now: tasks were just stored (after a response, by ``enqueue``, a retry).
+    def wake(self) -> None:
+        """Claim now: tasks were just stored (after a response, by ``enqueue``)."""
+        self._wakeup.set()
+
+    def due(self, at: float, *, wake: bool = True) -> None:
+        """Claim at ``at`` (wall clock), when a task stored here becomes claimable, rather than
+        at the next poll (a delay, a retry's backoff).
 
         Args:
-            at: The tasks become claimable only then (wall clock): claim at that moment
-                instead of waiting for the next poll.
+            wake: Re-plan the idle wait now (a claim happens at once). ``False`` leaves that to
+                the next ``wake``: the pipeline notes a request's delays before its response
+                is sent, and must not start the request's other tasks before it is.
         """
-        if at is not None and at > self.clock():
+        if at > self.clock():
             heapq.heappush(self._due, at)
-        self._wakeup.set()
+        if wake:
+            self._wakeup.set()
 
     async def stop(self, deadline: float = -math.inf) -> None:
         """Stop claiming; let running tasks run until ``deadline`` (trio time); release the rest.
@@ -376,7 +383,7 @@ class Worker:
         if await self._write(self.store.fail(record.id, self.owner, stored, retry_at), label):
             self.failed += 1
             if retry_at is not None:
-                self.wake(retry_at)
+                self.due(retry_at)
             if retry_at is None:
                 logger.error(
                     "durable task %s failed for good",
