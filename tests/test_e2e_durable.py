@@ -32,7 +32,7 @@ CYCLES = int(os.environ.get("TRIOBG_CRASH_CYCLES", "3"))
 
 APP_SOURCE = """\
 import os
-import re
+import signal
 import time
 
 import triobg
@@ -50,6 +50,17 @@ def record(tag: str) -> str:
         done.write(tag + "\\n")
     print(f"task {tag} done\\n", end="", flush=True)
     return tag
+
+
+@app.task(retries=1)
+def crash(tag: str) -> None:
+    print(f"task crash {tag} started\\n", end="", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # takes the whole server down, every time
+
+
+@app.post("/crash/{tag}")
+async def crash_route(tag: str, tasks: triobg.BackgroundTasks):
+    return {"id": tasks.add_task(crash, tag).id}
 
 
 @app.post("/work/{tag}")
@@ -82,9 +93,9 @@ def kill9(server: ServerProcess) -> None:
     os.killpg(server.process.pid, signal.SIGKILL)
 
 
-async def post(port: int, tag: str) -> str:
+async def post(port: int, tag: str, route: str = "work") -> str:
     async with await HTTP11Connection.connect("127.0.0.1", port, timeout=10) as conn:
-        response = await conn.request("POST", f"/work/{tag}")
+        response = await conn.request("POST", f"/{route}/{tag}")
         assert response.status == 200, response.body
         task_id: str = response.json()["id"]
         return task_id
@@ -155,6 +166,28 @@ class TestKill9:
         async with server_process(ARGS, tmp_path, **env, TASK_DELAY="0") as second:
             await second.wait_for(r"task t\d done", count=9, timeout=STARTUP)
         assert sorted(done_tags(tmp_path)) == [f"t{n}" for n in range(9)]
+
+    async def test_a_task_that_kills_its_process_ends_failed_after_its_retries(
+        self, tmp_path: Path
+    ) -> None:
+        """Attempts count at claim: two crashes use up ``retries=1``; the third start lives."""
+        env = setup(tmp_path)
+        async with server_process(ARGS, tmp_path, **env) as first:
+            _, port = await first.url(URL)
+            task_id = await post(port, "boom", route="crash")
+            assert await first.wait_exit() == -signal.SIGKILL
+        async with server_process(ARGS, tmp_path, **env) as second:  # resumes it: dies again
+            await second.wait_for("task crash boom started", timeout=STARTUP)
+            assert await second.wait_exit() == -signal.SIGKILL
+        async with server_process(ARGS, tmp_path, **env) as third:
+            await third.url(URL)
+            await third.wait_for(rf"\(id {task_id}, attempt 2/2\) recovered .*: now failed")
+            assert "task crash boom started" not in third.output
+        store = SQLiteTaskStore(tmp_path / "tasks.sqlite3")
+        record = await store.get(task_id)
+        await store.aclose()
+        assert record.status is TaskStatus.FAILED
+        assert [e.type for e in record.errors] == ["triobg.WorkerLost"] * 2
 
     async def test_crash_loop_loses_no_acknowledged_task(self, tmp_path: Path) -> None:
         """Kill/restart cycles under load: every 2xx task done; duplicates only if in flight."""
