@@ -240,6 +240,27 @@ class TestPipelineStep:
         assert "never stored" not in caplog.text
         assert "could not be delivered" in caplog.text
 
+    async def test_adding_a_durable_task_after_the_response_is_refused_loudly(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """After the response nothing can be stored before it: add_task says to use enqueue."""
+        store = MemoryTaskStore()
+        app, _ = make_app(store)
+        record = find(app, "record")
+
+        @app.post("/late")
+        async def late(tasks: BackgroundTasks) -> str:
+            tasks.add_task(lambda: tasks.add_task(record, Point(1, 1)))
+            return "ok"
+
+        async with TestClient(app, raise_task_errors=False) as client:
+            assert (await client.post("/late")).status_code == 200
+            await client.wait_background()
+        assert await store.list() == []
+        assert "cannot add durable task" in caplog.text
+        assert "after its response was sent" in caplog.text
+        assert "await record.enqueue(...)" in caplog.text
+
     async def test_a_sync_handler_adds_a_durable_def_task(self) -> None:
         """``def`` handler, ``def`` task, list of attrs instances: all round-trip."""
         app, ran = make_app()

@@ -211,6 +211,12 @@ class BackgroundTasks:
         if type(func) is _FUNCTION:  # most tasks: skip the call into the general check
             is_async = bool(func.__code__.co_flags & _CO_COROUTINE)
         elif type(func) is DurableTask:
+            if self._durable is DURABLE_CLOSED:
+                raise RuntimeError(
+                    f"cannot add durable task {func.name} to {self._label} after its response "
+                    "was sent (it could not be stored before it); use "
+                    f"`await {func.__name__}.enqueue(...)` there instead"
+                )
             new = func._new(args, kwargs)
             if self._durable is None:
                 self._durable = []
@@ -627,6 +633,10 @@ class BackgroundRunner:
 
 
 _STARTED: Final = object()
+
+#: ``BackgroundTasks._durable`` once the request's response is sent (or abandoned): a durable
+#: task can no longer be stored before it, so ``add_task`` refuses one from then on.
+DURABLE_CLOSED: Final[list[NewTask]] = []
 
 
 def _discard_durable(tasks: BackgroundTasks, reason: str) -> None:

@@ -20,7 +20,7 @@ import logging
 import typing
 from typing import Any
 
-from ._background import BackgroundTasks
+from ._background import DURABLE_CLOSED, BackgroundTasks, _discard_durable
 from ._errors import error_response
 from ._requests import Receive, Request
 from ._responses import ClientDisconnected, Send
@@ -90,6 +90,7 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
         # The client now has the whole response; what follows cannot delay it.
         if tasks._durable is not None:
             app.tasks._wake()  # the local worker starts the stored tasks now
+        tasks._durable = DURABLE_CLOSED
         if tasks._tasks:
             await runner.run(tasks)
     except BaseException as error:  # cancellation: teardown must see it, not a clean exit
@@ -98,6 +99,9 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
     finally:
         # Also on cancellation: name the tasks that will never run, then tear down. (The
         # checks are inline because most requests have no tasks and no teardown.)
+        if tasks._durable:  # durable tasks never stored (cancelled before the store step)
+            _discard_durable(tasks, "the request was cancelled before its response was sent")
+        tasks._durable = DURABLE_CLOSED
         if tasks._next < len(tasks._tasks):
             runner._lose(tasks)
         if teardown is not None and teardown.stack is not None:
