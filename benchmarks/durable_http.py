@@ -6,7 +6,7 @@ tasks, ``/durable/{email}`` two durable no-op tasks (stored with ``synchronous=F
 response, then run by the process's worker). Rounds alternate the two; the report is the median
 ratio of durable to in-process requests per second, and each one's p50 latency::
 
-    python -m benchmarks.durable_http [--rounds 3] [--seconds 10]
+    python -m benchmarks.durable_http [--rounds 3] [--seconds 10] [--no-worker]
 
 Needs ``wrk``. Not part of the test run.
 """
@@ -34,6 +34,7 @@ import os
 import triobg
 
 app = triobg.App(task_store=os.environ["BENCH_STORE"])
+app.tasks.run_worker = os.environ.get("BENCH_NO_WORKER") != "1"
 
 
 async def noop(email: str, message: str = "") -> None:
@@ -83,6 +84,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="the web process only stores durable tasks (a dedicated worker would run them)",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed")
@@ -94,6 +100,8 @@ def main() -> None:
         port = free_port()
         hypercorn = str(Path(sys.executable).with_name("hypercorn"))
         env = {**os.environ, "BENCH_STORE": f"sqlite:///{tmp}/tasks.sqlite3"}
+        if args.no_worker:
+            env["BENCH_NO_WORKER"] = "1"
         server = subprocess.Popen(
             pinned(
                 [
