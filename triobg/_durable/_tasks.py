@@ -48,7 +48,9 @@ class DurableTasks:
     """The durable tasks of one app (``app.tasks``): ask about them, and tune the worker.
 
     Attributes:
-        concurrency: Most durable tasks this process runs at once.
+        concurrency: Most durable tasks this process has claimed and runs at once (128; ``def``
+            tasks among them also wait for one of the app's task threads). Claims are batched
+            up to the free slots, so a higher value means fewer commits per task.
         lease: Seconds a worker's claim on a task lasts unless renewed; how long another
             machine waits before taking over the tasks of a worker that vanished.
         poll_interval: Seconds between looks at the store when idle (tasks stored by this
@@ -66,7 +68,7 @@ class DurableTasks:
         self._background = background
         self.registry: dict[str, DurableTask[..., Any]] = {}
         self.clock: Callable[[], float] = time.time
-        self.concurrency = 32
+        self.concurrency = 128
         self.lease = 10.0
         self.poll_interval = 1.0
         self.retention = 7 * 86400.0

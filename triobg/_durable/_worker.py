@@ -149,7 +149,7 @@ class Worker:
         store: TaskStore,
         registry: Mapping[str, DurableTask[..., Any]],
         *,
-        concurrency: int = 32,
+        concurrency: int = 128,
         lease: float = 10.0,
         poll_interval: float = 1.0,
         recover_interval: float = 1.0,
