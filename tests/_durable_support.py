@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from _postgres import shared_server
+
 from triobg._durable._memory import MemoryTaskStore
+from triobg._durable._postgres import PostgresTaskStore
 from triobg._durable._sqlite import SQLiteTaskStore
 from triobg._durable._store import NewTask, TaskStore
 
@@ -28,6 +31,9 @@ class FakeClock:
 STORE_FACTORIES: dict[str, Callable[[Path, FakeClock], TaskStore]] = {
     "memory": lambda directory, clock: MemoryTaskStore(clock=clock),
     "sqlite": lambda directory, clock: SQLiteTaskStore(directory / "tasks.sqlite3", clock=clock),
+    "postgres": lambda directory, clock: PostgresTaskStore(
+        shared_server().new_database(), clock=clock
+    ),
 }
 
 

@@ -555,7 +555,8 @@ class SQLiteTaskStore(TaskStore):
 
 def store_from_url(url: str) -> TaskStore:
     """The store a ``task_store=`` URL names: ``sqlite:///relative/path`` or
-    ``sqlite:////absolute/path`` (three slashes, then the path, as SQLAlchemy spells it).
+    ``sqlite:////absolute/path`` (three slashes, then the path, as SQLAlchemy spells it), or
+    a PostgreSQL URL ``postgresql://user:password@host:5432/database`` (``triobg[postgres]``).
 
     Raises:
         ValueError: the URL names no store triobg knows.
@@ -563,7 +564,11 @@ def store_from_url(url: str) -> TaskStore:
     scheme, sep, rest = url.partition("://")
     if scheme == "sqlite" and sep and rest.startswith("/") and len(rest) > 1:
         return SQLiteTaskStore(rest[1:])
+    if scheme in ("postgresql", "postgres") and sep:
+        from ._postgres import PostgresTaskStore  # psycopg is an optional extra
+
+        return PostgresTaskStore(url)
     raise ValueError(
-        f"unknown task store URL {url!r}: expected 'sqlite:///path/to/tasks.sqlite3' "
-        "(PostgreSQL is not supported yet)"
+        f"unknown task store URL {url!r}: expected 'sqlite:///path/to/tasks.sqlite3' or "
+        "'postgresql://user@host:5432/database'"
     )

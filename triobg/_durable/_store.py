@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import abc
 import builtins
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import attrs
+import trio
 
 from ._status import TaskStatus
 
@@ -228,6 +229,15 @@ class TaskStore(abc.ABC):
     @abc.abstractmethod
     async def prune(self, finished_before: float) -> int:
         """Delete SUCCEEDED/FAILED/CANCELLED tasks finished before that time; returns how many."""
+
+    async def watch(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` whenever another process may have made work ready; until cancelled.
+
+        Optional. A store that can hear other processes (PostgreSQL's ``LISTEN``) lets a
+        worker start their tasks at once; without it (the default, which returns at once) the
+        worker finds them at its next poll. Work this process stores wakes its worker anyway.
+        """
+        await trio.lowlevel.checkpoint()
 
     async def aclose(self) -> None:  # noqa: B027 - optional: most stores have nothing to close
         """Release what the store holds (connections, threads)."""

@@ -233,6 +233,7 @@ class Worker:
                 services.start_soon(self._every, self.recover_interval, self._recover)
                 services.start_soon(self._every, self.lease / 3, self._heartbeat)
                 services.start_soon(self._every, self.prune_interval, self._prune)
+                services.start_soon(self.store.watch, self.wake)  # other processes' work
                 async with trio.open_nursery() as runs:
                     await self._claim_loop(runs, task_status)
                     with trio.move_on_at(self._deadline):
