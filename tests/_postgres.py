@@ -96,6 +96,13 @@ class PostgresServer:
         )  # fmt: skip
         self.started = True
 
+    def restart(self) -> None:
+        """Restart the server (every open connection is cut), as a database failover would."""
+        self._run(
+            str(self.binaries / "pg_ctl"),
+            "-D", str(self.directory / "data"), "-m", "fast", "-w", "-t", "60", "restart",
+        )  # fmt: skip
+
     def stop(self) -> None:
         try:
             if self.started:

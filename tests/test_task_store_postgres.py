@@ -156,6 +156,29 @@ async def _listening(store: PostgresTaskStore) -> bool:
     return await store._read(read)
 
 
+class TestSchemaAndFailures:
+    async def test_the_schema_is_versioned_and_migrating_again_changes_nothing(self) -> None:
+        """``migrate`` creates the tables once, records version 1, and is safe to repeat."""
+        async with stores(2) as (a, b):
+            assert await a.migrate() == 1
+            assert await b.migrate() == 1
+            rows = await a._read(
+                lambda db: db.execute("SELECT version FROM triobg_schema").fetchall()
+            )
+            assert rows == [(1,)]
+
+    async def test_a_restarted_server_is_reconnected_without_failing_an_operation(self) -> None:
+        """After a restart every pooled connection is dead; the next operations still work."""
+        clock = FakeClock()
+        async with stores(1) as (store,):
+            await store.enqueue([new_task("t1", clock)])
+            await trio.to_thread.run_sync(shared_server().restart)
+            await store.enqueue([new_task("t2", clock)])
+            assert {record.id for record in await store.list()} == {"t1", "t2"}
+            (claimed,) = await store.claim("host:1", 1, lease=60)
+            assert await store.succeed(claimed.id, "host:1", "null")
+
+
 class TestConfiguration:
     def test_a_postgresql_url_selects_the_store(self) -> None:
         """``task_store="postgresql://..."`` (or ``postgres://``) is this store; no I/O yet."""

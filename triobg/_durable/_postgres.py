@@ -31,7 +31,7 @@
 # server's ``now()``: the contract suite moves time without sleeping, and a lease is measured
 # by the clocks of the workers that take it over, which should be kept in sync (NTP).
 #
-# All SQL is in ``_SQL`` below, as named queries.
+# All SQL is in ``_MIGRATIONS`` (the schema, versioned) and ``_SQL`` (named queries) below.
 from __future__ import annotations
 
 import builtins
@@ -71,11 +71,11 @@ _COLUMNS: Final = (
 )
 _UNFINISHED: Final = "('ready', 'running', 'retrying')"
 
-_SQL: Final = {
-    # Taken under an advisory lock: two processes creating the table at once would otherwise
-    # race on the catalogue and one would fail.
-    "schema_lock": "SELECT pg_advisory_xact_lock(7193020415)",
-    "schema": f"""
+#: The schema, as numbered migrations: version N is reached by applying the first N of them,
+#: each once, in order, recorded in ``triobg_schema``. A later release appends to this list and
+#: never edits an entry that has shipped.
+_MIGRATIONS: Final = (
+    f"""
         CREATE TABLE IF NOT EXISTS triobg_tasks (
             seq BIGSERIAL PRIMARY KEY,
             id TEXT NOT NULL UNIQUE,
@@ -106,6 +106,15 @@ _SQL: Final = {
             ON triobg_tasks (finished_at) WHERE status IN ('succeeded', 'failed', 'cancelled');
         CREATE INDEX IF NOT EXISTS triobg_tasks_status ON triobg_tasks (status);
     """,
+)
+
+_SQL: Final = {
+    # Migrations run under an advisory lock: two processes starting at once would otherwise race
+    # on the catalogue, and one would fail or apply a migration twice.
+    "schema_lock": "SELECT pg_advisory_xact_lock(7193020415)",
+    "schema_table": "CREATE TABLE IF NOT EXISTS triobg_schema (version INTEGER NOT NULL)",
+    "schema_version": "SELECT coalesce(max(version), 0) FROM triobg_schema",
+    "schema_done": "INSERT INTO triobg_schema (version) VALUES (%s)",
     "notify": f"NOTIFY {CHANNEL}",
     "listen": f"LISTEN {CHANNEL}",
     "holder": f"""
@@ -278,9 +287,19 @@ class PostgresTaskStore(TaskStore):
         self._pool_lock = threading.Lock()
         self._limiter = trio.CapacityLimiter(max_connections)
         self._writes = GroupCommit(self._commit, trio.CapacityLimiter(1))
+        self.schema_version = 0  # known once connected
 
     def __repr__(self) -> str:
         return f"PostgresTaskStore({_redacted(self.url)!r})"
+
+    async def migrate(self) -> int:
+        """Create or upgrade the store's tables now (otherwise done on first use).
+
+        Safe to run from several processes at once, and again and again. Returns the schema
+        version the database is at.
+        """
+        await self._read(lambda connection: None)
+        return self.schema_version
 
     @property
     def batches(self) -> int:
@@ -299,6 +318,9 @@ class PostgresTaskStore(TaskStore):
                     max_size=self.max_connections,
                     kwargs={"autocommit": True, "connect_timeout": round(self.connect_timeout)},
                     timeout=self.connect_timeout,
+                    # A connection is checked before each use: after the server restarts, the
+                    # pool's old connections are dead, and an operation must not fail on one.
+                    check=psycopg_pool.ConnectionPool.check_connection,
                     open=False,
                 )
                 try:
@@ -310,9 +332,8 @@ class PostgresTaskStore(TaskStore):
                         f"within {self.connect_timeout:g} s"
                     ) from None
                 try:
-                    with pool.connection() as connection, connection.transaction():
-                        connection.execute(_SQL["schema_lock"])
-                        connection.execute(_SQL["schema"])
+                    with pool.connection() as connection:
+                        self.schema_version = _migrate(connection)
                 except BaseException:
                     pool.close()
                     raise
@@ -594,6 +615,19 @@ class PostgresTaskStore(TaskStore):
             return db.execute(_SQL["prune"], (finished_before,)).rowcount
 
         return await self._write(apply)
+
+
+def _migrate(connection: psycopg.Connection[Any]) -> int:
+    """Apply the migrations this database has not had yet; returns its schema version."""
+    with connection.transaction():
+        connection.execute(_SQL["schema_lock"])
+        connection.execute(_SQL["schema_table"])
+        row = connection.execute(_SQL["schema_version"]).fetchone()
+        version = 0 if row is None else int(row[0])
+        for number, migration in enumerate(_MIGRATIONS[version:], start=version + 1):
+            connection.execute(migration)
+            connection.execute(_SQL["schema_done"], (number,))
+    return max(version, len(_MIGRATIONS))
 
 
 def _new_record(task: NewTask, run_after: float) -> TaskRecord:
