@@ -58,6 +58,8 @@ class PostgresServer:
             self._as = ["runuser", "-u", "postgres", "--"]
         self._databases = itertools.count(1)
         self.started = False
+        #: Off for the tests (the server itself is never crashed); benchmarks turn it on.
+        self.fsync = False
 
     def _run(self, *args: str, timeout: float = 60) -> None:
         subprocess.run(
@@ -85,8 +87,7 @@ class PostgresServer:
                 # A test server on a throwaway directory: it is never crashed by the tests (the
                 # triobg processes are), so it need not survive one. Durability of the stores
                 # against their own process dying does not depend on these.
-                "-c fsync=off",
-                "-c full_page_writes=off",
+                *([] if self.fsync else ["-c fsync=off", "-c full_page_writes=off"]),
             ]
         )
         self._run(
