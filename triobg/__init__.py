@@ -12,6 +12,7 @@ from ._background import BackgroundTasksFull as BackgroundTasksFull
 from ._background import TaskFailure as TaskFailure
 from ._convert import ErrorDetail as ErrorDetail
 from ._durable._memory import MemoryTaskStore as MemoryTaskStore
+from ._durable._postgres import PostgresTaskStore as PostgresTaskStore
 from ._durable._sqlite import SQLiteTaskStore as SQLiteTaskStore
 from ._durable._status import TaskStatus as TaskStatus
 from ._durable._store import NewTask as NewTask
@@ -104,6 +105,7 @@ __all__ = [
     "TaskRecord",
     "NewTask",
     "SQLiteTaskStore",
+    "PostgresTaskStore",
     "MemoryTaskStore",
     # serving
     "serve",
