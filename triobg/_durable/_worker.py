@@ -50,10 +50,13 @@ _LIVE_OWNERS: set[str] = set()  # workers alive in this process (several in test
 
 
 def _start_time(pid: int) -> str | None:
-    """The kernel's start time of process ``pid`` (Linux), which tells a reused pid apart."""
+    """The kernel's start time of process ``pid`` (Linux), which tells a reused pid apart;
+    ``None`` when there is no such process, or only its zombie (dead, not yet reaped)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             fields = stat.read().rpartition(b")")[2].split()
+        if fields[0] == b"Z":
+            return None
         return fields[19].decode()
     except (OSError, IndexError):
         return None
