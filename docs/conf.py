@@ -86,6 +86,13 @@ nitpick_ignore = [
     # Type variables and aliases of private modules, shown in signatures by name.
     ("py:class", "P.args"),  # add_task's ParamSpec: the arguments of the function passed in
     ("py:class", "P.kwargs"),
+    ("py:class", "P"),  # @app.task: the ParamSpec and return type of the declared function
+    ("py:class", "R"),
+    ("py:class", "triobg._app.R"),
+    ("py:class", "triobg._durable._task.R"),
+    ("py:obj", "triobg._durable._task.P"),
+    ("py:obj", "triobg._durable._task.R"),
+    ("py:obj", "typing.~P"),
     ("py:class", "triobg._routes.Handler"),  # the decorated function, returned unchanged
     ("py:class", "triobg._app.E"),  # the decorated exception handler, returned unchanged
     ("py:class", "Receive"),  # the ASGI receive callable

@@ -1,5 +1,6 @@
 """Shared test configuration: trio_mode (pyproject) makes every ``async def`` test a trio test.
 
+The PostgreSQL server some tests start (``_postgres.py``) is stopped at the end of the session.
 ``either_server`` runs a test once on triobg's native server and once on hypercorn, by making
 ``serve_live`` pass ``server=`` to ``triobg.serve``; use it with
 ``pytestmark = pytest.mark.usefixtures("either_server")``.
@@ -11,6 +12,7 @@ import functools
 from typing import Literal
 
 import pytest
+from _postgres import stop_shared_server
 
 import triobg.testing._live
 from triobg._serve import serve
@@ -22,3 +24,8 @@ def either_server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     server: Literal["native", "hypercorn"] = request.param
     monkeypatch.setattr(triobg.testing._live, "serve", functools.partial(serve, server=server))
     return server
+
+
+def pytest_sessionfinish(session: object, exitstatus: int) -> None:
+    """The PostgreSQL server some tests start is stopped however the session ends."""
+    stop_shared_server()

@@ -28,6 +28,7 @@ import trio.testing
 from examples import (
     accepted_file,
     dependency_tasks,
+    durable_tasks,
     items,
     process,
     send_notification,
@@ -35,7 +36,7 @@ from examples import (
     task_failures,
     yield_dependency,
 )
-from triobg import App, BackgroundRunner
+from triobg import App, BackgroundRunner, SQLiteTaskStore
 from triobg.testing import TestClient
 
 Message = dict[str, Any]
@@ -377,3 +378,51 @@ class TestItems:
             )
         assert denied.status_code == 401
         assert [entry["item_id"] for entry in page.json()] == [2]
+
+
+class TestDurableTasks:
+    """``durable_tasks``: 202 with an id, stored before it is sent; ``GET /tasks/{id}`` polls."""
+
+    @pytest.fixture(autouse=True)
+    def store(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SQLiteTaskStore:
+        store = SQLiteTaskStore(tmp_path / "store" / "tasks.sqlite3")
+        monkeypatch.setattr(durable_tasks.app.tasks, "store", store)
+        return store
+
+    async def test_accepted_then_polled_until_done(self, out: Path) -> None:
+        """202 at once (nothing written yet); polling answers 202, then 200 with the result."""
+        witness = Witness(durable_tasks.app, out)
+        async with TestClient(witness) as client:
+            response = await client.post("/send-notification/a@example.com")
+            assert response.status_code == 202
+            task_id = response.json()["id"]
+            assert response.json()["status"] == f"/tasks/{task_id}"
+            with trio.fail_after(10):
+                while (status := await client.get(f"/tasks/{task_id}")).status_code == 202:
+                    assert status.json()["status"] in ("ready", "running")
+                    await trio.sleep(0.01)
+            assert (await client.get("/tasks/unknown")).status_code == 404
+        assert witness.at_response[0] == {}
+        assert status.status_code == 200
+        assert status.json() == {
+            "id": task_id,
+            "status": "succeeded",
+            "attempts": 1,
+            "result": {"sent_to": "a@example.com"},
+            "errors": [],
+        }
+        assert read_outputs(out) == {
+            "log.txt": "notification for a@example.com: some notification\n"
+        }
+
+    async def test_stored_before_the_202_even_with_no_worker(self, store: SQLiteTaskStore) -> None:
+        """Without a lifespan (no worker) the task waits in the store, READY, for a worker."""
+        async with TestClient(durable_tasks.app, lifespan=False) as client:
+            task_id = (await client.post("/send-notification/b@example.com")).json()["id"]
+            status = await client.get(f"/tasks/{task_id}")
+        assert status.status_code == 202
+        assert status.json()["status"] == "ready"
+        record = await store.get(task_id)
+        assert record.arguments == (
+            '{"notification":{"email":"b@example.com","message":"some notification"}}'
+        )

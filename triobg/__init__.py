@@ -11,6 +11,19 @@ from ._background import BackgroundTasks as BackgroundTasks
 from ._background import BackgroundTasksFull as BackgroundTasksFull
 from ._background import TaskFailure as TaskFailure
 from ._convert import ErrorDetail as ErrorDetail
+from ._durable._memory import MemoryTaskStore as MemoryTaskStore
+from ._durable._postgres import PostgresTaskStore as PostgresTaskStore
+from ._durable._sqlite import SQLiteTaskStore as SQLiteTaskStore
+from ._durable._status import TaskStatus as TaskStatus
+from ._durable._store import NewTask as NewTask
+from ._durable._store import TaskError as TaskError
+from ._durable._store import TaskNotFound as TaskNotFound
+from ._durable._store import TaskRecord as TaskRecord
+from ._durable._store import TaskStatistics as TaskStatistics
+from ._durable._store import TaskStore as TaskStore
+from ._durable._task import DurableTask as DurableTask
+from ._durable._task import TaskResult as TaskResult
+from ._durable._tasks import DurableTasks as DurableTasks
 from ._exceptions import HTTPException as HTTPException
 from ._exceptions import RequestValidationError as RequestValidationError
 from ._headers import Headers as Headers
@@ -82,6 +95,21 @@ __all__ = [
     "BackgroundStatistics",
     "BackgroundTasksFull",
     "TaskFailure",
+    # durable tasks
+    "DurableTask",
+    "DurableTasks",
+    "TaskResult",
+    "TaskStatus",
+    "TaskError",
+    "TaskStatistics",
+    "TaskNotFound",
+    # durable task stores
+    "TaskStore",
+    "TaskRecord",
+    "NewTask",
+    "SQLiteTaskStore",
+    "PostgresTaskStore",
+    "MemoryTaskStore",
     # serving
     "ServerConfig",
     "serve",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar, Unpack
+from typing import Any, ParamSpec, TypeVar, Unpack
 from urllib.parse import quote, quote_from_bytes, unquote
 
 import trio
@@ -17,6 +17,9 @@ import trio
 from ._background import DEFAULT_MAX_QUEUED_TASKS, BackgroundRunner, TaskFailure
 from ._dependencies import DependencyOverrides
 from ._docs import install_docs
+from ._durable._store import TaskStore
+from ._durable._task import DurableTask
+from ._durable._tasks import DurableTasks
 from ._errors import DEFAULT_HANDLERS, ExceptionHandler
 from ._exceptions import HTTPException
 from ._lifespan import handle_lifespan
@@ -28,6 +31,8 @@ from ._responses import RedirectResponse, Send, is_same_site_reference
 from ._routes import Handler, Route, RouteOptions, Router
 from ._routing import PathTable
 
+P = ParamSpec("P")
+R = TypeVar("R")
 ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 Lifespan = Callable[["App"], contextlib.AbstractAsyncContextManager[Any]]
 E = TypeVar("E", bound=ExceptionHandler)
@@ -118,6 +123,10 @@ class App:
         docs_url: Where Swagger UI is served; ``None`` turns it off.
         swagger_js_url, swagger_css_url: Load Swagger UI from these URLs (a CDN) instead of
             the installed ``triobg[swagger]`` package.
+        task_store: Where durable tasks (``@app.task``) are kept: a ``TaskStore`` or a URL
+            (``"sqlite:///path/to/tasks.sqlite3"``). Default: ``$TRIOBG_TASK_STORE``, else
+            ``triobg-tasks.sqlite3`` in the current directory, created on first use (an app
+            without durable tasks never creates it).
     """
 
     def __init__(
@@ -145,6 +154,7 @@ class App:
         docs_url: str | None = "/docs",
         swagger_js_url: str | None = None,
         swagger_css_url: str | None = None,
+        task_store: TaskStore | str | None = None,
     ) -> None:
         if not drain_timeout >= 0 or math.isnan(drain_timeout):
             raise ValueError("drain_timeout must be a number of seconds >= 0")
@@ -164,6 +174,7 @@ class App:
             thread_limiter=trio.CapacityLimiter(task_threads),
             on_task_error=on_task_error,
         )
+        self.tasks = DurableTasks(task_store, self.background)
         self.exception_handlers: dict[type[BaseException], ExceptionHandler] = {
             **DEFAULT_HANDLERS,
             _Redirect: _redirect_handler,
@@ -274,6 +285,26 @@ class App:
     ) -> None:
         """Add ``router``'s routes (as they are now) under ``prefix``, with ``tags`` first."""
         self.router.include_router(router, prefix=prefix, dependencies=dependencies, tags=tags)
+
+    def task(
+        self, *, retries: int = 0, timeout: float | None = None, name: str | None = None
+    ) -> Callable[[Callable[P, R]], DurableTask[P, R]]:
+        """Declare the decorated function (``def`` or ``async def``) a durable task.
+
+        ``add_task(task, ...)`` then stores it before the response is sent, and the app's
+        worker runs it after, retrying and recovering it after a crash; see ``DurableTask``.
+
+        Args:
+            retries: Further attempts after a failed one (exponential backoff with jitter).
+            timeout: Seconds per attempt: an ``async def`` attempt is cancelled, a ``def`` one
+                abandoned in its thread; either way the attempt counts as failed.
+            name: The stable name it is stored under (default ``module.qualname``).
+        """
+
+        def declare(func: Callable[P, R]) -> DurableTask[P, R]:
+            return self.tasks.declare(func, name=name, retries=retries, timeout=timeout)
+
+        return declare
 
     def exception_handler(self, exc_class: type[BaseException]) -> Callable[[E], E]:
         """Decorator: answer ``exc_class`` (and subclasses) with ``handler(request, exc)``."""

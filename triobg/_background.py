@@ -24,6 +24,8 @@ from typing import Any, Final, NoReturn, ParamSpec, final
 import attrs
 import trio
 
+from ._durable._store import NewTask
+from ._durable._task import DurableTask, TaskResult, new_result
 from ._exceptions import HTTPException
 
 logger = logging.getLogger("triobg.background")
@@ -180,7 +182,7 @@ class BackgroundTasks:
     then run after the injected object's tasks.
     """
 
-    __slots__ = ("_closed", "_next", "_runner", "_scope", "_tasks")
+    __slots__ = ("_closed", "_durable", "_next", "_runner", "_scope", "_tasks")
 
     def __init__(self) -> None:
         self._tasks: list[_Task] = []
@@ -188,6 +190,7 @@ class BackgroundTasks:
         self._runner: BackgroundRunner | None = None
         self._scope: Mapping[str, Any] | None = None  # the request's ASGI scope, for log lines
         self._closed = False  # set once the request is over: nothing would run a new task
+        self._durable: list[NewTask] | None = None  # stored before the response (_durable/)
 
     @classmethod
     def _for_request(cls, runner: BackgroundRunner, scope: Mapping[str, Any]) -> BackgroundTasks:
@@ -198,15 +201,22 @@ class BackgroundTasks:
         tasks._runner = runner
         tasks._scope = scope
         tasks._closed = False
+        tasks._durable = None
         return tasks
 
-    def add_task(self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
+    def add_task(
+        self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskResult | None:
         """Run ``func(*args, **kwargs)`` after the response has been sent.
+
+        A durable task (``@app.task``) is stored before the response instead, and its
+        ``TaskResult`` (id known at once) is returned; see ``triobg/_durable/``.
 
         Raises:
             BackgroundTasksFull: the app's queue of waiting tasks is full (answered as 503).
             RuntimeError: the request has completely finished; nothing would run the task.
-            TypeError: ``func`` is not callable.
+            TypeError: ``func`` is not callable, or a durable task's argument cannot be
+                stored as JSON.
         """
         if not callable(func):
             raise TypeError(f"add_task needs a callable, got {type(func).__name__}")
@@ -217,6 +227,18 @@ class BackgroundTasks:
             )
         if type(func) is _FUNCTION:  # most tasks: skip the call into the general check
             is_async = bool(func.__code__.co_flags & _CO_COROUTINE)
+        elif type(func) is DurableTask:
+            if self._durable is DURABLE_CLOSED:
+                raise RuntimeError(
+                    f"cannot add durable task {func.name} to {self._label} after its response "
+                    "was sent (it could not be stored before it); use "
+                    f"`await {func.__name__}.enqueue(...)` there instead"
+                )
+            new = func._new(args, kwargs)
+            if self._durable is None:
+                self._durable = []
+            self._durable.append(new)
+            return new_result(new)
         else:
             is_async = is_async_callable(func)
         runner = self._runner
@@ -239,6 +261,7 @@ class BackgroundTasks:
             else:
                 runner._accept_in_thread(1)
         self._tasks.append((func, args, kwargs, is_async))
+        return None
 
     @property
     def tasks(self) -> tuple[BackgroundTask, ...]:
@@ -376,9 +399,14 @@ class BackgroundRunner:
             self._accept_unchecked(len(extra._tasks))
         into._tasks.extend(extra._tasks)
         extra._tasks = []
+        if extra._durable:
+            into._durable = [*(into._durable or ()), *extra._durable]
+            extra._durable = None
 
     def _discard(self, tasks: BackgroundTasks, reason: str) -> None:
         """Drop the tasks a failed request added before its response, naming each one."""
+        if tasks._durable:
+            _discard_durable(tasks, reason)
         dropped = tasks._pending()
         if not dropped:
             return
@@ -726,3 +754,22 @@ def _raised_by_trio_sigint(error: BaseException) -> bool:
     while tb.tb_next is not None:
         tb = tb.tb_next
     return bool(tb.tb_frame.f_globals.get("__name__") == "trio._core._ki")
+
+
+#: ``BackgroundTasks._durable`` once the request's response is sent (or abandoned): a durable
+#: task can no longer be stored before it, so ``add_task`` refuses one from then on.
+DURABLE_CLOSED: Final[list[NewTask]] = []
+
+
+def _discard_durable(tasks: BackgroundTasks, reason: str) -> None:
+    """Durable tasks of a request that failed before its response: never stored, named."""
+    for new in tasks._durable or ():
+        logger.warning(
+            "durable task %s (id %s) of %s discarded, never stored: %s",
+            new.name,
+            new.id,
+            tasks._label,
+            reason,
+            extra={"task": new.name, "task_id": new.id, "outcome": "discarded"},
+        )
+    tasks._durable = None

@@ -41,6 +41,8 @@ cancelled and named in the log), the lifespan shutdown runs. A second signal sto
 _EPILOG = """\
 examples:
   python -m triobg myproject.api:app --bind 0.0.0.0:8000
+  python -m triobg worker myproject.api:app --concurrency 64   (durable tasks only)
+  python -m triobg tasks myproject.api:app list|show ID|retry ID|cancel ID|stats
   python -m triobg myproject.api:create_app --factory --drain-timeout 10
   python -m triobg myproject.api:app --workers 4 --access-log
 """
@@ -225,6 +227,11 @@ def _fail(message: str) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("worker", "tasks"):  # durable tasks: see ``_cli_tasks.py``
+        from ._cli_tasks import main as tasks_main
+
+        return tasks_main(argv)
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     try:

@@ -51,7 +51,7 @@ async def handle_lifespan(app: App, scope: dict[str, Any], receive: Receive, sen
     guard_runner_sigterm()
     await send({"type": "lifespan.startup.complete"})
 
-    await receive()  # lifespan.shutdown
+    await app.tasks._serve_until(receive)  # lifespan.shutdown; durable tasks run until then
     try:
         await app.background.drain()
     finally:

@@ -1,7 +1,8 @@
 # The request pipeline, top to bottom, in one place:
 #
 #   match route -> read & validate inputs -> solve dependencies -> call handler
-#     -> build response -> unread body: drain it, or refuse it and close -> send response (flush)
+#     -> build response -> unread body: drain it, or refuse it and close
+#     -> store the durable tasks -> send response (flush)
 #     -> run background tasks -> tear down ``yield`` dependencies -> run tasks added in teardown
 #
 # A request body nobody read: after an error response (4xx/5xx: an unknown route, a wrong content
@@ -27,7 +28,7 @@ from typing import Any
 
 import trio
 
-from ._background import BackgroundTasks
+from ._background import DURABLE_CLOSED, BackgroundTasks, _discard_durable
 from ._errors import error_response
 from ._exceptions import HTTPException
 from ._requests import Receive, Request
@@ -88,6 +89,8 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
             return
         if response.background is not None:
             runner._merge(tasks, response.background)
+        if tasks._durable is not None:  # committed before the first byte, or a 503 instead
+            response = await app.tasks._store_for(tasks, response)
         try:
             await response._send(
                 _closing_send(send, receive, scope) if refuse_body else send,
@@ -100,6 +103,9 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
             logger.exception("sending the response to %s %s failed", request.method, request.path)
             runner._discard(tasks, "the response could not be delivered")
         # The client now has the whole response; what follows cannot delay it.
+        if tasks._durable is not None:
+            app.tasks._wake()  # the local worker starts the stored tasks now
+        tasks._durable = DURABLE_CLOSED
         if tasks._tasks:
             await runner.run(tasks)
     except BaseException as error:  # cancellation: teardown must see it, not a clean exit
@@ -108,6 +114,9 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
     finally:
         # Also on cancellation: name the tasks that will never run, then tear down. (The
         # checks are inline because most requests have no tasks and no teardown.)
+        if tasks._durable:  # durable tasks never stored (cancelled before the store step)
+            _discard_durable(tasks, "the request was cancelled before its response was sent")
+        tasks._durable = DURABLE_CLOSED
         if tasks._next < len(tasks._tasks):
             runner._lose(tasks)
         if teardown is not None and teardown.stack is not None:

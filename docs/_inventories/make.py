@@ -31,8 +31,14 @@ PYTHON = [
             "Iterator",
             "Mapping",
             "Sequence",
+            "Collection",
         )
     ),
+    ("abc.ABC", "py:class", "library/abc.html"),
+    ("datetime.datetime", "py:class", "library/datetime.html"),
+    ("datetime.timedelta", "py:class", "library/datetime.html"),
+    ("enum.Enum", "py:class", "library/enum.html"),
+    ("os.PathLike", "py:class", "library/os.html"),
     ("contextlib.AbstractAsyncContextManager", "py:class", "library/contextlib.html"),
     ("contextlib.asynccontextmanager", "py:function", "library/contextlib.html"),
     ("logging.Logger", "py:class", "library/logging.html"),
@@ -42,6 +48,7 @@ PYTHON = [
         for name in (
             "BaseException",
             "Exception",
+            "LookupError",
             "ExceptionGroup",
             "ConnectionError",
             "RuntimeError",

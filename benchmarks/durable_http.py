@@ -1,0 +1,161 @@
+"""Durable versus in-process tasks over HTTP: the seed endpoint adding two tasks, wrk, 64 conns.
+
+One ``hypercorn --worker-class trio`` server (pinned to one core when there are two, wrk on the
+other) serves both endpoints from one app: ``/inprocess/{email}`` adds two in-process no-op
+tasks, ``/durable/{email}`` two durable no-op tasks (stored with ``synchronous=FULL`` before the
+response, then run by the process's worker). Rounds alternate the two; the report is the median
+ratio of durable to in-process requests per second, and each one's p50 latency::
+
+    python -m benchmarks.durable_http [--rounds 3] [--seconds 10] [--no-worker]
+
+Needs ``wrk``. Not part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from benchmarks._server import Cores, free_port, pinned
+
+APP = """\
+import os
+
+import triobg
+
+app = triobg.App(task_store=os.environ["BENCH_STORE"])
+app.tasks.run_worker = os.environ.get("BENCH_NO_WORKER") != "1"
+
+
+async def noop(email: str, message: str = "") -> None:
+    return None
+
+
+durable_noop = app.task(name="noop")(noop)
+
+
+@app.post("/inprocess/{email}")
+async def inprocess(email: str, background_tasks: triobg.BackgroundTasks):
+    background_tasks.add_task(noop, email)
+    background_tasks.add_task(noop, email, message="some notification")
+    return {"message": "Message sent"}
+
+
+@app.post("/durable/{email}")
+async def durable(email: str, background_tasks: triobg.BackgroundTasks):
+    background_tasks.add_task(durable_noop, email)
+    background_tasks.add_task(durable_noop, email, message="some notification")
+    return {"message": "Message sent"}
+
+
+@app.get("/stats")
+async def stats():
+    s = await app.tasks.statistics()
+    return {"ready": s.ready, "running": s.running, "succeeded": s.succeeded}
+"""
+
+WRK_SCRIPT = 'wrk.method = "POST"\n'
+
+
+def wrk(url: str, seconds: int, cpus: str | None, script: Path) -> tuple[float, float]:
+    """Requests per second and p50 latency (ms) of one wrk run."""
+    command = pinned(
+        ["wrk", "-t1", "-c64", f"-d{seconds}s", "--latency", "-s", str(script), url], cpus
+    )
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    assert p50 is not None, out
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p50.group(2)]
+    return rate, float(p50.group(1)) * scale
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="the web process only stores durable tasks (a dedicated worker would run them)",
+    )
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is not installed")
+    cores = Cores.detect()
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "durablebench.py").write_text(APP)
+        script = Path(tmp, "post.lua")
+        script.write_text(WRK_SCRIPT)
+        port = free_port()
+        hypercorn = str(Path(sys.executable).with_name("hypercorn"))
+        env = {**os.environ, "BENCH_STORE": f"sqlite:///{tmp}/tasks.sqlite3"}
+        if args.no_worker:
+            env["BENCH_NO_WORKER"] = "1"
+        server = subprocess.Popen(
+            pinned(
+                [
+                    hypercorn,
+                    "--worker-class",
+                    "trio",
+                    "-b",
+                    f"127.0.0.1:{port}",
+                    "durablebench:app",
+                ],
+                cores.server,
+            ),
+            cwd=tmp,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            for _ in range(300):
+                try:
+                    urllib.request.urlopen(f"{base}/stats", timeout=1).read()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            wrk(f"{base}/inprocess/a@example.com", 1, cores.load, script)  # warm-up
+            wrk(f"{base}/durable/a@example.com", 1, cores.load, script)
+            ratios, inproc, durable = [], [], []
+            for n in range(args.rounds):
+                order = ["inprocess", "durable"] if n % 2 == 0 else ["durable", "inprocess"]
+                result = {}
+                for name in order:
+                    url = f"{base}/{name}/a@example.com"
+                    result[name] = wrk(url, args.seconds, cores.load, script)
+                inproc.append(result["inprocess"])
+                durable.append(result["durable"])
+                ratios.append(result["durable"][0] / result["inprocess"][0])
+            stats = urllib.request.urlopen(f"{base}/stats", timeout=10).read().decode()
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(30)
+    print(
+        f"in-process: {statistics.median(r for r, _ in inproc):,.0f} req/s, "
+        f"p50 {statistics.median(p for _, p in inproc):.2f} ms"
+    )
+    print(
+        f"durable:    {statistics.median(r for r, _ in durable):,.0f} req/s, "
+        f"p50 {statistics.median(p for _, p in durable):.2f} ms"
+    )
+    print(
+        f"durable / in-process: {statistics.median(ratios):.2f} (median of {len(ratios)} rounds: "
+        f"{', '.join(f'{r:.2f}' for r in ratios)}); store at the end: {stats}"
+    )
+
+
+if __name__ == "__main__":
+    main()

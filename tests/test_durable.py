@@ -1,0 +1,367 @@
+"""Durable tasks above the store: ``@app.task``, ``add_task``, the pipeline step, ``app.tasks``.
+
+All with the in-memory store. The pipeline step's promise is checked at the byte level: an
+ASGI wrapper looks into the store at the instant the response starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+
+import triobg
+from triobg import (
+    App,
+    BackgroundTasks,
+    DurableTask,
+    SQLiteTaskStore,
+    TaskNotFound,
+    TaskResult,
+    TaskStatus,
+)
+from triobg._durable._memory import MemoryTaskStore
+from triobg._durable._store import NewTask, TaskStore
+from triobg.testing import TestClient
+
+Message = dict[str, Any]
+
+
+@attrs.frozen
+class Point:
+    x: int
+    y: int
+
+
+class FailingStore(MemoryTaskStore):
+    """A memory store whose enqueue fails the way a full disk or a locked file does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = True
+
+    async def enqueue(self, tasks: Any) -> Any:
+        if self.broken:
+            raise OSError(28, "No space left on device")
+        return await super().enqueue(tasks)
+
+
+async def wait_status(app: App, task_id: str, *statuses: TaskStatus) -> TaskResult:
+    """Poll the store (bounded) until the task reaches one of ``statuses``."""
+    with trio.fail_after(5):
+        while True:
+            result = await app.tasks.get(task_id)
+            if result.status in statuses:
+                return result
+            await trio.sleep(0.005)
+
+
+async def worker_started(app: App) -> None:
+    """Wait (bounded) until the lifespan's worker has made its first claim."""
+    with trio.fail_after(5):
+        while app.tasks.worker is None or not app.tasks.worker.started:  # noqa: ASYNC110 - a state
+            await trio.sleep(0.001)
+
+
+def find(app: App, suffix: str) -> DurableTask[..., Any]:
+    """The declared task whose name ends with ``.suffix``."""
+    (task,) = [t for name, t in app.tasks.registry.items() if name.endswith("." + suffix)]
+    return task
+
+
+def make_app(store: TaskStore | None = None) -> tuple[App, list[Any]]:
+    app = App(task_store=store or MemoryTaskStore())
+    app.tasks.poll_interval = 60  # prove that local work never waits for a poll
+    ran: list[Any] = []
+
+    @app.task(retries=1)
+    async def record(point: Point, note: str = "") -> dict[str, int]:
+        ran.append((point, note))
+        return {"sum": point.x + point.y}
+
+    @app.task()
+    def record_sync(items: list[Point]) -> int:
+        ran.append(items)
+        return len(items)
+
+    def plain(tag: str) -> None:
+        ran.append(("plain", tag))
+
+    @app.post("/points")
+    async def add(x: int, y: int, tasks: BackgroundTasks) -> dict[str, Any]:
+        result = tasks.add_task(record, Point(x, y), note="hi")
+        tasks.add_task(plain, "p")
+        assert isinstance(result, TaskResult)
+        return {"id": result.id, "status": result.status.value}
+
+    @app.post("/many")
+    def add_sync(tasks: BackgroundTasks) -> dict[str, Any]:
+        result = tasks.add_task(record_sync, [Point(1, 2), Point(3, 4)])
+        assert result is not None
+        return {"id": result.id}
+
+    @app.post("/broken")
+    async def broken(tasks: BackgroundTasks) -> None:
+        tasks.add_task(record, Point(0, 0))
+        raise RuntimeError("handler bug")
+
+    @app.get("/tasks/{task_id}")
+    async def show(task_id: str) -> dict[str, Any]:
+        try:
+            result = await app.tasks.get(task_id)
+        except TaskNotFound:
+            raise triobg.HTTPException(404, "no such task") from None
+        return {"status": result.status.value, "value": result.return_value}
+
+    return app, ran
+
+
+class TestDeclaring:
+    def test_the_function_stays_callable(self) -> None:
+        """``@app.task`` returns a DurableTask that still calls the function directly."""
+        app, ran = make_app()
+        task = find(app, "record_sync")
+        assert task([Point(1, 1)]) == 1
+        assert task.name.endswith("record_sync")
+        assert ran == [[Point(1, 1)]]
+
+    def test_a_name_cannot_be_declared_twice(self) -> None:
+        """Two functions under one name would make stored tasks ambiguous."""
+        app = App(task_store=MemoryTaskStore())
+        app.task(name="job")(lambda: None)
+        with pytest.raises(ValueError, match="already declared"):
+            app.task(name="job")(lambda: 1)
+
+    def test_a_bad_store_url_fails_at_app_creation(self) -> None:
+        """An unknown URL is reported where the app is built, not at the first request."""
+        with pytest.raises(ValueError, match="unknown task store URL"):
+            App(task_store="redis://localhost")
+
+    def test_an_app_without_durable_tasks_creates_no_file(
+        self, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Declaring nothing durable costs nothing: no store, no file."""
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv("TRIOBG_TASK_STORE", raising=False)
+
+        async def main() -> None:
+            app = App()
+
+            @app.get("/")
+            async def root(tasks: BackgroundTasks) -> str:
+                tasks.add_task(lambda: None)
+                return "ok"
+
+            async with TestClient(app) as client:
+                assert (await client.get("/")).status_code == 200
+            assert app.tasks._store is None
+
+        trio.run(main)
+        assert list(tmp_path.iterdir()) == []
+
+    def test_an_unstorable_argument_fails_at_add_task_naming_it(self) -> None:
+        """A value that is not JSON raises TypeError naming the task and the argument."""
+        app, _ = make_app()
+        task = find(app, "record")
+        with pytest.raises(TypeError, match=r"record: argument 'note' \(object\)"):
+            BackgroundTasks().add_task(task, Point(1, 2), note=object())
+        with pytest.raises(TypeError, match="record: missing a required argument"):
+            BackgroundTasks().add_task(task)
+
+
+class TestPipelineStep:
+    @pytest.mark.parametrize("kind", ["memory", "sqlite"])
+    async def test_stored_before_the_first_byte_then_run_with_its_result(
+        self, kind: str, tmp_path: Path
+    ) -> None:
+        """The task is in the store when the response starts; it runs after, without a poll."""
+        store: TaskStore = (
+            MemoryTaskStore() if kind == "memory" else SQLiteTaskStore(tmp_path / "t.sqlite3")
+        )
+        app, ran = make_app(store)
+        seen_at_start: list[list[str]] = []
+
+        async def witness(
+            scope: Message, receive: Any, send: Callable[[Message], Awaitable[None]]
+        ) -> None:
+            async def watching_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    seen_at_start.append([r.status.value for r in await store.list()])
+                    assert ran == []  # nothing ran before the response either
+                await send(message)
+
+            await app(scope, receive, watching_send)
+
+        async with TestClient(witness) as client:
+            await worker_started(app)
+            response = await client.post("/points?x=2&y=3")
+            assert response.status_code == 200
+            task_id = response.json()["id"]
+            assert response.json()["status"] == "ready"
+            assert seen_at_start == [["ready"]]
+            done = await wait_status(app, task_id, TaskStatus.SUCCEEDED)
+        assert done.return_value == {"sum": 5}
+        assert done.attempts == 1
+        assert done.started_at is not None and done.finished_at is not None
+        assert (Point(2, 3), "hi") in ran  # structured back into an attrs instance
+        assert ("plain", "p") in ran
+
+    async def test_a_stored_task_still_runs_when_the_send_fails(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Stored, then the response cannot be delivered: the task runs, not called discarded."""
+        store = MemoryTaskStore()
+        app, ran = make_app(store)
+
+        async def broken_socket(scope: Message, receive: Any, send: Any) -> None:
+            async def failing_send(message: Message) -> None:
+                if message["type"] == "http.response.body":
+                    raise OSError("connection reset")
+                await send(message)
+
+            await app(scope, receive, failing_send)
+
+        async with TestClient(broken_socket, raise_task_errors=False) as client:
+            await worker_started(app)
+            with (
+                caplog.at_level(logging.WARNING),
+                pytest.raises(RuntimeError, match="without completing its response"),
+            ):
+                await client.post("/points?x=4&y=4")
+            (record,) = await store.list()
+            await wait_status(app, record.id, TaskStatus.SUCCEEDED)
+        assert (Point(4, 4), "hi") in ran
+        assert "never stored" not in caplog.text
+        assert "could not be delivered" in caplog.text
+
+    async def test_adding_a_durable_task_after_the_response_is_refused_loudly(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """After the response nothing can be stored before it: add_task says to use enqueue."""
+        store = MemoryTaskStore()
+        app, _ = make_app(store)
+        record = find(app, "record")
+
+        @app.post("/late")
+        async def late(tasks: BackgroundTasks) -> str:
+            tasks.add_task(lambda: tasks.add_task(record, Point(1, 1)))
+            return "ok"
+
+        async with TestClient(app, raise_task_errors=False) as client:
+            assert (await client.post("/late")).status_code == 200
+            await client.wait_background()
+        assert await store.list() == []
+        assert "cannot add durable task" in caplog.text
+        assert "after its response was sent" in caplog.text
+        assert "await record.enqueue(...)" in caplog.text
+
+    async def test_a_sync_handler_adds_a_durable_def_task(self) -> None:
+        """``def`` handler, ``def`` task, list of attrs instances: all round-trip."""
+        app, ran = make_app()
+        async with TestClient(app) as client:
+            task_id = (await client.post("/many")).json()["id"]
+            done = await wait_status(app, task_id, TaskStatus.SUCCEEDED)
+            assert (await client.get(f"/tasks/{task_id}")).json() == {
+                "status": "succeeded",
+                "value": 2,
+            }
+            assert (await client.get("/tasks/nope")).status_code == 404
+        assert done.return_value == 2
+        assert [Point(1, 2), Point(3, 4)] in ran
+
+    async def test_a_failed_commit_answers_503_and_nothing_else(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Store down: 503 with Retry-After, no task stored, the in-process task discarded."""
+        store = FailingStore()
+        app, ran = make_app(store)
+        async with TestClient(app) as client:
+            response = await client.post("/points?x=1&y=1")
+            await client.wait_background()
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+        assert "could not be stored" in response.json()["detail"]
+        assert await store.list() == []
+        assert ran == []
+        assert "No space left on device" in caplog.text
+        assert "discarded" in caplog.text
+
+    async def test_a_locked_sqlite_file_answers_503_then_recovers(self, tmp_path: Path) -> None:
+        """Another process holds the write lock: 503 and nothing stored; 200 once it is gone."""
+        path = tmp_path / "tasks.sqlite3"
+        store = SQLiteTaskStore(path, busy_timeout=0.05)
+        app, _ = make_app(store)
+        app.tasks.run_worker = False
+        await store.statistics()  # creates the file
+        blocker = sqlite3.connect(path, isolation_level=None)
+        try:
+            blocker.execute("BEGIN EXCLUSIVE")
+            async with TestClient(app) as client:
+                locked = await client.post("/points?x=1&y=2")
+                blocker.execute("ROLLBACK")
+                unlocked = await client.post("/points?x=1&y=2")
+        finally:
+            blocker.close()
+        assert locked.status_code == 503
+        assert unlocked.status_code == 200
+        assert [r.id for r in await store.list()] == [unlocked.json()["id"]]
+        await store.aclose()
+
+    async def test_a_failed_handler_stores_nothing(self, caplog: pytest.LogCaptureFixture) -> None:
+        """The handler raised before its response: the durable task is named, never stored."""
+        store = MemoryTaskStore()
+        app, ran = make_app(store)
+        async with TestClient(app, raise_task_errors=False) as client:
+            with caplog.at_level(logging.WARNING):
+                response = await client.post("/broken")
+        assert response.status_code == 500
+        assert ran == []
+        assert await store.list() == []
+        assert "make_app.<locals>.record (id" in caplog.text
+        assert "never stored" in caplog.text
+
+    async def test_statistics_and_listing_through_app_tasks(self) -> None:
+        """``app.tasks`` lists, counts, cancels and retries."""
+        app, _ = make_app()
+        app.tasks.run_worker = False  # nothing runs: the tasks stay where we put them
+        async with TestClient(app) as client:
+            ids = [(await client.post(f"/points?x={i}&y=0")).json()["id"] for i in range(3)]
+        stats = await app.tasks.statistics()
+        assert stats.ready == 3
+        assert [r.id for r in await app.tasks.list()] == ids[::-1]
+        assert (await app.tasks.cancel(ids[0])).status is TaskStatus.CANCELLED
+        assert (await app.tasks.retry(ids[0])).status is TaskStatus.READY
+        with pytest.raises(TaskNotFound):
+            await app.tasks.get("missing")
+
+
+class TestEnqueue:
+    async def test_enqueue_outside_a_request_with_key_and_delay(self) -> None:
+        """``enqueue`` stores from anywhere; a held key returns the first task."""
+        app, ran = make_app()
+        task = find(app, "record")
+        async with TestClient(app):
+            await worker_started(app)
+            later = task.using(key="once", run_after=3600)
+            first = await later.enqueue(Point(1, 1))
+            second = await later.enqueue(Point(2, 2))
+            assert second.id == first.id
+            now = await task.using(priority=5).enqueue(Point(5, 5))
+            await wait_status(app, now.id, TaskStatus.SUCCEEDED)
+            assert (await app.tasks.get(first.id)).status is TaskStatus.READY  # delayed
+        assert ran == [(Point(5, 5), "")]
+
+    async def test_new_task_values(self) -> None:
+        """``using`` keeps the other options; ``_new`` encodes arguments by name."""
+        app, _ = make_app()
+        task = find(app, "record")
+        new = task.using(priority=3).using(key="k")._new((Point(1, 2),), {})
+        assert isinstance(new, NewTask)
+        assert (new.priority, new.key, new.max_attempts) == (3, "k", 2)
+        assert new.arguments == '{"point":{"x":1,"y":2}}'

@@ -1,0 +1,397 @@
+"""The durable-task store contract: one suite, every store (memory, SQLite; PostgreSQL later).
+
+Each test drives a store through the transitions of ``triobg/_durable/_status.py`` with a fake
+wall clock, so leases expire and delays pass without sleeping. A store is correct when this
+whole file passes against it unchanged; register it in ``STORE_FACTORIES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+from _durable_support import STORE_FACTORIES, FakeClock, new_task
+
+from triobg._durable._sqlite import SQLiteTaskStore
+from triobg._durable._status import TaskStatus
+from triobg._durable._store import TaskError, TaskNotFound, TaskStore
+
+A, B = "host:1:1:a", "host:2:2:b"  # two owners
+LEASE = 10.0
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=sorted(STORE_FACTORIES))
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[TaskStore]:
+    store = STORE_FACTORIES[request.param](tmp_path, clock)
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
+def error(attempt: int = 1, message: str = "boom") -> TaskError:
+    return TaskError(attempt=attempt, type="builtins.ValueError", message=message, at=1.0)
+
+
+class TestEnqueue:
+    async def test_enqueue_stores_ready_tasks_readable_by_id(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """Enqueued tasks come back READY, with no attempt, in the order given."""
+        records = await store.enqueue(
+            [new_task("t1", clock), new_task("t2", clock, arguments='{"x":1}')]
+        )
+        assert [r.id for r in records] == ["t1", "t2"]
+        got = await store.get("t2")
+        assert got.status is TaskStatus.READY
+        assert got.attempts == 0
+        assert got.arguments == '{"x":1}'
+        assert got.enqueued_at == clock.now
+        assert got.run_after == clock.now
+        assert got.errors == ()
+
+    async def test_unknown_id_raises_task_not_found(self, store: TaskStore) -> None:
+        """``get`` of an unknown id raises ``TaskNotFound``, a ``LookupError``."""
+        with pytest.raises(LookupError, match="nope"):
+            await store.get("nope")
+        with pytest.raises(TaskNotFound):
+            await store.cancel("nope")
+        with pytest.raises(TaskNotFound):
+            await store.retry("nope")
+
+    async def test_idempotency_key_returns_the_unfinished_holder(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """A second task with a held key is not stored; the first is returned instead."""
+        await store.enqueue([new_task("t1", clock, key="k")])
+        again = await store.enqueue(
+            [new_task("t2", clock, key="k"), new_task("t3", clock, key="k")]
+        )
+        assert [r.id for r in again] == ["t1", "t1"]
+        with pytest.raises(TaskNotFound):
+            await store.get("t2")
+        # Still held while running; free once finished.
+        await store.claim(A, 1, LEASE)
+        assert [r.id for r in await store.enqueue([new_task("t4", clock, key="k")])] == ["t1"]
+        assert await store.succeed("t1", A, "null")
+        assert [r.id for r in await store.enqueue([new_task("t5", clock, key="k")])] == ["t5"]
+
+    async def test_key_within_one_batch(self, store: TaskStore, clock: FakeClock) -> None:
+        """Two tasks with one key in one batch: the first is stored, the second gets it."""
+        records = await store.enqueue(
+            [new_task("t1", clock, key="k"), new_task("t2", clock, key="k")]
+        )
+        assert [r.id for r in records] == ["t1", "t1"]
+
+
+class TestClaim:
+    async def test_claim_sets_running_under_a_lease_and_counts_the_attempt(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """Claiming makes a task RUNNING for its owner, lease from now, attempt counted."""
+        await store.enqueue([new_task("t1", clock, max_attempts=3)])
+        clock.advance(1)
+        (claimed,) = await store.claim(A, 10, LEASE)
+        assert claimed.status is TaskStatus.RUNNING
+        assert claimed.owner == A
+        assert claimed.attempts == 1
+        assert claimed.lease_until == clock.now + LEASE
+        assert claimed.started_at == clock.now
+        assert await store.get("t1") == claimed
+
+    async def test_order_priority_then_time_then_enqueue_order(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """Higher priority first; then earlier ``run_after``; then enqueue order; up to limit."""
+        await store.enqueue(
+            [new_task("low", clock, priority=-1), new_task("n1", clock), new_task("n2", clock)]
+        )
+        await store.enqueue(
+            [new_task("high", clock, priority=5), new_task("early", clock, run_after=clock.now - 5)]
+        )
+        first = await store.claim(A, 3, LEASE)
+        assert [r.id for r in first] == ["high", "early", "n1"]
+        rest = await store.claim(B, 10, LEASE)
+        assert [r.id for r in rest] == ["n2", "low"]
+        assert await store.claim(B, 10, LEASE) == []
+
+    async def test_run_after_delays_the_claim(self, store: TaskStore, clock: FakeClock) -> None:
+        """A task is not claimed before its ``run_after``."""
+        await store.enqueue([new_task("later", clock, run_after=clock.now + 60)])
+        assert await store.claim(A, 10, LEASE) == []
+        clock.advance(59.9)
+        assert await store.claim(A, 10, LEASE) == []
+        clock.advance(0.1)
+        assert [r.id for r in await store.claim(A, 10, LEASE)] == ["later"]
+
+    async def test_a_claimed_task_is_not_claimed_again_while_leased(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """One owner at a time: another claim does not return a leased task."""
+        await store.enqueue([new_task("t1", clock)])
+        assert len(await store.claim(A, 10, LEASE)) == 1
+        clock.advance(LEASE)
+        assert await store.claim(B, 10, LEASE) == []
+
+    async def test_concurrent_claims_never_share_a_task(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """Claims racing in one process hand out each task exactly once."""
+        await store.enqueue([new_task(f"t{i}", clock) for i in range(40)])
+        got: list[str] = []
+
+        async def claim(owner: str) -> None:
+            for _ in range(10):
+                got.extend(r.id for r in await store.claim(owner, 3, LEASE))
+
+        async with trio.open_nursery() as nursery:
+            for n in range(4):
+                nursery.start_soon(claim, f"host:{n}:0:x")
+        assert sorted(got) == sorted(f"t{i}" for i in range(40))
+
+
+class TestOwnerTransitions:
+    async def test_heartbeat_extends_only_held_leases(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """A heartbeat renews the owner's leases and reports which ids it still holds."""
+        await store.enqueue([new_task("t1", clock), new_task("t2", clock)])
+        await store.claim(A, 1, LEASE)
+        await store.claim(B, 1, LEASE)
+        clock.advance(LEASE - 1)
+        assert await store.heartbeat(A, ["t1", "t2", "nope"], LEASE) == {"t1"}
+        assert (await store.get("t1")).lease_until == clock.now + LEASE
+        clock.advance(2)  # B's lease has expired; A's has not
+        assert [r.id for r in await store.recover()] == ["t2"]
+
+    async def test_succeed_records_the_result(self, store: TaskStore, clock: FakeClock) -> None:
+        """RUNNING -> SUCCEEDED with the result; another owner's succeed changes nothing."""
+        await store.enqueue([new_task("t1", clock)])
+        await store.claim(A, 1, LEASE)
+        assert not await store.succeed("t1", B, '"no"')
+        clock.advance(2)
+        assert await store.succeed("t1", A, '{"ok":true}')
+        record = await store.get("t1")
+        assert record.status is TaskStatus.SUCCEEDED
+        assert record.result == '{"ok":true}'
+        assert record.finished_at == clock.now
+        assert not await store.succeed("t1", A, "null")  # only once
+
+    async def test_fail_with_retry_then_for_good(self, store: TaskStore, clock: FakeClock) -> None:
+        """fail(retry_at) -> RETRYING until then; the last fail(None) -> FAILED; errors kept."""
+        await store.enqueue([new_task("t1", clock, max_attempts=2)])
+        await store.claim(A, 1, LEASE)
+        assert await store.fail("t1", A, error(1, "first"), clock.now + 30)
+        record = await store.get("t1")
+        assert record.status is TaskStatus.RETRYING
+        assert record.run_after == clock.now + 30
+        assert await store.claim(A, 1, LEASE) == []
+        clock.advance(30)
+        (claimed,) = await store.claim(B, 1, LEASE)
+        assert claimed.attempts == 2
+        assert not await store.fail("t1", A, error(), None)  # A no longer holds it
+        assert await store.fail("t1", B, error(2, "second"), None)
+        record = await store.get("t1")
+        assert record.status is TaskStatus.FAILED
+        assert [e.message for e in record.errors] == ["first", "second"]
+        assert record.errors[0] == error(1, "first")
+        assert record.finished_at == clock.now
+
+    async def test_release_gives_the_task_and_the_attempt_back(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """RUNNING -> READY at once, attempt returned; only the holder can release."""
+        await store.enqueue([new_task("t1", clock)])
+        await store.claim(A, 1, LEASE)
+        assert await store.release(B, ["t1"]) == 0
+        assert await store.release(A, ["t1", "nope"]) == 1
+        record = await store.get("t1")
+        assert record.status is TaskStatus.READY
+        assert record.attempts == 0
+        (again,) = await store.claim(B, 1, LEASE)
+        assert again.attempts == 1
+
+
+class TestRecovery:
+    async def test_expired_lease_goes_back_to_ready_with_an_error(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """After its lease, a task is recovered READY; the old owner can no longer record it."""
+        await store.enqueue([new_task("t1", clock, max_attempts=2)])
+        await store.claim(A, 1, LEASE)
+        assert await store.owners() == {A}
+        clock.advance(LEASE)
+        assert await store.recover() == []  # the lease ends *after* lease_until
+        clock.advance(0.001)
+        (recovered,) = await store.recover()
+        assert recovered.status is TaskStatus.READY
+        assert recovered.errors[-1].type == "triobg.WorkerLost"
+        assert A in recovered.errors[-1].message
+        assert await store.get("t1") == recovered
+        (claimed,) = await store.claim(B, 1, LEASE)
+        assert claimed.attempts == 2
+        assert not await store.succeed("t1", A, "null")
+        assert await store.succeed("t1", B, "null")
+
+    async def test_dead_owner_recovered_before_its_lease_expires(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """Naming an owner dead takes its tasks back at once, and no one else's."""
+        await store.enqueue([new_task("t1", clock, max_attempts=3), new_task("t2", clock)])
+        await store.claim(A, 1, LEASE)
+        await store.claim(B, 1, LEASE)
+        recovered = await store.recover([A])
+        assert [r.id for r in recovered] == ["t1"]
+        assert (await store.get("t2")).status is TaskStatus.RUNNING
+        assert await store.owners() == {B}
+
+    async def test_a_task_that_keeps_killing_its_worker_ends_failed(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """Attempts are counted at claim, so recovery fails a task with none left."""
+        await store.enqueue([new_task("t1", clock, max_attempts=2)])
+        for owner in (A, B):
+            await store.claim(owner, 1, LEASE)
+            (recovered,) = await store.recover([owner])
+        assert recovered.status is TaskStatus.FAILED
+        assert recovered.attempts == 2
+        assert len(recovered.errors) == 2
+        assert (await store.get("t1")).status is TaskStatus.FAILED
+        assert await store.claim(A, 1, LEASE) == []
+
+
+class TestOperator:
+    async def test_cancel_ready_and_running(self, store: TaskStore, clock: FakeClock) -> None:
+        """Cancelled tasks are not claimed; a running one's owner loses it; finished stay."""
+        await store.enqueue([new_task("t1", clock), new_task("t2", clock)])
+        await store.claim(A, 1, LEASE)  # t1
+        assert (await store.cancel("t2")).status is TaskStatus.CANCELLED
+        assert await store.claim(B, 1, LEASE) == []
+        cancelled = await store.cancel("t1")
+        assert cancelled.status is TaskStatus.CANCELLED
+        assert cancelled.finished_at == clock.now
+        assert await store.heartbeat(A, ["t1"], LEASE) == set()
+        assert not await store.succeed("t1", A, "null")
+        await store.enqueue([new_task("t3", clock)])
+        await store.claim(A, 1, LEASE)
+        await store.succeed("t3", A, "1")
+        assert (await store.cancel("t3")).status is TaskStatus.SUCCEEDED
+
+    async def test_retry_failed_or_cancelled_with_fresh_attempts(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """retry: FAILED/CANCELLED -> READY with attempts 0 and the errors kept."""
+        await store.enqueue([new_task("t1", clock), new_task("t2", clock)])
+        await store.claim(A, 1, LEASE)
+        await store.fail("t1", A, error(), None)
+        clock.advance(5)
+        again = await store.retry("t1")
+        assert again.status is TaskStatus.READY
+        assert again.attempts == 0
+        assert again.finished_at is None
+        assert len(again.errors) == 1
+        await store.cancel("t2")
+        assert (await store.retry("t2")).status is TaskStatus.READY
+        assert sorted(r.id for r in await store.claim(A, 5, LEASE)) == ["t1", "t2"]
+        await store.succeed("t1", A, "1")
+        assert (await store.retry("t1")).status is TaskStatus.SUCCEEDED  # unchanged
+
+    async def test_list_newest_first_with_filter_and_limit(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """``list`` shows the most recently enqueued first, by status if asked."""
+        await store.enqueue([new_task(f"t{i}", clock) for i in range(5)])
+        await store.claim(A, 2, LEASE)
+        assert [r.id for r in await store.list(limit=3)] == ["t4", "t3", "t2"]
+        assert [r.id for r in await store.list(TaskStatus.RUNNING)] == ["t1", "t0"]
+        assert await store.list(TaskStatus.FAILED) == []
+
+    async def test_statistics_count_each_status_and_the_lag(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """Counts by status, and the age of the oldest claimable task."""
+        assert (await store.statistics()).ready == 0
+        await store.enqueue([new_task(f"t{i}", clock, max_attempts=2) for i in range(6)])
+        await store.enqueue([new_task("later", clock, run_after=clock.now + 100)])
+        await store.claim(A, 4, LEASE)
+        await store.succeed("t0", A, "1")
+        await store.fail("t1", A, error(), None)
+        await store.fail("t2", A, error(), clock.now + 50)
+        await store.cancel("t4")
+        clock.advance(7)
+        stats = await store.statistics()
+        assert (stats.ready, stats.running, stats.retrying) == (2, 1, 1)
+        assert (stats.succeeded, stats.failed, stats.cancelled) == (1, 1, 1)
+        assert stats.oldest_ready_age == 7.0  # t5; "later" is not claimable yet
+
+    async def test_prune_deletes_finished_tasks_past_retention(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """Finished tasks older than the cut-off go; recent and unfinished ones stay."""
+        await store.enqueue([new_task(f"t{i}", clock) for i in range(4)])
+        await store.claim(A, 3, LEASE)
+        await store.succeed("t0", A, "1")
+        await store.fail("t1", A, error(), None)
+        clock.advance(100)
+        await store.succeed("t2", A, "1")
+        assert await store.prune(clock.now - 50) == 2
+        assert {r.id for r in await store.list()} == {"t2", "t3"}
+        assert await store.prune(clock.now + 1) == 1
+        assert [r.id for r in await store.list()] == ["t3"]
+
+
+class TestSQLite:
+    async def test_tasks_survive_reopening_the_file(self, tmp_path: Path, clock: FakeClock) -> None:
+        """What a store committed is there for the next process to open the file."""
+        first = SQLiteTaskStore(tmp_path / "sub" / "t.sqlite3", clock=clock)
+        await first.enqueue([new_task("t1", clock, key="k")])
+        await first.claim(A, 1, LEASE)
+        await first.aclose()
+        second = SQLiteTaskStore(tmp_path / "sub" / "t.sqlite3", clock=clock)
+        record = await second.get("t1")
+        assert record.status is TaskStatus.RUNNING
+        assert record.owner == A
+        await second.aclose()
+
+    async def test_concurrent_writes_share_commits(self, tmp_path: Path, clock: FakeClock) -> None:
+        """Group commit: 50 concurrent enqueues take far fewer than 50 transactions."""
+        store = SQLiteTaskStore(tmp_path / "t.sqlite3", clock=clock)
+        await store.enqueue([new_task("warm", clock)])  # creates the file and schema
+        before = store.batches
+        async with trio.open_nursery() as nursery:
+            for i in range(50):
+                nursery.start_soon(store.enqueue, [new_task(f"t{i}", clock)])
+        assert len(await store.list(limit=100)) == 51
+        assert store.batches - before < 10
+        await store.aclose()
+
+    async def test_a_locked_file_fails_the_write_and_changes_nothing(
+        self, tmp_path: Path, clock: FakeClock
+    ) -> None:
+        """Another process holding the write lock: the enqueue raises after the busy timeout."""
+        import sqlite3
+
+        path = tmp_path / "t.sqlite3"
+        store = SQLiteTaskStore(path, clock=clock, busy_timeout=0.05)
+        await store.enqueue([new_task("t0", clock)])
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                await store.enqueue([new_task("t1", clock)])
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        with pytest.raises(TaskNotFound):
+            await store.get("t1")
+        await store.enqueue([new_task("t1", clock)])  # and it works again afterwards
+        await store.aclose()

@@ -1,0 +1,337 @@
+"""The durable-task worker with the in-memory store: runs, retries, timeouts, shutdown, recovery.
+
+Each test runs one ``Worker`` in a nursery and waits on store state or on events the tasks set,
+always under ``trio.fail_after``; retries use a tiny backoff base so no test sleeps for real.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+from triobg import App, DurableTask, MemoryTaskStore, NewTask, TaskRecord, TaskStatus
+from triobg._durable._worker import Worker, backoff, new_owner, owner_is_dead
+
+WAIT = 5
+
+
+def declare(app: App, func: Callable[..., Any], **options: Any) -> DurableTask[..., Any]:
+    return app.task(name=func.__name__, **options)(func)
+
+
+async def stored(store: MemoryTaskStore, task: DurableTask[..., Any], *args: Any) -> str:
+    (record,) = await store.enqueue([task._new(args, {})])
+    return record.id
+
+
+async def wait_status(store: MemoryTaskStore, task_id: str, *statuses: TaskStatus) -> TaskRecord:
+    with trio.fail_after(WAIT):
+        while True:
+            record = await store.get(task_id)
+            if record.status in statuses:
+                return record
+            await trio.sleep(0.002)
+
+
+@asynccontextmanager
+async def running(app: App, store: MemoryTaskStore, **options: Any) -> AsyncIterator[Worker]:
+    options = {"backoff_base": 0.001, "poll_interval": 60, **options}
+    worker = Worker(store, app.tasks.registry, **options)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(worker.run)
+        try:
+            yield worker
+        finally:
+            with trio.fail_after(WAIT):
+                await worker.stop()
+
+
+class TestRunning:
+    async def test_async_and_def_tasks_run_and_record_results(self) -> None:
+        """An ``async def`` runs in the loop, a ``def`` in a thread; results are stored."""
+        app, store = App(), MemoryTaskStore()
+        threads: list[int] = []
+
+        async def double(n: int) -> int:
+            return 2 * n
+
+        def triple(n: int) -> int:
+            threads.append(threading.get_ident())
+            return 3 * n
+
+        a, b = declare(app, double), declare(app, triple)
+        async with running(app, store) as worker:
+            ids = [await stored(store, a, 2), await stored(store, b, 2)]
+            worker.wake()
+            results = [await wait_status(store, i, TaskStatus.SUCCEEDED) for i in ids]
+        assert [r.result for r in results] == ["4", "6"]
+        assert threads and threads[0] != threading.get_ident()
+
+    async def test_a_wake_starts_work_without_waiting_for_the_poll(self) -> None:
+        """With a one-minute poll, a woken worker still claims within the test's bound."""
+        app, store = App(), MemoryTaskStore()
+        started = trio.Event()
+
+        async def job() -> None:
+            started.set()
+
+        task = declare(app, job)
+        async with running(app, store, poll_interval=60) as worker:
+            await stored(store, task)
+            worker.wake()
+            with trio.fail_after(WAIT):
+                await started.wait()
+
+    async def test_concurrency_caps_running_tasks(self) -> None:
+        """No more than ``concurrency`` tasks run at once; the rest wait for a slot."""
+        app, store = App(), MemoryTaskStore()
+        gate = trio.Event()
+        peak = 0
+        now = 0
+
+        async def held() -> None:
+            nonlocal peak, now
+            now += 1
+            peak = max(peak, now)
+            await gate.wait()
+            now -= 1
+
+        task = declare(app, held)
+        async with running(app, store, concurrency=3) as worker:
+            ids = [await stored(store, task) for _ in range(7)]
+            worker.wake()
+            with trio.fail_after(WAIT):
+                while worker.running < 3:  # noqa: ASYNC110 - a state of the worker, polled
+                    await trio.sleep(0.002)
+            assert (await store.statistics()).ready == 4
+            gate.set()
+            for i in ids:
+                await wait_status(store, i, TaskStatus.SUCCEEDED)
+        assert peak == 3
+
+
+class TestFailures:
+    async def test_retries_with_backoff_then_success(self) -> None:
+        """``retries=2``: two failed attempts are stored as errors, the third succeeds."""
+        app, store = App(), MemoryTaskStore()
+        calls = 0
+
+        async def flaky() -> str:
+            nonlocal calls
+            calls += 1
+            if calls < 3:
+                raise ValueError(f"try {calls}")
+            return "ok"
+
+        task = declare(app, flaky, retries=2)
+        async with running(app, store) as worker:
+            task_id = await stored(store, task)
+            worker.wake()
+            record = await wait_status(store, task_id, TaskStatus.SUCCEEDED)
+        assert record.attempts == 3
+        assert [e.message for e in record.errors] == ["try 1", "try 2"]
+        assert record.errors[0].type == "builtins.ValueError"
+        assert "raise ValueError" in record.errors[0].traceback
+
+    async def test_a_poison_task_ends_failed_after_its_retries(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A task that always raises ends FAILED with one error per attempt, logged."""
+        app, store = App(), MemoryTaskStore()
+
+        def poison() -> None:
+            raise RuntimeError("always")
+
+        task = declare(app, poison, retries=1)
+        async with running(app, store) as worker:
+            task_id = await stored(store, task)
+            worker.wake()
+            record = await wait_status(store, task_id, TaskStatus.FAILED)
+        assert record.attempts == 2
+        assert len(record.errors) == 2
+        assert f"durable task poison (id {task_id}, attempt 2/2) failed for good" in caplog.text
+
+    async def test_timeouts_cancel_async_and_abandon_def_attempts(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """An attempt over its timeout fails with a TimeoutError saying how it was stopped."""
+        app, store = App(), MemoryTaskStore()
+        release = threading.Event()
+
+        async def sleepy() -> None:
+            await trio.sleep_forever()
+
+        def stuck() -> None:
+            release.wait(WAIT)
+
+        a = declare(app, sleepy, timeout=0.05)
+        b = declare(app, stuck, timeout=0.05)
+        try:
+            async with running(app, store) as worker:
+                ids = [await stored(store, a), await stored(store, b)]
+                worker.wake()
+                ra, rb = [await wait_status(store, i, TaskStatus.FAILED) for i in ids]
+        finally:
+            release.set()
+        assert ra.errors[0].type == "builtins.TimeoutError"
+        assert "timeout of 0.05 s (cancelled)" in ra.errors[0].message
+        assert "(abandoned in its worker thread)" in rb.errors[0].message
+        assert "timed out: abandoned in its worker thread" in caplog.text
+
+    async def test_an_unknown_task_name_fails_with_a_clear_error(self) -> None:
+        """A stored task whose function is no longer declared ends FAILED at once."""
+        app, store = App(), MemoryTaskStore()
+        new = NewTask(id="x1", name="gone.task", arguments="{}", enqueued_at=0.0, max_attempts=5)
+        await store.enqueue([new])
+        async with running(app, store):
+            record = await wait_status(store, "x1", TaskStatus.FAILED)
+        assert record.attempts == 1
+        assert "no durable task named 'gone.task' is declared" in record.errors[0].message
+
+    async def test_arguments_that_no_longer_fit_fail_with_a_clear_error(self) -> None:
+        """Stored arguments the function no longer takes: FAILED, naming them."""
+        app, store = App(), MemoryTaskStore()
+
+        async def job(a: int) -> None:
+            pass
+
+        declare(app, job, retries=3)
+        new = NewTask(id="x1", name="job", arguments='{"a":1,"b":2}', enqueued_at=0.0)
+        await store.enqueue([new])
+        async with running(app, store):
+            record = await wait_status(store, "x1", TaskStatus.FAILED)
+        assert "no longer takes: ['b']" in record.errors[0].message
+
+    def test_backoff_grows_exponentially_with_jitter_and_a_cap(self) -> None:
+        """Attempt n waits between half and all of base * 2**(n-1), capped."""
+        assert [backoff(n, base=1, rand=lambda: 0.0) for n in (1, 2, 3, 4)] == [0.5, 1, 2, 4]
+        assert [backoff(n, base=1, rand=lambda: 1.0) for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
+        assert backoff(50, base=1, cap=300, rand=lambda: 1.0) == 300
+        assert backoff(10_000, base=1, cap=300, rand=lambda: 0.0) == 150
+
+
+class TestShutdown:
+    async def test_tasks_cut_off_by_the_deadline_are_released_and_named(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """At the deadline, running tasks go back to READY (attempt returned), each named."""
+        app, store = App(), MemoryTaskStore()
+        started = trio.Event()
+        quick_done = trio.Event()
+
+        async def forever() -> None:
+            started.set()
+            await trio.sleep_forever()
+
+        async def quick() -> None:
+            await started.wait()
+            await trio.sleep(0.01)
+            quick_done.set()
+
+        slow_id = await stored(store, declare(app, forever))
+        quick_id = await stored(store, declare(app, quick))
+        worker = Worker(store, app.tasks.registry, poll_interval=60)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.run)
+            with trio.fail_after(WAIT):
+                await started.wait()
+                await worker.stop(trio.current_time() + 0.5)
+        assert quick_done.is_set()  # given the drain time
+        assert (await store.get(quick_id)).status is TaskStatus.SUCCEEDED
+        slow = await store.get(slow_id)
+        assert slow.status is TaskStatus.READY
+        assert slow.attempts == 0
+        assert f"durable task {slow_id} released at shutdown" in caplog.text
+
+    async def test_a_cancelled_running_task_is_stopped_at_the_next_heartbeat(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """An operator's cancel reaches the running attempt through the lost lease."""
+        app, store = App(), MemoryTaskStore()
+        started = trio.Event()
+        stopped = trio.Event()
+
+        async def long() -> None:
+            started.set()
+            try:
+                await trio.sleep_forever()
+            finally:
+                stopped.set()
+
+        task_id = await stored(store, declare(app, long))
+        async with running(app, store, lease=0.06) as worker:
+            worker.wake()
+            with trio.fail_after(WAIT):
+                await started.wait()
+                await store.cancel(task_id)
+                await stopped.wait()
+        assert (await store.get(task_id)).status is TaskStatus.CANCELLED
+        assert "lost its lease" in caplog.text
+
+
+class TestRecovery:
+    def test_owner_ids_tell_live_and_dead_processes_apart(self) -> None:
+        """Our own live process is alive; a pid that does not exist, or was reused, is dead."""
+        ours = new_owner()
+        host, pid, _, _ = ours.rsplit(":", 3)
+        assert int(pid) == os.getpid()
+        assert owner_is_dead(ours)  # this process, but no live worker has that id
+        parent = os.getppid()
+        with open(f"/proc/{parent}/stat") as stat:
+            parent_start = stat.read().rpartition(")")[2].split()[19]
+        assert not owner_is_dead(f"{host}:{parent}:{parent_start}:x")
+        assert owner_is_dead(f"{host}:{parent}:{int(parent_start) + 1}:x")  # pid reused
+        assert owner_is_dead(f"{host}:999999999:1:x")
+        assert not owner_is_dead("elsewhere:1:1:x")  # other machines: the lease decides
+        assert not owner_is_dead("garbage")
+
+    async def test_a_dead_local_owner_is_recovered_at_start(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A restarted worker takes back a dead process's tasks at once, not after the lease."""
+        app, store = App(), MemoryTaskStore()
+        done = trio.Event()
+
+        async def job() -> None:
+            done.set()
+
+        task_id = await stored(store, declare(app, job, retries=1))
+        host = new_owner().split(":")[0]
+        await store.claim(f"{host}:999999999:1:dead", 1, lease=3600)
+        async with running(app, store):
+            with trio.fail_after(WAIT):
+                await done.wait()
+            record = await wait_status(store, task_id, TaskStatus.SUCCEEDED)
+        assert record.attempts == 2
+        assert record.errors[0].type == "triobg.WorkerLost"
+        assert "recovered from lost worker" in caplog.text
+
+    async def test_another_machines_expired_lease_is_taken_over(self) -> None:
+        """A task leased by an owner elsewhere comes back once the lease has expired."""
+        app, store = App(), MemoryTaskStore()
+        now = [time.time() + 1]  # after every enqueued_at below
+        store.clock = lambda: now[0]
+
+        async def job() -> str:
+            return "mine"
+
+        task_id = await stored(store, declare(app, job, retries=1))
+        await store.claim("elsewhere:1:1:x", 1, lease=10)
+        async with running(app, store, recover_interval=0.01):
+            assert (await store.get(task_id)).status is TaskStatus.RUNNING  # alive elsewhere?
+            now[0] += 11
+            record = await wait_status(store, task_id, TaskStatus.SUCCEEDED)
+        assert record.result == '"mine"'
+
+
+@pytest.fixture(autouse=True)
+def _info_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="triobg.tasks")

@@ -1,0 +1,101 @@
+# Group commit: concurrent writes to a store share one transaction, and so one fsync.
+#
+# Where it sits: inside the stores (``_postgres.py``; the SQLite store keeps its own copy of
+# the same scheme for now). A write is a function that applies itself to an open transaction
+# in a worker thread. The first writer to find no commit in flight leads a batch: it takes
+# every write pending at that moment and hands them to the store's ``commit`` in one thread
+# call. Writes that arrive meanwhile wait; when the batch is done, the first of them leads the
+# next one. Under load a batch holds many requests' enqueues and many tasks' results; alone, a
+# write costs one transaction, as it would without batching.
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+import trio
+
+T = TypeVar("T")
+
+
+@attrs.define(eq=False)
+class Write:
+    """One write waiting for a batch: the function to apply, then its outcome.
+
+    ``commit`` sets ``result`` (what ``apply`` returned) or ``error`` (what it raised before
+    writing anything) for each write of the batch.
+    """
+
+    apply: Callable[[Any], Any]
+    done: trio.Event = attrs.field(factory=trio.Event)
+    lead: bool = False  # set instead of ``result`` when this writer must lead the next batch
+    finished: bool = False
+    result: Any = None
+    error: BaseException | None = None
+
+
+class GroupCommit:
+    """Batches writes into transactions; see the module comment.
+
+    Args:
+        commit: Runs in a worker thread with the batch; applies each write in one transaction
+            and commits it. If it raises, every write of the batch fails with that error
+            (nothing of the batch was committed).
+        limiter: The thread limiter for ``commit`` calls (one batch at a time).
+    """
+
+    def __init__(self, commit: Callable[[list[Write]], None], limiter: trio.CapacityLimiter):
+        self._commit = commit
+        self._limiter = limiter
+        self._pending: list[Write] = []
+        self._committing = False
+        self.batches = 0  # transactions committed (the store's commit counts them)
+
+    async def write(self, apply: Callable[[Any], T]) -> T:
+        """Apply ``apply`` in the next committed transaction; returns what it returned."""
+        write = Write(apply)
+        self._pending.append(write)
+        if self._committing:
+            try:
+                await write.done.wait()
+            except BaseException:
+                if not write.finished:
+                    if write in self._pending:
+                        self._pending.remove(write)  # never applied: nothing was written
+                    if write.lead:
+                        self._hand_over()
+                raise
+            if not write.finished:  # woken to lead the batch it is in
+                await self._lead()
+        else:
+            self._committing = True
+            await self._lead()
+        if write.error is not None:
+            raise write.error
+        return write.result  # type: ignore[no-any-return]
+
+    async def _lead(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            # Not abandoned on cancel: the thread commits or rolls back, then we report it.
+            await trio.to_thread.run_sync(self._commit, batch, limiter=self._limiter)
+        except BaseException as error:
+            for write in batch:
+                if not write.finished:
+                    write.finished = True
+                    write.result = None
+                    write.error = error
+            raise
+        finally:
+            for write in batch:
+                write.finished = True
+                write.done.set()
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._pending:
+            first = self._pending[0]
+            first.lead = True
+            first.done.set()
+        else:
+            self._committing = False

@@ -1,0 +1,104 @@
+# Arguments and results of durable tasks as JSON text, through cattrs.
+#
+# Where it sits: ``_task.py`` encodes a call's arguments when the task is added (so a value
+# that cannot be stored fails in the handler, with a ``TypeError`` naming the task and the
+# argument, not later in a worker); ``_worker.py`` decodes them, structured back by the task
+# function's type hints (attrs classes, lists and dicts of them, ...), and encodes the return
+# value. Arguments are stored by parameter name, so the stored form reads like the call.
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+from collections.abc import Callable
+from typing import Any, Final
+
+import cattrs
+
+converter: Final = cattrs.Converter()
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, allow_nan=False, separators=(",", ":"))
+
+
+def encode_arguments(
+    task_name: str, signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> str:
+    """The call ``(args, kwargs)`` as JSON text: an object of parameter name to value.
+
+    Raises:
+        TypeError: the arguments do not fit the signature, or one of them is not JSON once
+            unstructured by cattrs; the message names the task and the argument.
+    """
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as error:
+        raise TypeError(f"durable task {task_name}: {error}") from None
+    data: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        try:
+            plain = converter.unstructure(value)
+            _dumps(plain)  # checked one by one so the error can name the argument
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"durable task {task_name}: argument {name!r} ({type(value).__name__}) cannot "
+                f"be stored as JSON: {error}"
+            ) from None
+        data[name] = plain
+    return _dumps(data)
+
+
+def decode_arguments(
+    hints: dict[str, Any], signature: inspect.Signature, text: str
+) -> tuple[list[Any], dict[str, Any]]:
+    """Positional and keyword arguments for a function from ``encode_arguments``' JSON text.
+
+    Args:
+        hints: The function's type hints (``type_hints(func)``, computed once per function).
+
+    Raises:
+        ValueError: the stored arguments no longer fit the function (it changed since).
+    """
+    data = json.loads(text)
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for name, parameter in signature.parameters.items():
+        if name not in data:
+            continue
+        hint = hints.get(name, Any)
+        value = data.pop(name)
+        try:
+            if parameter.kind is parameter.VAR_POSITIONAL:
+                args.extend(converter.structure(item, hint) for item in value)
+            elif parameter.kind is parameter.VAR_KEYWORD:
+                kwargs.update({k: converter.structure(v, hint) for k, v in value.items()})
+            elif parameter.kind is parameter.POSITIONAL_ONLY:
+                args.append(converter.structure(value, hint))
+            else:
+                kwargs[name] = converter.structure(value, hint)
+        except Exception as error:
+            raise ValueError(f"argument {name!r} does not fit {hint!r}: {error}") from error
+    if data:
+        raise ValueError(f"stored arguments the function no longer takes: {sorted(data)}")
+    return args, kwargs
+
+
+def encode_result(value: Any) -> str:
+    """A task's return value as JSON text.
+
+    Raises:
+        TypeError: the value is not JSON once unstructured (the attempt then fails).
+    """
+    try:
+        return _dumps(converter.unstructure(value))
+    except ValueError as error:
+        raise TypeError(str(error)) from None
+
+
+def type_hints(func: Callable[..., Any]) -> dict[str, Any]:
+    """``func``'s resolved type hints, or none if they cannot be resolved."""
+    try:
+        return typing.get_type_hints(func)
+    except Exception:  # unresolvable annotations: keep the JSON values as they are
+        return {}

@@ -1,0 +1,574 @@
+# The embedded durable-task store: one SQLite file, stdlib ``sqlite3``, nothing else running.
+#
+# Where it sits: behind the contract of ``_store.py``; the default store of ``App``.
+#
+# Durability: WAL journal with ``synchronous=FULL``, so a commit that returned survives a power
+# cut, not only a crash of this process. Every write goes through ``_write``, which is a *group
+# commit*: writes that arrive while a commit is under way (the enqueues of concurrent requests,
+# the results of concurrent tasks, a claim) are applied together in the next transaction, so
+# durability costs one fsync per batch, not per task. The first writer to find no commit in
+# flight leads one batch, then hands the lead to the first writer still waiting.
+#
+# Threads: ``sqlite3`` blocks, so every call runs in a worker thread (``trio.to_thread``) on the
+# store's one connection, one call at a time; the event loop never waits on the disk. Several
+# processes may share the file (a web process and ``python -m triobg worker``): writes take
+# SQLite's write lock with ``BEGIN IMMEDIATE`` and wait up to ``busy_timeout`` for it.
+#
+# All SQL is in ``_SQL`` below, as named queries.
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import attrs
+import trio
+
+from ._status import TaskStatus
+from ._store import (
+    NewTask,
+    TaskError,
+    TaskNotFound,
+    TaskRecord,
+    TaskStatistics,
+    TaskStore,
+    lost_worker_error,
+)
+
+T = TypeVar("T")
+
+_COLUMNS: Final = (
+    "id, name, arguments, status, priority, key, attempts, max_attempts, enqueued_at, "
+    "run_after, started_at, finished_at, owner, lease_until, result, errors"
+)
+
+_SQL: Final = {
+    "schema": """
+        CREATE TABLE IF NOT EXISTS triobg_tasks (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            arguments TEXT NOT NULL,
+            status TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            key TEXT,
+            attempts INTEGER NOT NULL,
+            max_attempts INTEGER NOT NULL,
+            enqueued_at REAL NOT NULL,
+            run_after REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            owner TEXT,
+            lease_until REAL,
+            result TEXT,
+            errors TEXT NOT NULL DEFAULT '[]'
+        );
+        CREATE INDEX IF NOT EXISTS triobg_tasks_claimable
+            ON triobg_tasks (priority DESC, run_after, seq)
+            WHERE status IN ('ready', 'retrying');
+        CREATE UNIQUE INDEX IF NOT EXISTS triobg_tasks_key
+            ON triobg_tasks (key)
+            WHERE key IS NOT NULL AND status IN ('ready', 'running', 'retrying');
+        CREATE INDEX IF NOT EXISTS triobg_tasks_running
+            ON triobg_tasks (owner, lease_until) WHERE status = 'running';
+        CREATE INDEX IF NOT EXISTS triobg_tasks_finished
+            ON triobg_tasks (finished_at) WHERE status IN ('succeeded', 'failed', 'cancelled');
+        CREATE INDEX IF NOT EXISTS triobg_tasks_status ON triobg_tasks (status);
+    """,
+    "holder": f"""
+        SELECT {_COLUMNS} FROM triobg_tasks
+        WHERE key = ? AND status IN ('ready', 'running', 'retrying')
+    """,
+    "insert": """
+        INSERT INTO triobg_tasks (id, name, arguments, status, priority, key, attempts,
+            max_attempts, enqueued_at, run_after)
+        VALUES (?, ?, ?, 'ready', ?, ?, 0, ?, ?, ?)
+    """,
+    "claim": f"""
+        UPDATE triobg_tasks
+        SET status = 'running', owner = :owner, lease_until = :lease_until,
+            attempts = attempts + 1, started_at = :now
+        WHERE seq IN (
+            SELECT seq FROM triobg_tasks
+            WHERE status IN ('ready', 'retrying') AND run_after <= :now
+            ORDER BY priority DESC, run_after, seq
+            LIMIT :limit
+        )
+        RETURNING seq, {_COLUMNS}
+    """,
+    "heartbeat": """
+        UPDATE triobg_tasks SET lease_until = ?
+        WHERE id = ? AND status = 'running' AND owner = ?
+    """,
+    "succeed": """
+        UPDATE triobg_tasks
+        SET status = 'succeeded', result = ?, finished_at = ?, lease_until = NULL
+        WHERE id = ? AND status = 'running' AND owner = ?
+    """,
+    "fail": """
+        UPDATE triobg_tasks
+        SET status = 'failed', errors = json_insert(errors, '$[#]', json(?)),
+            finished_at = ?, lease_until = NULL
+        WHERE id = ? AND status = 'running' AND owner = ?
+    """,
+    "fail_retry": """
+        UPDATE triobg_tasks
+        SET status = 'retrying', errors = json_insert(errors, '$[#]', json(?)),
+            run_after = ?, lease_until = NULL
+        WHERE id = ? AND status = 'running' AND owner = ?
+    """,
+    "release": """
+        UPDATE triobg_tasks
+        SET status = 'ready', attempts = attempts - 1, run_after = ?, lease_until = NULL
+        WHERE id = ? AND status = 'running' AND owner = ?
+    """,
+    "owners": "SELECT DISTINCT owner FROM triobg_tasks WHERE status = 'running'",
+    "lost": f"""
+        SELECT {_COLUMNS} FROM triobg_tasks
+        WHERE status = 'running' AND (lease_until < ? OR owner IN (SELECT value FROM json_each(?)))
+    """,
+    "recover_ready": """
+        UPDATE triobg_tasks
+        SET status = 'ready', errors = json_insert(errors, '$[#]', json(?)), run_after = ?,
+            lease_until = NULL
+        WHERE id = ? AND status = 'running'
+    """,
+    "recover_failed": """
+        UPDATE triobg_tasks
+        SET status = 'failed', errors = json_insert(errors, '$[#]', json(?)), finished_at = ?,
+            lease_until = NULL
+        WHERE id = ? AND status = 'running'
+    """,
+    "get": f"SELECT {_COLUMNS} FROM triobg_tasks WHERE id = ?",
+    "list": f"SELECT {_COLUMNS} FROM triobg_tasks ORDER BY seq DESC LIMIT ?",
+    "list_status": f"""
+        SELECT {_COLUMNS} FROM triobg_tasks WHERE status = ? ORDER BY seq DESC LIMIT ?
+    """,
+    "cancel": """
+        UPDATE triobg_tasks SET status = 'cancelled', finished_at = ?, lease_until = NULL
+        WHERE id = ? AND status IN ('ready', 'running', 'retrying')
+    """,
+    "retry": """
+        UPDATE triobg_tasks
+        SET status = 'ready', attempts = 0, run_after = ?, finished_at = NULL, lease_until = NULL
+        WHERE id = ? AND status IN ('failed', 'cancelled')
+    """,
+    "counts": "SELECT status, count(*) FROM triobg_tasks GROUP BY status",
+    "oldest_ready": """
+        SELECT min(run_after) FROM triobg_tasks
+        WHERE status IN ('ready', 'retrying') AND run_after <= ?
+    """,
+    "prune": """
+        DELETE FROM triobg_tasks
+        WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at < ?
+    """,
+}
+
+
+def _record(row: Sequence[Any]) -> TaskRecord:
+    return TaskRecord(
+        id=row[0],
+        name=row[1],
+        arguments=row[2],
+        status=TaskStatus(row[3]),
+        priority=row[4],
+        key=row[5],
+        attempts=row[6],
+        max_attempts=row[7],
+        enqueued_at=row[8],
+        run_after=row[9],
+        started_at=row[10],
+        finished_at=row[11],
+        owner=row[12],
+        lease_until=row[13],
+        result=row[14],
+        errors=tuple(TaskError(**error) for error in json.loads(row[15])),
+    )
+
+
+def _error_json(error: TaskError) -> str:
+    return json.dumps(attrs.asdict(error))
+
+
+@attrs.define(eq=False)
+class _Write:
+    """One write waiting for a batch: the function to apply, then its outcome."""
+
+    apply: Callable[[sqlite3.Connection], Any]
+    done: trio.Event = attrs.field(factory=trio.Event)
+    lead: bool = False  # set instead of ``result`` when this writer must lead the next batch
+    finished: bool = False
+    result: Any = None
+    error: BaseException | None = None
+
+
+class SQLiteTaskStore(TaskStore):
+    """Durable tasks in one SQLite file (created, with its directory, on first use).
+
+    Args:
+        path: The database file. Several processes on one machine may share it.
+        clock: Wall-clock seconds (tests inject a fake clock).
+        busy_timeout: Seconds a write waits for another process's write lock before failing
+            (a request adding durable tasks then gets a 503).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        busy_timeout: float = 5.0,
+    ) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        self.busy_timeout = busy_timeout
+        self._connection: sqlite3.Connection | None = None
+        self._limiter = trio.CapacityLimiter(1)  # one call on the connection at a time
+        self._pending: list[_Write] = []
+        self._committing = False
+        self.batches = 0  # transactions committed by ``_write`` (group-commit statistics)
+
+    def __repr__(self) -> str:
+        return f"SQLiteTaskStore({str(self.path)!r})"
+
+    # --- the connection and the group commit -------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = self._connection
+        if connection is not None:
+            return connection
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            # One script: ``executescript`` commits any open transaction before it starts.
+            connection.executescript("BEGIN IMMEDIATE;" + _SQL["schema"] + "COMMIT;")
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+        return connection
+
+    async def _read(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            return read(self._connect())
+
+        return await trio.to_thread.run_sync(run, limiter=self._limiter)
+
+    async def _write(self, apply: Callable[[sqlite3.Connection], T]) -> T:
+        """Apply ``apply`` in the next committed transaction, batched with concurrent writes.
+
+        ``apply`` runs in a worker thread inside the transaction. It must raise before it
+        writes anything, or not at all: an ``sqlite3`` error fails (and rolls back) the whole
+        batch, and every writer in it gets that error.
+        """
+        write = _Write(apply)
+        self._pending.append(write)
+        if self._committing:
+            try:
+                await write.done.wait()
+            except BaseException:
+                if not write.finished:
+                    if write in self._pending:
+                        self._pending.remove(write)  # never applied: nothing was written
+                    if write.lead:
+                        self._hand_over()
+                raise
+            if not write.finished:  # woken to lead the batch it is in
+                await self._lead()
+        else:
+            self._committing = True
+            await self._lead()
+        if write.error is not None:
+            raise write.error
+        return write.result  # type: ignore[no-any-return]
+
+    async def _lead(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            # Not abandoned on cancel: the thread commits or rolls back, then we report it.
+            await trio.to_thread.run_sync(self._commit, batch, limiter=self._limiter)
+        except BaseException as error:
+            for write in batch:
+                if not write.finished:
+                    write.finished = True
+                    write.error = error
+            raise
+        finally:
+            for write in batch:
+                write.finished = True
+                write.done.set()
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._pending:
+            first = self._pending[0]
+            first.lead = True
+            first.done.set()
+        else:
+            self._committing = False
+
+    def _commit(self, batch: list[_Write]) -> None:
+        connection = self._connect()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            for write in batch:
+                try:
+                    write.result = write.apply(connection)
+                except sqlite3.Error:
+                    raise
+                except Exception as error:  # a contract error raised before writing
+                    write.error = error
+            connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            for write in batch:
+                write.result = None
+                write.error = error
+        self.batches += 1
+
+    async def aclose(self) -> None:
+        def close() -> None:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+        await trio.to_thread.run_sync(close, limiter=self._limiter)
+
+    # --- the contract ------------------------------------------------------------------------
+
+    async def enqueue(self, tasks: Sequence[NewTask]) -> builtins.list[TaskRecord]:
+        if len({task.id for task in tasks}) != len(tasks):
+            raise ValueError("task ids must be unique")
+
+        def apply(db: sqlite3.Connection) -> builtins.list[TaskRecord]:
+            out = []
+            for task in tasks:
+                if task.key is not None:
+                    held = db.execute(_SQL["holder"], (task.key,)).fetchone()
+                    if held is not None:
+                        out.append(_record(held))
+                        continue
+                run_after = task.enqueued_at if task.run_after is None else task.run_after
+                db.execute(
+                    _SQL["insert"],
+                    (
+                        task.id,
+                        task.name,
+                        task.arguments,
+                        task.priority,
+                        task.key,
+                        task.max_attempts,
+                        task.enqueued_at,
+                        run_after,
+                    ),
+                )
+                out.append(
+                    TaskRecord(
+                        id=task.id,
+                        name=task.name,
+                        arguments=task.arguments,
+                        status=TaskStatus.READY,
+                        priority=task.priority,
+                        key=task.key,
+                        attempts=0,
+                        max_attempts=task.max_attempts,
+                        enqueued_at=task.enqueued_at,
+                        run_after=run_after,
+                        started_at=None,
+                        finished_at=None,
+                        owner=None,
+                        lease_until=None,
+                        result=None,
+                        errors=(),
+                    )
+                )
+            return out
+
+        return await self._write(apply)
+
+    async def claim(self, owner: str, limit: int, lease: float) -> builtins.list[TaskRecord]:
+        if limit <= 0:
+            return []
+
+        def apply(db: sqlite3.Connection) -> builtins.list[TaskRecord]:
+            now = self.clock()
+            rows = db.execute(
+                _SQL["claim"],
+                {"owner": owner, "lease_until": now + lease, "now": now, "limit": limit},
+            ).fetchall()
+            rows.sort(key=lambda row: (-row[5], row[10], row[0]))
+            return [_record(row[1:]) for row in rows]
+
+        return await self._write(apply)
+
+    async def heartbeat(self, owner: str, ids: Collection[str], lease: float) -> set[str]:
+        if not ids:
+            return set()
+
+        def apply(db: sqlite3.Connection) -> set[str]:
+            until = self.clock() + lease
+            return {
+                task_id
+                for task_id in ids
+                if db.execute(_SQL["heartbeat"], (until, task_id, owner)).rowcount
+            }
+
+        return await self._write(apply)
+
+    async def succeed(self, task_id: str, owner: str, result: str) -> bool:
+        def apply(db: sqlite3.Connection) -> bool:
+            args = (result, self.clock(), task_id, owner)
+            return bool(db.execute(_SQL["succeed"], args).rowcount)
+
+        return await self._write(apply)
+
+    async def fail(
+        self, task_id: str, owner: str, error: TaskError, retry_at: float | None
+    ) -> bool:
+        def apply(db: sqlite3.Connection) -> bool:
+            if retry_at is None:
+                args = (_error_json(error), self.clock(), task_id, owner)
+                return bool(db.execute(_SQL["fail"], args).rowcount)
+            args = (_error_json(error), retry_at, task_id, owner)
+            return bool(db.execute(_SQL["fail_retry"], args).rowcount)
+
+        return await self._write(apply)
+
+    async def release(self, owner: str, ids: Collection[str]) -> int:
+        if not ids:
+            return 0
+
+        def apply(db: sqlite3.Connection) -> int:
+            now = self.clock()
+            return sum(
+                db.execute(_SQL["release"], (now, task_id, owner)).rowcount for task_id in ids
+            )
+
+        return await self._write(apply)
+
+    async def owners(self) -> set[str]:
+        def read(db: sqlite3.Connection) -> set[str]:
+            return {row[0] for row in db.execute(_SQL["owners"]) if row[0] is not None}
+
+        return await self._read(read)
+
+    async def recover(self, dead_owners: Collection[str] = ()) -> builtins.list[TaskRecord]:
+        dead = json.dumps(sorted(dead_owners))
+
+        def apply(db: sqlite3.Connection) -> builtins.list[TaskRecord]:
+            now = self.clock()
+            out = []
+            for row in db.execute(_SQL["lost"], (now, dead)).fetchall():
+                record = _record(row)
+                error = lost_worker_error(record, now)
+                if record.attempts >= record.max_attempts:
+                    db.execute(_SQL["recover_failed"], (_error_json(error), now, record.id))
+                    record = attrs.evolve(record, status=TaskStatus.FAILED, finished_at=now)
+                else:
+                    db.execute(_SQL["recover_ready"], (_error_json(error), now, record.id))
+                    record = attrs.evolve(record, status=TaskStatus.READY, run_after=now)
+                out.append(attrs.evolve(record, lease_until=None, errors=(*record.errors, error)))
+            return out
+
+        return await self._write(apply)
+
+    async def get(self, task_id: str) -> TaskRecord:
+        def read(db: sqlite3.Connection) -> TaskRecord | None:
+            row = db.execute(_SQL["get"], (task_id,)).fetchone()
+            return None if row is None else _record(row)
+
+        record = await self._read(read)
+        if record is None:
+            raise TaskNotFound(task_id)
+        return record
+
+    async def list(
+        self, status: TaskStatus | None = None, *, limit: int = 100
+    ) -> builtins.list[TaskRecord]:
+        def read(db: sqlite3.Connection) -> builtins.list[TaskRecord]:
+            if status is None:
+                rows = db.execute(_SQL["list"], (max(limit, 0),))
+            else:
+                rows = db.execute(_SQL["list_status"], (status.value, max(limit, 0)))
+            return [_record(row) for row in rows]
+
+        return await self._read(read)
+
+    async def cancel(self, task_id: str) -> TaskRecord:
+        def apply(db: sqlite3.Connection) -> TaskRecord | None:
+            db.execute(_SQL["cancel"], (self.clock(), task_id))
+            row = db.execute(_SQL["get"], (task_id,)).fetchone()
+            return None if row is None else _record(row)
+
+        record = await self._write(apply)
+        if record is None:
+            raise TaskNotFound(task_id)
+        return record
+
+    async def retry(self, task_id: str) -> TaskRecord:
+        def apply(db: sqlite3.Connection) -> TaskRecord | None:
+            row = db.execute(_SQL["get"], (task_id,)).fetchone()
+            if row is None:
+                return None
+            record = _record(row)
+            if record.status in (TaskStatus.FAILED, TaskStatus.CANCELLED) and record.key:
+                held = db.execute(_SQL["holder"], (record.key,)).fetchone()
+                if held is not None:
+                    return _record(held)  # the key is taken again: the other task does this work
+            db.execute(_SQL["retry"], (self.clock(), task_id))
+            return _record(db.execute(_SQL["get"], (task_id,)).fetchone())
+
+        record = await self._write(apply)
+        if record is None:
+            raise TaskNotFound(task_id)
+        return record
+
+    async def statistics(self) -> TaskStatistics:
+        def read(db: sqlite3.Connection) -> TaskStatistics:
+            now = self.clock()
+            counts = {
+                TaskStatus(status).name.lower(): n for status, n in db.execute(_SQL["counts"])
+            }
+            oldest = db.execute(_SQL["oldest_ready"], (now,)).fetchone()[0]
+            return TaskStatistics(
+                **counts, oldest_ready_age=0.0 if oldest is None else now - oldest
+            )
+
+        return await self._read(read)
+
+    async def prune(self, finished_before: float) -> int:
+        def apply(db: sqlite3.Connection) -> int:
+            return db.execute(_SQL["prune"], (finished_before,)).rowcount
+
+        return await self._write(apply)
+
+
+def store_from_url(url: str) -> TaskStore:
+    """The store a ``task_store=`` URL names: ``sqlite:///relative/path`` or
+    ``sqlite:////absolute/path`` (three slashes, then the path, as SQLAlchemy spells it), or
+    a PostgreSQL URL ``postgresql://user:password@host:5432/database`` (``triobg[postgres]``).
+
+    Raises:
+        ValueError: the URL names no store triobg knows.
+    """
+    scheme, sep, rest = url.partition("://")
+    if scheme == "sqlite" and sep and rest.startswith("/") and len(rest) > 1:
+        return SQLiteTaskStore(rest[1:])
+    if scheme in ("postgresql", "postgres") and sep:
+        from ._postgres import PostgresTaskStore  # psycopg is an optional extra
+
+        return PostgresTaskStore(url)
+    raise ValueError(
+        f"unknown task store URL {url!r}: expected 'sqlite:///path/to/tasks.sqlite3' or "
+        "'postgresql://user@host:5432/database'"
+    )

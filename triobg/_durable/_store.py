@@ -1,0 +1,256 @@
+# The store contract: what every durable-task backend (memory, SQLite, later PostgreSQL) does.
+#
+# Where it sits: ``_tasks.py`` (the pipeline step, ``app.tasks``) and ``_worker.py`` talk to a
+# store only through the operations below; each one is a transition of the state machine in
+# ``_status.py`` (or a read). The store knows nothing of HTTP, of task functions or of trio's
+# scheduling; the worker knows no SQL. ``tests/test_task_store.py`` is the contract as a test
+# suite: a new store is done when it passes that suite unchanged.
+#
+# Time: stores read wall-clock seconds from an injected ``clock`` (``time.time`` by default),
+# so the contract suite can move time forward without sleeping. Task ids are chosen by the
+# caller (``add_task`` must know the id before anything is stored).
+from __future__ import annotations
+
+import abc
+import builtins
+from collections.abc import Callable, Collection, Sequence
+
+import attrs
+import trio
+
+from ._status import TaskStatus
+
+
+class TaskNotFound(LookupError):
+    """No task with this id is stored (never enqueued, or pruned after its retention)."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no durable task with id {task_id!r}")
+        self.task_id = task_id
+
+
+@attrs.frozen(kw_only=True)
+class TaskError:
+    """One failed attempt, as stored.
+
+    Attributes:
+        attempt: Which attempt failed (1 for the first).
+        type: The exception's qualified type name (``"builtins.ValueError"``).
+        message: ``str(exception)``.
+        traceback: The formatted traceback (empty when there is none, e.g. a lost worker).
+        at: When it failed (wall-clock seconds).
+    """
+
+    attempt: int
+    type: str
+    message: str
+    traceback: str = ""
+    at: float = 0.0
+
+
+@attrs.frozen(kw_only=True)
+class NewTask:
+    """A task to store: what ``enqueue`` receives.
+
+    Attributes:
+        id: Chosen by the caller, unique.
+        name: The registered task name (``module.qualname`` unless given).
+        arguments: The call's arguments as JSON text (see ``_codec.py``).
+        enqueued_at: When ``add_task``/``enqueue`` was called (wall-clock seconds).
+        run_after: Not claimed before this time (``None``: at once).
+        priority: Higher runs first among ready tasks.
+        key: Idempotency key: while a task with this key is unfinished, enqueueing another
+            returns the first instead.
+        max_attempts: ``retries + 1``.
+    """
+
+    id: str
+    name: str
+    arguments: str
+    enqueued_at: float
+    run_after: float | None = None
+    priority: int = 0
+    key: str | None = None
+    max_attempts: int = 1
+
+
+@attrs.frozen(kw_only=True)
+class TaskRecord:
+    """A stored task, as every read returns it.
+
+    Attributes:
+        owner: The worker holding (or that last held) its lease; ``None`` before any claim.
+        lease_until: While RUNNING: when the lease expires unless renewed.
+        run_after: Not claimed before this time (for READY and RETRYING).
+        result: The return value as JSON text, once SUCCEEDED.
+        errors: One entry per failed attempt, oldest first.
+    """
+
+    id: str
+    name: str
+    arguments: str
+    status: TaskStatus
+    priority: int
+    key: str | None
+    attempts: int
+    max_attempts: int
+    enqueued_at: float
+    run_after: float
+    started_at: float | None
+    finished_at: float | None
+    owner: str | None
+    lease_until: float | None
+    result: str | None
+    errors: tuple[TaskError, ...]
+
+
+@attrs.frozen(kw_only=True)
+class TaskStatistics:
+    """Counts of stored tasks by status, and how long the oldest ready task has waited.
+
+    Attributes:
+        oldest_ready_age: Seconds since the oldest claimable READY/RETRYING task became
+            claimable (0.0 when none is waiting): the queue's lag.
+    """
+
+    ready: int = 0
+    running: int = 0
+    retrying: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    oldest_ready_age: float = 0.0
+
+
+class TaskStore(abc.ABC):
+    """The contract of a durable-task store. Every method is a transition or a read.
+
+    Guarantees every store must give (and ``tests/test_task_store.py`` checks):
+
+    * An operation that returned has been made durable as far as the store can promise
+      (the SQLite store: committed with ``synchronous=FULL``); one that raised changed nothing.
+    * ``claim`` hands each task to one owner at a time: until its lease expires or it is
+      released, no other ``claim`` returns it.
+    * Transitions by an owner (``heartbeat``, ``succeed``, ``fail``, ``release``) only apply
+      while that owner still holds the task; otherwise they report so and change nothing.
+    """
+
+    @abc.abstractmethod
+    async def enqueue(self, tasks: Sequence[NewTask]) -> builtins.list[TaskRecord]:
+        """(new) -> READY, all in one commit; returns one record per task, in order.
+
+        A task whose ``key`` is held by an unfinished task is not stored: the record returned
+        for it is that unfinished task's (also within the same batch).
+        """
+
+    @abc.abstractmethod
+    async def claim(self, owner: str, limit: int, lease: float) -> builtins.list[TaskRecord]:
+        """READY/RETRYING (``run_after`` reached) -> RUNNING, up to ``limit`` tasks.
+
+        Highest priority first, then earliest ``run_after``, then enqueue order. Each claimed
+        task's ``attempts`` goes up by one and its lease ends ``lease`` seconds from now.
+        """
+
+    @abc.abstractmethod
+    async def heartbeat(self, owner: str, ids: Collection[str], lease: float) -> set[str]:
+        """Extend the leases ``owner`` still holds among ``ids``; returns those ids."""
+
+    @abc.abstractmethod
+    async def succeed(self, task_id: str, owner: str, result: str) -> bool:
+        """RUNNING -> SUCCEEDED with ``result`` (JSON); ``False`` if ``owner`` lost the task."""
+
+    @abc.abstractmethod
+    async def fail(
+        self, task_id: str, owner: str, error: TaskError, retry_at: float | None
+    ) -> bool:
+        """RUNNING -> RETRYING at ``retry_at``, or -> FAILED when it is ``None``.
+
+        ``error`` is appended to the task's errors. ``False`` if ``owner`` lost the task.
+        """
+
+    @abc.abstractmethod
+    async def release(self, owner: str, ids: Collection[str]) -> int:
+        """RUNNING -> READY at once, giving the attempt back (graceful shutdown).
+
+        Returns how many of ``ids`` ``owner`` still held and released.
+        """
+
+    @abc.abstractmethod
+    async def owners(self) -> set[str]:
+        """The owners holding RUNNING tasks now (the worker decides which of them are dead)."""
+
+    @abc.abstractmethod
+    async def recover(self, dead_owners: Collection[str] = ()) -> builtins.list[TaskRecord]:
+        """Take back RUNNING tasks whose lease expired or whose owner is in ``dead_owners``.
+
+        Each gets an error saying its worker was lost; then -> READY if it has attempts left,
+        else -> FAILED. Returns the recovered tasks as they are now.
+        """
+
+    @abc.abstractmethod
+    async def get(self, task_id: str) -> TaskRecord:
+        """The task ``task_id``.
+
+        Raises:
+            TaskNotFound: no such task is stored.
+        """
+
+    @abc.abstractmethod
+    async def list(
+        self, status: TaskStatus | None = None, *, limit: int = 100
+    ) -> builtins.list[TaskRecord]:
+        """Up to ``limit`` tasks (with ``status``, if given), most recently enqueued first."""
+
+    @abc.abstractmethod
+    async def cancel(self, task_id: str) -> TaskRecord:
+        """READY/RETRYING/RUNNING -> CANCELLED (a finished task is returned unchanged).
+
+        A RUNNING task's owner learns at its next heartbeat (which no longer returns the id)
+        and its ``succeed``/``fail`` then report the task lost.
+
+        Raises:
+            TaskNotFound: no such task is stored.
+        """
+
+    @abc.abstractmethod
+    async def retry(self, task_id: str) -> TaskRecord:
+        """FAILED/CANCELLED -> READY now, with a fresh set of attempts (errors are kept).
+
+        An unfinished or succeeded task is returned unchanged.
+
+        Raises:
+            TaskNotFound: no such task is stored.
+        """
+
+    @abc.abstractmethod
+    async def statistics(self) -> TaskStatistics:
+        """Counts by status and the age of the oldest claimable task."""
+
+    @abc.abstractmethod
+    async def prune(self, finished_before: float) -> int:
+        """Delete SUCCEEDED/FAILED/CANCELLED tasks finished before that time; returns how many."""
+
+    async def watch(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` whenever another process may have made work ready; until cancelled.
+
+        Optional. A store that can hear other processes (PostgreSQL's ``LISTEN``) lets a
+        worker start their tasks at once; without it (the default, which returns at once) the
+        worker finds them at its next poll. Work this process stores wakes its worker anyway.
+        """
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:  # noqa: B027 - optional: most stores have nothing to close
+        """Release what the store holds (connections, threads)."""
+
+
+def lost_worker_error(record: TaskRecord, at: float) -> TaskError:
+    """The error a store records when it takes a task back from a lost worker."""
+    return TaskError(
+        attempt=record.attempts,
+        type="triobg.WorkerLost",
+        message=(
+            f"the worker {record.owner} stopped (crashed, killed or cut off) while running "
+            f"attempt {record.attempts}"
+        ),
+        at=at,
+    )

@@ -1,0 +1,490 @@
+# The durable-task worker: claim under a lease, heartbeat, run, record, retry, recover, drain.
+#
+# Where it sits: one ``Worker`` per process runs inside the app's lifespan (``_tasks.py``; so
+# under ``triobg.serve``, the CLI, plain ``hypercorn --worker-class trio`` and the test client)
+# or alone under ``python -m triobg worker``. It speaks to the store only through the contract
+# of ``_store.py``; it knows no SQL and no HTTP.
+#
+#   claim loop   claims as many ready tasks as it has free slots; woken at once by a local
+#                enqueue (``wake``), else polls every ``poll_interval`` seconds
+#   runs         one trio task per claimed task: ``async def`` in the loop, ``def`` in a thread,
+#                each attempt under its ``timeout``; success -> ``succeed``; failure -> ``fail``
+#                with a retry time (exponential backoff, jitter) while attempts are left
+#   heartbeats   renew the leases of running tasks every ``lease / 3`` seconds; a task whose
+#                lease was lost (cancelled by an operator, or taken over) is stopped
+#   recovery     every ``recover_interval`` seconds: tasks of dead owners on this machine (the
+#                process is gone) and tasks whose lease expired go back to READY (or FAILED
+#                when their attempts are used up)
+#   pruning      finished tasks older than ``retention`` are deleted
+#
+# Shutdown (``stop``): stop claiming; running tasks get until the drain deadline; whatever is
+# still running then has its lease released at once (so another worker can take it without
+# waiting for the lease to expire), is named in the log, and is cancelled.
+from __future__ import annotations
+
+import functools
+import heapq
+import logging
+import math
+import os
+import random
+import secrets
+import socket
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._codec import encode_result
+from ._store import TaskError, TaskRecord, TaskStore
+
+if TYPE_CHECKING:
+    from ._task import DurableTask
+
+logger = logging.getLogger("triobg.tasks")
+
+_HOST = socket.gethostname()
+_LIVE_OWNERS: set[str] = set()  # workers alive in this process (several in tests)
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of process ``pid`` (Linux), which tells a reused pid apart;
+    ``None`` when there is no such process, or only its zombie (dead, not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()
+        if fields[0] == b"Z":
+            return None
+        return fields[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def new_owner() -> str:
+    """An owner id for a worker: ``host:pid:start-time:random``.
+
+    The host and pid let a process on the same machine check whether the owner still lives;
+    the start time tells a reused pid apart; the random part tells apart two workers (or two
+    lifespans) of one process.
+    """
+    pid = os.getpid()
+    return f"{_HOST}:{pid}:{_start_time(pid) or '-'}:{secrets.token_hex(4)}"
+
+
+def owner_is_dead(owner: str) -> bool:
+    """Whether ``owner`` certainly no longer runs: a process on this machine that is gone.
+
+    An owner on another machine is never declared dead here: its tasks come back when their
+    lease expires.
+    """
+    if owner in _LIVE_OWNERS:
+        return False
+    try:
+        host, pid_text, started, _ = owner.rsplit(":", 3)
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if host != _HOST:
+        return False
+    if pid == os.getpid():
+        return True  # this process, but not one of its live workers: a finished lifespan
+    now_started = _start_time(pid)
+    if now_started is not None:
+        return started != "-" and now_started != started
+    if os.path.exists("/proc/self/stat"):
+        return True  # /proc works here, and has no such pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def backoff(
+    attempt: int,
+    *,
+    base: float = 1.0,
+    cap: float = 300.0,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Seconds before retrying after failed attempt ``attempt`` (1, 2, ...).
+
+    Exponential (``base * 2 ** (attempt - 1)``, at most ``cap``), with "equal jitter": a random
+    point in the upper half of that, so retries of many tasks failing together spread out.
+    """
+    delay = min(cap, base * 2.0 ** min(attempt - 1, 64))
+    return delay / 2 + delay / 2 * rand()
+
+
+def _error(attempt: int, error: BaseException, at: float) -> TaskError:
+    kind = type(error)
+    return TaskError(
+        attempt=attempt,
+        type=f"{kind.__module__}.{kind.__qualname__}",
+        message=str(error),
+        traceback="".join(traceback.format_exception(error)),
+        at=at,
+    )
+
+
+class Worker:
+    """Runs the durable tasks of ``registry`` that ``store`` holds, in this process.
+
+    Args:
+        store: Where the tasks are.
+        registry: Task name -> ``DurableTask``; a stored task whose name is missing ends FAILED.
+        concurrency: Most tasks running at once.
+        lease: Seconds a claim lasts unless renewed (renewed every ``lease / 3``): how long
+            another machine waits before taking over the tasks of a worker that vanished.
+        poll_interval: Seconds between claims when idle (a local enqueue wakes it at once).
+        recover_interval: Seconds between checks for dead owners and expired leases.
+        retention: Seconds finished tasks are kept before they are pruned.
+        thread_limiter: Limits the threads of ``def`` tasks.
+        backoff_base, backoff_cap: The retry schedule; see ``backoff``.
+    """
+
+    def __init__(
+        self,
+        store: TaskStore,
+        registry: Mapping[str, DurableTask[..., Any]],
+        *,
+        concurrency: int = 128,
+        lease: float = 10.0,
+        poll_interval: float = 1.0,
+        recover_interval: float = 1.0,
+        retention: float = 7 * 86400.0,
+        prune_interval: float = 600.0,
+        thread_limiter: trio.CapacityLimiter | None = None,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 300.0,
+        clock: Callable[[], float] = time.time,
+        owner: str | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be 1 or more")
+        self.store = store
+        self.registry = registry
+        self.concurrency = concurrency
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.recover_interval = recover_interval
+        self.retention = retention
+        self.prune_interval = prune_interval
+        self.thread_limiter = thread_limiter or trio.CapacityLimiter(40)
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.clock = clock
+        self.owner = owner or new_owner()
+        self.completed = 0  # attempts recorded as succeeded by this worker
+        self.failed = 0  # attempts recorded as failed by this worker
+        self.started = False  # set once the first recovery and claim are done
+        self._running: dict[str, trio.CancelScope] = {}
+        self._given_up: set[str] = set()  # released or lost: record nothing for them
+        self._recording: set[str] = set()  # run over, outcome being written: not "lost"
+        self._wakeup = trio.Event()
+        self._due: list[float] = []  # wall-clock times local tasks become claimable (a heap)
+        self._slot = trio.Event()
+        self._stopping = False
+        self._deadline = math.inf
+        self._stopped = trio.Event()
+
+    @property
+    def running(self) -> int:
+        """Tasks running now."""
+        return len(self._running)
+
+    def wake(self) -> None:
+        """Claim now: tasks were just stored (after a response, by ``enqueue``)."""
+        self._wakeup.set()
+
+    def due(self, at: float, *, wake: bool = True) -> None:
+        """Claim at ``at`` (wall clock), when a task stored here becomes claimable, rather than
+        at the next poll (a delay, a retry's backoff).
+
+        Args:
+            wake: Re-plan the idle wait now (a claim happens at once). ``False`` leaves that to
+                the next ``wake``: the pipeline notes a request's delays before its response
+                is sent, and must not start the request's other tasks before it is.
+        """
+        if at > self.clock():
+            heapq.heappush(self._due, at)
+        if wake:
+            self._wakeup.set()
+
+    async def stop(self, deadline: float = -math.inf) -> None:
+        """Stop claiming; let running tasks run until ``deadline`` (trio time); release the rest.
+
+        Returns once the worker has stopped.
+        """
+        self._deadline = deadline
+        self._stopping = True
+        self._wakeup.set()
+        self._slot.set()
+        await self._stopped.wait()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Work until ``stop``; ``nursery.start`` returns once the first recovery and the first
+        claim are done (so what was stored before is already running)."""
+        _LIVE_OWNERS.add(self.owner)
+        try:
+            async with trio.open_nursery() as services:
+                await self._recover()  # a restart resumes the dead process's tasks at once
+                services.start_soon(self._every, self.recover_interval, self._recover)
+                services.start_soon(self._every, self.lease / 3, self._heartbeat)
+                services.start_soon(self._every, self.prune_interval, self._prune)
+                services.start_soon(self.store.watch, self.wake)  # other processes' work
+                async with trio.open_nursery() as runs:
+                    await self._claim_loop(runs, task_status)
+                    with trio.move_on_at(self._deadline):
+                        while self._running:
+                            self._slot = trio.Event()
+                            await self._slot.wait()
+                    if self._running:
+                        await self._release_running()
+                    runs.cancel_scope.cancel()
+                services.cancel_scope.cancel()
+        finally:
+            _LIVE_OWNERS.discard(self.owner)
+            self._stopped.set()
+        logger.info("durable task worker %s stopped", self.owner)
+
+    async def _claim_loop(self, runs: trio.Nursery, task_status: trio.TaskStatus[None]) -> None:
+        starting = True
+        while not self._stopping:
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                self._slot = trio.Event()
+                await self._slot.wait()
+                continue
+            self._wakeup = trio.Event()  # before claiming: a wake during the claim counts
+            try:
+                records = await self.store.claim(self.owner, free, self.lease)
+            except Exception:
+                logger.exception("claiming durable tasks failed; trying again shortly")
+                records = []
+            for record in records:
+                scope = trio.CancelScope()
+                self._running[record.id] = scope
+                runs.start_soon(self._run_one, record, scope)
+            if starting:
+                starting = False
+                self.started = True
+                task_status.started()
+            if len(records) < free and not self._stopping:
+                await self._idle()
+
+    async def _idle(self) -> None:
+        # Until woken, the next poll, or the moment a known delayed task becomes due.
+        now = self.clock()
+        while self._due and self._due[0] <= now:
+            heapq.heappop(self._due)
+        wait = self.poll_interval
+        if self._due:
+            wait = min(wait, self._due[0] - now)
+        with trio.move_on_after(wait):
+            await self._wakeup.wait()
+
+    async def _every(self, seconds: float, job: Callable[[], Any]) -> None:
+        while True:
+            await trio.sleep(seconds)
+            await job()
+
+    async def _release_running(self) -> None:
+        ids = list(self._running)
+        self._given_up.update(ids)
+        try:
+            with trio.CancelScope(shield=True):
+                released = await self.store.release(self.owner, ids)
+        except Exception:
+            logger.exception("releasing the leases of %d durable tasks failed", len(ids))
+            released = 0
+        for task_id in ids:
+            logger.warning(
+                "durable task %s released at shutdown: still running at the drain deadline; "
+                "its lease is given back so another worker runs it again",
+                task_id,
+                extra={"task_id": task_id, "outcome": "released"},
+            )
+        logger.info("released %d of %d running durable tasks", released, len(ids))
+
+    # --- one task ------------------------------------------------------------------------------
+
+    async def _run_one(self, record: TaskRecord, scope: trio.CancelScope) -> None:
+        label = f"{record.name} (id {record.id}, attempt {record.attempts}/{record.max_attempts})"
+        try:
+            task = self.registry.get(record.name)
+            if task is None:
+                error = LookupError(
+                    f"no durable task named {record.name!r} is declared in this app "
+                    "(renamed or removed since it was stored?)"
+                )
+                await self._record_failure(record, label, error, final=True)
+                return
+            try:
+                args, kwargs = task._decode(record.arguments)
+            except ValueError as error:
+                await self._record_failure(record, label, error, final=True)
+                return
+            logger.info("durable task %s started", label, extra=self._extra(record, "started"))
+            if task.timeout is not None:
+                scope.deadline = trio.current_time() + task.timeout
+            value: Any = None
+            try:
+                with scope:
+                    if task.is_async:
+                        value = await task.func(*args, **kwargs)
+                    else:
+                        value = await trio.to_thread.run_sync(
+                            functools.partial(task.func, *args, **kwargs),
+                            limiter=self.thread_limiter,
+                            abandon_on_cancel=True,
+                        )
+            except Exception as error:
+                await self._record_failure(record, label, error)
+                return
+            if record.id in self._given_up:
+                return  # released at shutdown or lost its lease: not ours to record
+            if scope.cancelled_caught:
+                how = "cancelled" if task.is_async else "abandoned in its worker thread"
+                if not task.is_async:
+                    logger.warning("durable task %s timed out: %s", label, how)
+                timed_out = TimeoutError(
+                    f"attempt {record.attempts} took longer than its timeout of "
+                    f"{task.timeout} s ({how})"
+                )
+                await self._record_failure(record, label, timed_out)
+                return
+            try:
+                result = encode_result(value)
+            except TypeError as unstorable:
+                await self._record_failure(record, label, unstorable)
+                return
+            self._recording.add(record.id)
+            if await self._write(self.store.succeed(record.id, self.owner, result), label):
+                self.completed += 1
+                logger.info("durable task %s succeeded", label, extra=self._extra(record, "ok"))
+        finally:
+            del self._running[record.id]
+            self._given_up.discard(record.id)
+            self._recording.discard(record.id)
+            self._slot.set()
+
+    async def _record_failure(
+        self, record: TaskRecord, label: str, error: BaseException, *, final: bool = False
+    ) -> None:
+        if record.id in self._given_up:
+            return
+        now = self.clock()
+        retry_at = None
+        if not final and record.attempts < record.max_attempts:
+            retry_at = now + backoff(record.attempts, base=self.backoff_base, cap=self.backoff_cap)
+        stored = _error(record.attempts, error, now)
+        self._recording.add(record.id)
+        if await self._write(self.store.fail(record.id, self.owner, stored, retry_at), label):
+            self.failed += 1
+            if retry_at is not None:
+                self.due(retry_at)
+            if retry_at is None:
+                logger.error(
+                    "durable task %s failed for good",
+                    label,
+                    exc_info=error,
+                    extra=self._extra(record, "failed"),
+                )
+            else:
+                logger.warning(
+                    "durable task %s failed; retrying in %.1f s",
+                    label,
+                    retry_at - now,
+                    exc_info=error,
+                    extra=self._extra(record, "retrying"),
+                )
+
+    async def _write(self, operation: Any, label: str) -> bool:
+        try:
+            done: bool = await operation
+        except Exception:
+            logger.exception(
+                "recording the outcome of durable task %s failed; it runs again once its "
+                "lease expires",
+                label,
+            )
+            return False
+        if not done:
+            logger.warning(
+                "durable task %s: outcome not recorded, the task was cancelled or taken over "
+                "meanwhile",
+                label,
+            )
+        return done
+
+    def _extra(self, record: TaskRecord, outcome: str) -> dict[str, Any]:
+        return {
+            "task": record.name,
+            "task_id": record.id,
+            "attempt": record.attempts,
+            "outcome": outcome,
+        }
+
+    # --- services ------------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        ids = list(self._running)
+        if not ids:
+            return
+        try:
+            held = await self.store.heartbeat(self.owner, ids, self.lease)
+        except Exception:
+            logger.exception("renewing the leases of %d durable tasks failed", len(ids))
+            return
+        for task_id in ids:
+            scope = self._running.get(task_id)
+            if (
+                task_id not in held
+                and scope is not None
+                and task_id not in self._given_up
+                and task_id not in self._recording  # its outcome may be what made it unheld
+            ):
+                self._given_up.add(task_id)
+                logger.warning(
+                    "durable task %s lost its lease (cancelled, or taken over after a stall); "
+                    "stopping it",
+                    task_id,
+                    extra={"task_id": task_id, "outcome": "lost"},
+                )
+                scope.cancel()
+
+    async def _recover(self) -> None:
+        try:
+            owners = await self.store.owners()
+            dead = {owner for owner in owners if owner != self.owner and owner_is_dead(owner)}
+            recovered = await self.store.recover(dead)
+        except Exception:
+            logger.exception("recovering the durable tasks of lost workers failed")
+            return
+        for record in recovered:
+            logger.warning(
+                "durable task %s (id %s, attempt %d/%d) recovered from lost worker %s: now %s",
+                record.name,
+                record.id,
+                record.attempts,
+                record.max_attempts,
+                record.owner,
+                record.status.value,
+                extra=self._extra(record, "recovered"),
+            )
+        if recovered:
+            self.wake()
+
+    async def _prune(self) -> None:
+        try:
+            pruned = await self.store.prune(self.clock() - self.retention)
+        except Exception:
+            logger.exception("pruning finished durable tasks failed")
+            return
+        if pruned:
+            logger.info("pruned %d finished durable tasks", pruned)
