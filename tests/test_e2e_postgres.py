@@ -94,3 +94,29 @@ class TestManyProcesses:
         assert record.errors[0].type == "triobg.WorkerLost"
         assert done_tags(tmp_path) == ["slow"]
         assert takeover < 10  # same machine: the dead owner is seen, no lease to wait out
+
+
+class TestMigrateCommand:
+    def test_migrate_creates_the_schema_once_for_operators(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """``python -m triobg tasks module:app migrate``: the tables exist afterwards, at version
+        1, and running it again changes nothing (PostgreSQL, then SQLite)."""
+        from triobg._cli import main
+
+        for name, value in setup(tmp_path).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        for _ in range(2):
+            assert main(["tasks", "durableapp:app", "migrate"]) == 0
+            out = capsys.readouterr().out
+            assert "PostgresTaskStore(" in out
+            assert out.endswith("is at schema version 1\n")
+        monkeypatch.setenv("TASK_STORE", f"sqlite:///{tmp_path / 'fresh.sqlite3'}")
+        monkeypatch.delitem(sys.modules, "durableapp")  # built again, on the SQLite store
+        assert main(["tasks", "durableapp:app", "migrate"]) == 0
+        out = capsys.readouterr().out
+        assert "SQLiteTaskStore(" in out
+        assert out.endswith("is at schema version 1\n")
+        assert (tmp_path / "fresh.sqlite3").exists()

@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         actions.add_parser(name, help=text).add_argument("id")
     actions.add_parser("stats", help="counts by status")
+    actions.add_parser("migrate", help="create or upgrade the store's tables now")
     return parser
 
 
@@ -156,6 +157,9 @@ async def _tasks_command(app: App, args: argparse.Namespace) -> int:
                 )
         elif args.action == "stats":
             print(json.dumps(attrs.asdict(await tasks.statistics()), indent=2))
+        elif args.action == "migrate":
+            version = await tasks.store.migrate()
+            print(f"{tasks.store!r} is at schema version {version}")
         else:
             operation = {"show": tasks.get, "retry": tasks.retry, "cancel": tasks.cancel}
             print(_as_json(await operation[args.action](args.id)))

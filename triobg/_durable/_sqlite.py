@@ -336,6 +336,11 @@ class SQLiteTaskStore(TaskStore):
                 write.error = error
         self.batches += 1
 
+    async def migrate(self) -> int:
+        """Create the file and its table now (otherwise done on first use); returns 1."""
+        await self._read(lambda connection: None)
+        return 1
+
     async def aclose(self) -> None:
         def close() -> None:
             if self._connection is not None:

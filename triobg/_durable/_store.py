@@ -230,6 +230,16 @@ class TaskStore(abc.ABC):
     async def prune(self, finished_before: float) -> int:
         """Delete SUCCEEDED/FAILED/CANCELLED tasks finished before that time; returns how many."""
 
+    async def migrate(self) -> int:
+        """Create or upgrade the store's tables now, rather than on first use; returns the
+        schema version the store is at (0: a store with no schema, such as the memory store).
+
+        Safe to run from several processes at once, and again and again
+        (``python -m triobg tasks module:app migrate`` runs it).
+        """
+        await trio.lowlevel.checkpoint()
+        return 0
+
     async def watch(self, wake: Callable[[], None]) -> None:
         """Call ``wake`` whenever another process may have made work ready; until cancelled.
 
