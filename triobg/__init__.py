@@ -37,6 +37,14 @@ from ._routes import Route as Route
 from ._routes import RouteOptions as RouteOptions
 from ._routes import Router as Router
 from ._serve import serve as serve
+from ._websocket_pipeline import WebSocketSessions as WebSocketSessions
+from ._websocket_pipeline import WebSocketStatistics as WebSocketStatistics
+from ._websocket_routes import WebSocketRoute as WebSocketRoute
+from ._websockets import WebSocket as WebSocket
+from ._websockets import WebSocketClose as WebSocketClose
+from ._websockets import WebSocketDisconnect as WebSocketDisconnect
+from ._websockets import WebSocketLimits as WebSocketLimits
+from ._websockets import WebSocketState as WebSocketState
 
 __version__ = "0.1.0.dev0"
 
@@ -79,6 +87,15 @@ __all__ = [
     "BackgroundStatistics",
     "BackgroundTasksFull",
     "TaskFailure",
+    # WebSockets
+    "WebSocket",
+    "WebSocketDisconnect",
+    "WebSocketClose",
+    "WebSocketState",
+    "WebSocketLimits",
+    "WebSocketRoute",
+    "WebSocketSessions",
+    "WebSocketStatistics",
     # serving
     "serve",
 ]

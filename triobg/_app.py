@@ -25,6 +25,9 @@ from ._requests import Receive, RequestLimits, State
 from ._responses import RedirectResponse, Send, is_same_site_reference
 from ._routes import Handler, Route, RouteOptions, Router
 from ._routing import PathTable
+from ._websocket_pipeline import WebSocketSessions, handle_websocket
+from ._websocket_routes import WebSocketRoute
+from ._websockets import WebSocketLimits
 
 ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 Lifespan = Callable[["App"], contextlib.AbstractAsyncContextManager[Any]]
@@ -80,6 +83,8 @@ class App:
         max_body_size, max_json_depth, max_query_params: Request limits; see ``RequestLimits``.
         redirect_slashes: Answer ``/items/`` with a 307 to ``/items`` (and back) when only the
             other form is routed.
+        websocket_limits: Message size and send timeout for every WebSocket; see
+            ``WebSocketLimits``.
     """
 
     def __init__(
@@ -97,6 +102,7 @@ class App:
         max_json_depth: int = 64,
         max_query_params: int = 1000,
         redirect_slashes: bool = True,
+        websocket_limits: WebSocketLimits | None = None,
     ) -> None:
         if not drain_timeout >= 0 or math.isnan(drain_timeout):
             raise ValueError("drain_timeout must be a number of seconds >= 0")
@@ -114,6 +120,8 @@ class App:
             thread_limiter=trio.CapacityLimiter(task_threads),
             on_task_error=on_task_error,
         )
+        self.websocket_limits = websocket_limits or WebSocketLimits()
+        self.websockets = WebSocketSessions(self.background)
         self.exception_handlers: dict[type[BaseException], ExceptionHandler] = {
             **DEFAULT_HANDLERS,
             _Redirect: _redirect_handler,
@@ -174,6 +182,23 @@ class App:
     def options(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
         """Register the decorated function for ``OPTIONS path``."""
         return self.router.options(path, **options)
+
+    def websocket(
+        self, path: str, *, dependencies: Sequence[DependsInfo] | None = None, name: str | None = None
+    ) -> Callable[[Handler], Handler]:
+        """Register the decorated ``async def`` function for WebSocket connections to ``path``."""
+        return self.router.websocket(path, dependencies=dependencies, name=name)
+
+    def add_websocket_route(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        dependencies: Sequence[DependsInfo] | None = None,
+        name: str | None = None,
+    ) -> WebSocketRoute:
+        """Register ``endpoint`` (``async def``, taking a ``WebSocket``) for WebSockets at ``path``."""
+        return self.router.add_websocket_route(path, endpoint, dependencies=dependencies, name=name)
 
     def include_router(
         self, router: Router, *, prefix: str = "", dependencies: Sequence[DependsInfo] | None = None
@@ -239,8 +264,7 @@ class App:
         if kind == "lifespan":
             return await handle_lifespan(self, scope, receive, send)
         if kind == "websocket":
-            await receive()
-            return await send({"type": "websocket.close", "code": 1000})
+            return await handle_websocket(self, scope, receive, send)
         raise RuntimeError(f"triobg does not handle ASGI scope type {kind!r}")
 
     def _find_route(self, scope: dict[str, Any]) -> tuple[Route, Mapping[str, str]]:

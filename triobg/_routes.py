@@ -16,6 +16,7 @@ from ._params import DependsInfo
 from ._responses import JSONResponse, Response, no_body_status
 from ._routing import compile_path
 from ._solve import Solver, compile_solver
+from ._websocket_routes import WebSocketRoute
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -173,6 +174,7 @@ class Router:
         self.prefix = prefix
         self.dependencies = list(dependencies or [])
         self.routes: list[Route] = []
+        self.websocket_routes: list[WebSocketRoute] = []
         self.version = 0
 
     def add_route(
@@ -218,6 +220,37 @@ class Router:
         """Register the decorated function for ``GET path`` (``HEAD`` is served from it too)."""
         return self.route(path, methods=("GET",), **options)
 
+    def add_websocket_route(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        dependencies: Sequence[DependsInfo] | None = None,
+        name: str | None = None,
+    ) -> WebSocketRoute:
+        """Register ``endpoint`` (``async def``, taking a ``WebSocket``) for WebSockets at ``path``."""
+        route = WebSocketRoute(
+            self.prefix + path, endpoint, [*self.dependencies, *(dependencies or [])], name or ""
+        )
+        self.websocket_routes.append(route)
+        self.version += 1
+        return route
+
+    def websocket(
+        self,
+        path: str,
+        *,
+        dependencies: Sequence[DependsInfo] | None = None,
+        name: str | None = None,
+    ) -> Callable[[Handler], Handler]:
+        """Register the decorated ``async def`` function for WebSocket connections to ``path``."""
+
+        def register(endpoint: Handler) -> Handler:
+            self.add_websocket_route(path, endpoint, dependencies=dependencies, name=name)
+            return endpoint
+
+        return register
+
     def post(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
         """Register the decorated function for ``POST path``."""
         return self.route(path, methods=("POST",), **options)
@@ -261,4 +294,11 @@ class Router:
                 response_class=route.response_class,
                 dependencies=[*(dependencies or []), *route.dependencies],
                 name=route.name,
+            )
+        for ws_route in router.websocket_routes:
+            self.add_websocket_route(
+                prefix + ws_route.path,
+                ws_route.endpoint,
+                dependencies=[*(dependencies or []), *ws_route.dependencies],
+                name=ws_route.name,
             )

@@ -187,6 +187,8 @@ def build_config(
     elif config is None or "shutdown_timeout" not in vars(config):
         result.shutdown_timeout = max(result.shutdown_timeout, floor)
     result.send_timeout = send_timeout
+    # hypercorn refuses a larger WebSocket message (close 1009) before assembling it in memory.
+    result.websocket_max_message_size = app.websocket_limits.max_message_size
     if read_timeout is not None:
         if not read_timeout > 0 or math.isinf(read_timeout):
             raise ValueError("read_timeout must be a finite number of seconds > 0, or None")
