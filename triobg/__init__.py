@@ -37,6 +37,8 @@ from ._routes import Route as Route
 from ._routes import RouteOptions as RouteOptions
 from ._routes import Router as Router
 from ._serve import serve as serve
+from ._sse import EventSourceResponse as EventSourceResponse
+from ._sse import ServerSentEvent as ServerSentEvent
 from ._websocket_pipeline import WebSocketSessions as WebSocketSessions
 from ._websocket_pipeline import WebSocketStatistics as WebSocketStatistics
 from ._websocket_routes import WebSocketRoute as WebSocketRoute
@@ -76,6 +78,8 @@ __all__ = [
     "HTMLResponse",
     "RedirectResponse",
     "StreamingResponse",
+    "EventSourceResponse",
+    "ServerSentEvent",
     # errors
     "HTTPException",
     "RequestValidationError",
