@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import pytest
 import trio
 import trio.testing
+from _support import assert_books_balance, recording
 
-from tests._support import assert_books_balance, recording
 from triobg import (
     App,
     BackgroundTasks,
@@ -209,7 +209,7 @@ class TestDependencies:
         @app.websocket("/ws")
         async def handler(websocket: WebSocket, db: str = Depends(database)) -> None:
             await websocket.accept()
-            async for message in websocket:
+            async for message in websocket.iter_text():
                 events.append(f"{db}:{message}")
 
         async with TestClient(app) as client:
@@ -225,7 +225,7 @@ class TestDependencies:
         app = App()
 
         def token(websocket: WebSocket) -> str:
-            return websocket.query_params.get("token", "")
+            return str(websocket.query_params.get("token", ""))
 
         @app.websocket("/ws")
         async def handler(websocket: WebSocket, who: str = Depends(token)) -> None:
@@ -349,9 +349,7 @@ class TestRejection:
 
         scope = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}
         await app(scope, receive, send)
-        assert sent == [
-            {"type": "websocket.close", "code": 1008, "reason": "401: log in first"}
-        ]
+        assert sent == [{"type": "websocket.close", "code": 1008, "reason": "401: log in first"}]
 
     async def test_http_exception_after_accept_closes_with_1008(self) -> None:
         """After accept, an HTTPException closes with 1008 and its detail as the reason."""
@@ -437,6 +435,7 @@ class TestBadInput:
         """Sends to a client that reads nothing stop after send_timeout; nothing is left."""
         app = App(websocket_limits=WebSocketLimits(send_timeout=10))
         outcome: list[str] = []
+        given_up = trio.Event()
 
         @app.websocket("/flood")
         async def flood(websocket: WebSocket) -> None:
@@ -448,12 +447,12 @@ class TestBadInput:
                     sent += 1
             except WebSocketDisconnect as gone:
                 outcome.append(f"{gone.code} after {sent}")
+                given_up.set()
 
         with recording("triobg.websocket") as log:
             async with TestClient(app) as client, client.websocket_connect("/flood"):
                 with trio.fail_after(60):
-                    while not outcome:
-                        await trio.sleep(1)
+                    await given_up.wait()
         assert outcome[0].startswith("1006 after ")
         assert log.matching("giving up on WebSocket /flood: the client took no message for 10")
         assert app.websockets.statistics().open == 0
@@ -503,7 +502,7 @@ class TestConcurrency:
             await websocket.accept()
             async with websocket.open_nursery() as nursery:
                 nursery.start_soon(ticker, websocket)
-                async for message in websocket:
+                async for message in websocket.iter_text():
                     events.append(f"got {message}")
             events.append("handler done")
 
@@ -553,7 +552,7 @@ class TestConcurrency:
         @app.websocket("/ws")
         async def handler(websocket: WebSocket, tasks: BackgroundTasks) -> None:
             await websocket.accept()
-            async for message in websocket:
+            async for message in websocket.iter_text():
                 tasks.add_task(record, f"task {message}")
                 events.append(f"got {message}")
 
@@ -597,7 +596,9 @@ class TestShutdown:
                 with trio.fail_after(WAIT):
                     await client.wait_background()
         assert late.value.status_code == 503
-        assert log.matching(r"WebSocket /feed/a \(.*feed, client 127.0.0.1:50000\) closed with 1001")
+        assert log.matching(
+            r"WebSocket /feed/a \(.*feed, client 127.0.0.1:50000\) closed with 1001"
+        )
         assert ran == ["task"]
         assert app.websockets.statistics().going_away == 1
 

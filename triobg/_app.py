@@ -184,7 +184,11 @@ class App:
         return self.router.options(path, **options)
 
     def websocket(
-        self, path: str, *, dependencies: Sequence[DependsInfo] | None = None, name: str | None = None
+        self,
+        path: str,
+        *,
+        dependencies: Sequence[DependsInfo] | None = None,
+        name: str | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register the decorated ``async def`` function for WebSocket connections to ``path``."""
         return self.router.websocket(path, dependencies=dependencies, name=name)
@@ -197,7 +201,7 @@ class App:
         dependencies: Sequence[DependsInfo] | None = None,
         name: str | None = None,
     ) -> WebSocketRoute:
-        """Register ``endpoint`` (``async def``, taking a ``WebSocket``) for WebSockets at ``path``."""
+        """Register ``endpoint`` (``async def``, given a ``WebSocket``) at ``path``."""
         return self.router.add_websocket_route(path, endpoint, dependencies=dependencies, name=name)
 
     def include_router(

@@ -228,7 +228,7 @@ class Router:
         dependencies: Sequence[DependsInfo] | None = None,
         name: str | None = None,
     ) -> WebSocketRoute:
-        """Register ``endpoint`` (``async def``, taking a ``WebSocket``) for WebSockets at ``path``."""
+        """Register ``endpoint`` (``async def``, given a ``WebSocket``) at ``path``."""
         route = WebSocketRoute(
             self.prefix + path, endpoint, [*self.dependencies, *(dependencies or [])], name or ""
         )

@@ -110,6 +110,7 @@ class EventSourceResponse(StreamingResponse):
         if ping_interval is not None and (not ping_interval > 0 or math.isnan(ping_interval)):
             raise ValueError("ping_interval must be a number of seconds > 0, or None")
         self.ping_interval = ping_interval
+        self._events = content
         extra = {"cache-control": "no-cache", "x-accel-buffering": "no"}
         extra.update(headers or {})
         super().__init__(
@@ -133,8 +134,7 @@ class EventSourceResponse(StreamingResponse):
                     await send({"type": "http.response.body", "body": frame, "more_body": True})
 
     async def _produce(self, to_sender: trio.MemorySendChannel[bytes]) -> None:
-        source = self._content
-        assert isinstance(source, AsyncIterable)
+        source = self._events
         async with to_sender:
             try:
                 async for item in source:

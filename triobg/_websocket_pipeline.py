@@ -171,9 +171,7 @@ async def handle_websocket(app: App, scope: dict[str, Any], receive: Receive, se
                 else:
                     failure = error
                     await _fail(websocket, error, route)
-                    runner._discard(
-                        tasks, f"the WebSocket handler failed ({type(error).__name__})"
-                    )
+                    runner._discard(tasks, f"the WebSocket handler failed ({type(error).__name__})")
         if session.cut:
             sessions._going_away += 1
             logger.warning(
@@ -187,6 +185,9 @@ async def handle_websocket(app: App, scope: dict[str, Any], receive: Receive, se
                 await _close_quietly(websocket, WebSocketClose.GOING_AWAY, "server shutting down")
         elif not websocket.closed:
             await _close_quietly(websocket, WebSocketClose.NORMAL, "")
+        if websocket.application_state is WebSocketState.CLOSED and not websocket._receiving:
+            with trio.move_on_after(CLOSE_GRACE):
+                await websocket._wait_close_reply()
         if tasks._tasks:
             await runner.run(tasks)
     except BaseException as error:  # cancelled from outside: say so, and try a close frame

@@ -18,6 +18,7 @@ import contextlib
 import enum
 import json
 import logging
+import math
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, final
@@ -134,6 +135,7 @@ class WebSocket:
         self._receive = receive
         self._send = send
         self._connected = False  # the ``websocket.connect`` message has been read
+        self._accepted = False
         self._receiving = False
         self._send_lock = trio.Lock()
         self._gone = trio.Event()  # closed by either side: what ``open_nursery`` watches
@@ -227,6 +229,7 @@ class WebSocket:
             message["subprotocol"] = subprotocol
         await self._send(message)
         self.application_state = WebSocketState.CONNECTED
+        self._accepted = True
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection with ``code`` (and ``reason``, cut to fit a close frame).
@@ -243,9 +246,16 @@ class WebSocket:
         self.application_state = WebSocketState.CLOSED
         self.close_code = code
         self.close_reason = clip_reason(reason)
-        self._gone.set()
-        async with self._send_lock:
-            await self._send({"type": "websocket.close", "code": code, "reason": self.close_reason})
+        message = {"type": "websocket.close", "code": code, "reason": self.close_reason}
+        try:
+            # Shielded (within the send timeout): closing from inside ``open_nursery`` cancels
+            # that nursery, and the close frame must still go out.
+            timeout = self.limits.send_timeout
+            with trio.move_on_after(timeout if timeout is not None else math.inf, shield=True):
+                async with self._send_lock:
+                    await self._send(message)
+        finally:
+            self._gone.set()
 
     async def _wait_connect(self) -> None:
         # ASGI's first message is ``websocket.connect``; read it before anything is sent.
@@ -258,6 +268,16 @@ class WebSocket:
         if message["type"] != "websocket.connect":
             raise RuntimeError(f"expected websocket.connect first, got {message['type']!r}")
         self._connected = True
+
+    async def _wait_close_reply(self) -> None:
+        # After our close frame the client answers with its own; a server that closes the TCP
+        # connection before that answer arrives can make the client see 1006 instead of our
+        # code (hypercorn closes as soon as the app returns). Messages still in flight are
+        # dropped: the socket is closed.
+        while self.client_state is not WebSocketState.CLOSED and self._accepted:
+            message = await self._receive()
+            if message["type"] == "websocket.disconnect":
+                self._client_left(int(message.get("code", 1006)), message.get("reason") or "")
 
     def _client_left(self, code: int, reason: str) -> None:
         self.client_state = WebSocketState.CLOSED
@@ -396,6 +416,7 @@ class WebSocket:
             raise WebSocketDisconnect(self.close_code or 1006, self.close_reason)
         if self.application_state is WebSocketState.CONNECTING:
             raise RuntimeError("accept() the WebSocket before sending to it")
+        message: dict[str, Any]
         if isinstance(data, str):
             message = {"type": "websocket.send", "text": data}
         else:
