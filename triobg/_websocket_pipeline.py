@@ -88,10 +88,10 @@ class WebSocketSessions:
     """The open WebSockets of one app (``app.websockets``): counted, and closed at shutdown."""
 
     def __init__(self, runner: BackgroundRunner) -> None:
+        self._runner = runner
         self._open: set[_Session] = set()
         self._opened = 0
         self._going_away = 0
-        self._closing = False
         self._table: PathTable[WebSocketRoute] | None = None
         self._table_version = -1
         runner._drain_listeners.append(self._drain_began)
@@ -103,14 +103,15 @@ class WebSocketSessions:
     def _drain_began(self, deadline: float) -> None:
         # Sync, from ``BackgroundRunner.begin_drain``: cancel each handler; its pipeline then
         # closes the socket with 1001 and runs its tasks within the drain.
-        self._closing = True
         for session in self._open:
             if not session.cut:
                 session.cut = True
                 session.scope.cancel()
 
-    def _reset(self) -> None:
-        self._closing = False
+    @property
+    def _closing(self) -> bool:
+        # From the start of the drain until the next lifespan startup resets it.
+        return self._runner.drain_deadline is not None
 
     def _find(self, router: Router, scope: Mapping[str, Any]) -> tuple[WebSocketRoute, Any] | None:
         table = self._table
