@@ -58,10 +58,14 @@ class TestChat:
                     for n in range(100):  # ada keeps up; sleepy reads nothing meanwhile
                         await ada.send_text(str(n))
                         assert await ada.receive_text() == f"ada: {n}"
-                    received = []
-                    with pytest.raises(WebSocketDisconnect) as dropped:
+                    received: list[str] = []
+
+                    async def read_all() -> None:
                         while True:
                             received.append(await sleepy.receive_text())
+
+                    with pytest.raises(WebSocketDisconnect) as dropped:
+                        await read_all()
                     assert await ada.receive_text() == "sleepy left"
         assert dropped.value.code == 1008
         assert dropped.value.reason == "too slow: fell behind the room"
