@@ -35,6 +35,8 @@ PYTHON = [
     ),
     ("contextlib.AbstractAsyncContextManager", "py:class", "library/contextlib.html"),
     ("contextlib.asynccontextmanager", "py:function", "library/contextlib.html"),
+    ("enum.Enum", "py:class", "library/enum.html"),
+    ("enum.IntEnum", "py:class", "library/enum.html"),
     ("logging.Logger", "py:class", "library/logging.html"),
     ("time.sleep", "py:function", "library/time.html"),
     *(
@@ -59,8 +61,16 @@ TRIO = [
     ),
     *(
         (f"trio.{name}", "py:function", "reference-core.html")
-        for name in ("open_nursery", "run", "sleep", "current_time", "to_thread.run_sync")
+        for name in (
+            "open_nursery",
+            "run",
+            "sleep",
+            "current_time",
+            "to_thread.run_sync",
+            "open_memory_channel",
+        )
     ),
+    ("trio.WouldBlock", "py:exception", "reference-core.html"),
     ("trio.Cancelled", "py:exception", "reference-core.html"),
     ("trio.TooSlowError", "py:exception", "reference-core.html"),
     ("trio.SocketStream", "py:class", "reference-io.html"),
