@@ -422,11 +422,20 @@ class WebSocket:
         else:
             message = {"type": "websocket.send", "bytes": bytes(data)}
         timeout = self.limits.send_timeout
-        with trio.move_on_after(timeout if timeout is not None else float("inf")) as bound:
-            async with self._send_lock:
+        lock = self._send_lock
+        with trio.move_on_after(timeout if timeout is not None else math.inf) as bound:
+            # Uncontended (one writer, the usual case), take the lock without the scheduler
+            # round trip that ``async with lock`` costs; the send itself is the checkpoint.
+            try:
+                lock.acquire_nowait()
+            except trio.WouldBlock:
+                await lock.acquire()
+            try:
                 if self._gone.is_set():
                     raise WebSocketDisconnect(self.close_code or 1006, self.close_reason)
                 await self._send(message)
+            finally:
+                lock.release()
         if bound.cancelled_caught:
             reason = f"the client took no message for {timeout} s (it is not reading)"
             logger.warning("giving up on WebSocket %s: %s", self.path, reason)
