@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import base64
 import os
+import re
+import signal
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
 import trio_websocket
 from _support import recording
+from test_e2e_hypercorn import HYPERCORN, free_port, server_process
 
 from triobg import (
     App,
@@ -35,6 +40,7 @@ from triobg.testing import LiveServer, serve_live
 pytestmark = pytest.mark.e2e
 
 WAIT = 10.0
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def chat_app() -> App:
@@ -76,9 +82,17 @@ async def _ticker(websocket: WebSocket) -> None:
     await trio.sleep_forever()  # a writer with nothing to say; cancelled when the client leaves
 
 
+@attrs.frozen
+class Address:
+    """Where a server listens, for one that is not a ``LiveServer`` (a subprocess)."""
+
+    host: str
+    port: int
+
+
 @asynccontextmanager
 async def _connect(
-    server: LiveServer, path: str, **options: Any
+    server: LiveServer | Address, path: str, **options: Any
 ) -> AsyncIterator[trio_websocket.WebSocketConnection]:
     """A trio-websocket client on a TCP stream the test owns and always closes.
 
@@ -241,6 +255,28 @@ class TestWebSocketE2E:
                     await stream.aclose()
         assert sent >= 1  # it was flooding, until the kernel gave up on the client
         assert app.websockets.statistics().open == 0
+
+    async def test_plain_hypercorn_shutdown_closes_with_1001_and_names_the_socket(self) -> None:
+        """Under hypercorn's CLI the graceful timeout cancels the socket: 1001 and a log line."""
+        port = free_port()
+        args = [
+            *(HYPERCORN, "--worker-class", "trio", "--graceful-timeout", "1"),
+            *("--bind", f"127.0.0.1:{port}", "examples.chat:app"),
+        ]
+        async with server_process(args, REPO_ROOT, PYTHONPATH=str(REPO_ROOT)) as process:
+            await process.url()
+            server = Address("127.0.0.1", port)
+            with trio.fail_after(WAIT):
+                async with _connect(server, "/chat/plain?name=ada") as ws:
+                    assert await ws.get_message() == "ada joined"
+                    process.signal(signal.SIGTERM)
+                    with pytest.raises(trio_websocket.ConnectionClosed) as closed:
+                        await ws.get_message()
+            assert await process.wait_exit() == 0
+            out = process.output
+        assert _code(closed.value) == 1001
+        assert re.search(r"WebSocket /chat/plain \(examples\.chat\.chat, client .*\) cut off", out)
+        assert "background task examples.chat.log_visit of WEBSOCKET /chat/plain cancelled" in out
 
 
 class TestServerSentEventsE2E:

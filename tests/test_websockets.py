@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 from _support import assert_books_balance, recording
 
@@ -516,6 +517,45 @@ class TestConcurrency:
                 await client.wait_background()
         assert events == ["got hi", "writer cancelled", "handler done"]
         assert app.websockets.statistics().open == 0
+
+    async def test_a_server_send_that_never_yields_cannot_starve_the_reader(self) -> None:
+        """Every send is a checkpoint, so a writer cannot spin on a server that drops sends."""
+        app = App()
+        sent = 0
+
+        async def writer(websocket: WebSocket) -> None:
+            while True:
+                await websocket.send_text("x")
+
+        @app.websocket("/ws")
+        async def handler(websocket: WebSocket) -> None:
+            await websocket.accept()
+            async with websocket.open_nursery() as nursery:
+                nursery.start_soon(writer, websocket)
+                await websocket.wait_disconnect()
+
+        inbox: list[dict[str, Any]] = [{"type": "websocket.connect"}]
+
+        closed = trio.Event()
+
+        async def receive() -> dict[str, Any]:
+            if inbox:
+                return inbox.pop(0)
+            await closed.wait()
+            return {"type": "websocket.disconnect", "code": 1006}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal sent
+            sent += 1  # like hypercorn once the connection is closed: no await at all
+            if sent == 100:
+                closed.set()  # the reader can now learn that the client has gone...
+            if sent > 100_000:  # ...unless the writer never lets it run (a finite failure)
+                raise RuntimeError("the writer spun without a checkpoint")
+
+        scope = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}
+        with trio.fail_after(WAIT):
+            await app(scope, receive, send)
+        assert 100 <= sent < 200
 
     async def test_disconnect_inside_the_nursery_tasks_is_a_normal_end(self) -> None:
         """WebSocketDisconnect raised in a task of open_nursery does not surface as an error."""

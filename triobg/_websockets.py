@@ -422,20 +422,15 @@ class WebSocket:
         else:
             message = {"type": "websocket.send", "bytes": bytes(data)}
         timeout = self.limits.send_timeout
-        lock = self._send_lock
         with trio.move_on_after(timeout if timeout is not None else math.inf) as bound:
-            # Uncontended (one writer, the usual case), take the lock without the scheduler
-            # round trip that ``async with lock`` costs; the send itself is the checkpoint.
-            try:
-                lock.acquire_nowait()
-            except trio.WouldBlock:
-                await lock.acquire()
-            try:
+            # ``async with lock`` is also this call's checkpoint, and it must have one: a server
+            # may return from ``send`` without yielding (hypercorn does once the connection is
+            # closed), and a writer looping on such sends would starve the task that reads the
+            # disconnect, and so never be cancelled.
+            async with self._send_lock:
                 if self._gone.is_set():
                     raise WebSocketDisconnect(self.close_code or 1006, self.close_reason)
                 await self._send(message)
-            finally:
-                lock.release()
         if bound.cancelled_caught:
             reason = f"the client took no message for {timeout} s (it is not reading)"
             logger.warning("giving up on WebSocket %s: %s", self.path, reason)
