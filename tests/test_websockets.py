@@ -458,6 +458,18 @@ class TestBadInput:
         assert log.matching("giving up on WebSocket /flood: the client took no message for 10")
         assert app.websockets.statistics().open == 0
 
+    async def test_no_send_timeout_sends_unbounded(self) -> None:
+        """send_timeout=None sends without a deadline (and without its cost)."""
+        app = App(websocket_limits=WebSocketLimits(send_timeout=None))
+
+        @app.websocket("/ws")
+        async def handler(websocket: WebSocket) -> None:
+            await websocket.accept()
+            await websocket.send_text("unbounded")
+
+        async with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+            assert await ws.receive_text() == "unbounded"
+
     async def test_close_twice_and_bad_close_codes(self) -> None:
         """close() is idempotent; a code an endpoint may not send is a ValueError."""
         app = App()

@@ -422,20 +422,26 @@ class WebSocket:
         else:
             message = {"type": "websocket.send", "bytes": bytes(data)}
         timeout = self.limits.send_timeout
-        with trio.move_on_after(timeout if timeout is not None else math.inf) as bound:
-            # ``async with lock`` is also this call's checkpoint, and it must have one: a server
-            # may return from ``send`` without yielding (hypercorn does once the connection is
-            # closed), and a writer looping on such sends would starve the task that reads the
-            # disconnect, and so never be cancelled.
-            async with self._send_lock:
-                if self._gone.is_set():
-                    raise WebSocketDisconnect(self.close_code or 1006, self.close_reason)
-                await self._send(message)
+        if timeout is None:
+            await self._send_in_turn(message)
+            return
+        with trio.move_on_after(timeout) as bound:
+            await self._send_in_turn(message)
         if bound.cancelled_caught:
             reason = f"the client took no message for {timeout} s (it is not reading)"
             logger.warning("giving up on WebSocket %s: %s", self.path, reason)
             self._client_left(WebSocketClose.ABNORMAL, reason)
             raise WebSocketDisconnect(WebSocketClose.ABNORMAL, reason)
+
+    async def _send_in_turn(self, message: dict[str, Any]) -> None:
+        # ``async with lock`` is also the send's checkpoint, and it must have one: a server may
+        # return from ``send`` without yielding (hypercorn does once the connection is closed),
+        # and a writer looping on such sends would starve the task that reads the disconnect,
+        # and so never be cancelled.
+        async with self._send_lock:
+            if self._gone.is_set():
+                raise WebSocketDisconnect(self.close_code or 1006, self.close_reason)
+            await self._send(message)
 
     async def send_text(self, data: str) -> None:
         """Send a text message."""
