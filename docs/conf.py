@@ -96,6 +96,8 @@ nitpick_ignore = [
     ("py:class", "triobg._routes.Handler"),  # the decorated function, returned unchanged
     ("py:class", "triobg._app.E"),  # the decorated exception handler, returned unchanged
     ("py:class", "Receive"),  # the ASGI receive callable
+    ("py:class", "Send"),  # the ASGI send callable
+    ("py:class", "ASGIApp"),  # an ASGI application callable
     ("py:class", "ContentStream"),  # an iterable or async iterable of str/bytes chunks
     ("py:class", "triobg.testing._client._Call"),  # made by the client, never by users
     # hypercorn documents these in prose only, so its inventory has no entry to link to.

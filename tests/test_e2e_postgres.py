@@ -108,6 +108,8 @@ class TestMigrateCommand:
             monkeypatch.setenv(name, value)
         monkeypatch.chdir(tmp_path)
         monkeypatch.syspath_prepend(str(tmp_path))
+        # Built from this directory and this store, not taken from an earlier test's import.
+        monkeypatch.delitem(sys.modules, "durableapp", raising=False)
         for _ in range(2):
             assert main(["tasks", "durableapp:app", "migrate"]) == 0
             out = capsys.readouterr().out

@@ -617,3 +617,25 @@ class TestNoBodyStatuses:
         assert (deleted.status, deleted.body) == (204, b"")
         assert (not_modified.status, not_modified.body) == (304, b"")
         assert again.status == 204
+
+
+class TestServerChoice:
+    async def test_an_app_with_websocket_routes_is_served_by_hypercorn(self) -> None:
+        """triobg's own server speaks HTTP/1.1 only, so by default an app with WebSocket routes
+        goes to hypercorn, and its sockets work without a ``server=`` of its own."""
+        from trio_websocket import open_websocket_url
+
+        app = App()
+
+        @app.websocket("/echo")
+        async def echo(websocket: triobg.WebSocket) -> None:
+            await websocket.accept()
+            await websocket.send_text(await websocket.receive_text())
+            await websocket.close()
+
+        async with serve_live(app) as server:
+            url = server.url.replace("http://", "ws://") + "/echo"
+            with trio.fail_after(WAIT):
+                async with open_websocket_url(url) as socket:
+                    await socket.send_message("hello")
+                    assert await socket.get_message() == "hello"

@@ -52,6 +52,16 @@ from ._routes import RouteOptions as RouteOptions
 from ._routes import Router as Router
 from ._serve import serve as serve
 from ._server import ServerConfig as ServerConfig
+from ._sse import EventSourceResponse as EventSourceResponse
+from ._sse import ServerSentEvent as ServerSentEvent
+from ._websocket_pipeline import WebSocketSessions as WebSocketSessions
+from ._websocket_pipeline import WebSocketStatistics as WebSocketStatistics
+from ._websocket_routes import WebSocketRoute as WebSocketRoute
+from ._websockets import WebSocket as WebSocket
+from ._websockets import WebSocketClose as WebSocketClose
+from ._websockets import WebSocketDisconnect as WebSocketDisconnect
+from ._websockets import WebSocketLimits as WebSocketLimits
+from ._websockets import WebSocketState as WebSocketState
 
 __version__ = "0.1.0.dev0"
 
@@ -83,6 +93,8 @@ __all__ = [
     "HTMLResponse",
     "RedirectResponse",
     "StreamingResponse",
+    "EventSourceResponse",
+    "ServerSentEvent",
     # errors
     "HTTPException",
     "RequestValidationError",
@@ -110,6 +122,15 @@ __all__ = [
     "SQLiteTaskStore",
     "PostgresTaskStore",
     "MemoryTaskStore",
+    # WebSockets
+    "WebSocket",
+    "WebSocketDisconnect",
+    "WebSocketClose",
+    "WebSocketState",
+    "WebSocketLimits",
+    "WebSocketRoute",
+    "WebSocketSessions",
+    "WebSocketStatistics",
     # serving
     "ServerConfig",
     "serve",

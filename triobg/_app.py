@@ -30,6 +30,9 @@ from ._requests import Receive, RequestLimits, State
 from ._responses import RedirectResponse, Send, is_same_site_reference
 from ._routes import Handler, Route, RouteOptions, Router
 from ._routing import PathTable
+from ._websocket_pipeline import WebSocketSessions, handle_websocket
+from ._websocket_routes import WebSocketRoute
+from ._websockets import WebSocketLimits
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -127,6 +130,8 @@ class App:
             (``"sqlite:///path/to/tasks.sqlite3"``). Default: ``$TRIOBG_TASK_STORE``, else
             ``triobg-tasks.sqlite3`` in the current directory, created on first use (an app
             without durable tasks never creates it).
+        websocket_limits: Message size and send timeout for every WebSocket; see
+            ``WebSocketLimits``.
     """
 
     def __init__(
@@ -155,6 +160,7 @@ class App:
         swagger_js_url: str | None = None,
         swagger_css_url: str | None = None,
         task_store: TaskStore | str | None = None,
+        websocket_limits: WebSocketLimits | None = None,
     ) -> None:
         if not drain_timeout >= 0 or math.isnan(drain_timeout):
             raise ValueError("drain_timeout must be a number of seconds >= 0")
@@ -175,6 +181,8 @@ class App:
             on_task_error=on_task_error,
         )
         self.tasks = DurableTasks(task_store, self.background)
+        self.websocket_limits = websocket_limits or WebSocketLimits()
+        self.websockets = WebSocketSessions(self.background)
         self.exception_handlers: dict[type[BaseException], ExceptionHandler] = {
             **DEFAULT_HANDLERS,
             _Redirect: _redirect_handler,
@@ -275,6 +283,27 @@ class App:
         """Register the decorated function for ``OPTIONS path``."""
         return self.router.options(path, **options)
 
+    def websocket(
+        self,
+        path: str,
+        *,
+        dependencies: Sequence[DependsInfo] | None = None,
+        name: str | None = None,
+    ) -> Callable[[Handler], Handler]:
+        """Register the decorated ``async def`` function for WebSocket connections to ``path``."""
+        return self.router.websocket(path, dependencies=dependencies, name=name)
+
+    def add_websocket_route(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        dependencies: Sequence[DependsInfo] | None = None,
+        name: str | None = None,
+    ) -> WebSocketRoute:
+        """Register ``endpoint`` (``async def``, given a ``WebSocket``) at ``path``."""
+        return self.router.add_websocket_route(path, endpoint, dependencies=dependencies, name=name)
+
     def include_router(
         self,
         router: Router,
@@ -367,8 +396,7 @@ class App:
         if kind == "lifespan":
             return await handle_lifespan(self, scope, receive, send)
         if kind == "websocket":
-            await receive()
-            return await send({"type": "websocket.close", "code": 1000})
+            return await handle_websocket(self, scope, receive, send)
         raise RuntimeError(f"triobg does not handle ASGI scope type {kind!r}")
 
     def _find_route(self, scope: dict[str, Any]) -> tuple[Route, Mapping[str, str]]:

@@ -344,6 +344,8 @@ class BackgroundRunner:
         self._idle: trio.Event | None = None
         self._drain_deadline: float | None = None
         self._failure_listeners: list[Callable[[TaskFailure], None]] = []
+        # Told the deadline when the drain begins (open WebSockets close then, with 1001).
+        self._drain_listeners: list[Callable[[float], None]] = []
 
     # --- accounting ------------------------------------------------------------------------
 
@@ -656,6 +658,8 @@ class BackgroundRunner:
         if self._drain_deadline is not None:
             deadline = min(deadline, self._drain_deadline)
         self._drain_deadline = deadline
+        for listener in self._drain_listeners:
+            listener(deadline)
         return deadline
 
     @property

@@ -148,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--server",
         choices=["native", "hypercorn"],
         help="triobg's own HTTP/1.1 server, or hypercorn's trio worker (HTTP/2 too) "
-        "(default: native; hypercorn's runner for --workers N or --reload unless "
+        "(default: native, or hypercorn for an app with WebSocket routes; hypercorn's "
+        "runner for --workers N or --reload unless "
         "--server native is given: then N native processes share the port, SO_REUSEPORT)",
     )
     parser.add_argument(
@@ -253,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "access_log": args.access_log or None,
     }
     if args.workers == 1 and not args.reload:
-        options["server"] = args.server or "native"
+        options["server"] = args.server  # None: serve picks (hypercorn for WebSockets)
         if WORKER_BINDS_ENV in os.environ:  # one of ``run_workers``' processes
             options["bind"] = json.loads(os.environ[WORKER_BINDS_ENV])
             options["server_config"] = ServerConfig(reuse_port=True)

@@ -33,6 +33,7 @@ from ._convert import (
 from ._params import REQUIRED, DependsInfo, ParamInfo
 from ._requests import Request
 from ._responses import Response
+from ._websockets import WebSocket
 
 
 class CallKind(enum.Enum):
@@ -186,8 +187,11 @@ def _is_subclass(annotation: Any, cls: type) -> bool:
 class Compiler:
     """Compiles callables into ``Dependant`` plans for one route."""
 
-    def __init__(self, path_params: tuple[str, ...], overrides: Mapping[Any, Any]) -> None:
+    def __init__(
+        self, path_params: tuple[str, ...], overrides: Mapping[Any, Any], *, websocket: bool = False
+    ) -> None:
         self._path_params = path_params
+        self._websocket = websocket  # compiling a WebSocket route: inject the WebSocket
         self._overrides = overrides
         self._done: dict[Any, Dependant] = {}
         self._visiting: set[Any] = set()
@@ -267,7 +271,9 @@ class Compiler:
                 deps.append(self._sub(parameter.name, marker, annotation))
                 continue
             if marker is None:
-                if _is_subclass(annotation, Request):
+                if _is_subclass(annotation, Request) or _is_subclass(annotation, WebSocket):
+                    # The connection object: the pipeline passes its own as ``request``.
+                    self._check_connection(call, parameter.name, annotation)
                     request_arg = parameter.name
                     continue
                 if _is_subclass(annotation, BackgroundTasks):
@@ -303,6 +309,15 @@ class Compiler:
             call, kind, tuple(params), tuple(body), tuple(deps), request_arg, tasks_arg,
             response_arg, factory,
         )  # fmt: skip
+
+    def _check_connection(self, call: Callable[..., Any], name: str, annotation: Any) -> None:
+        wanted = WebSocket if self._websocket else Request
+        if not _is_subclass(annotation, wanted):
+            route = "a WebSocket route" if self._websocket else "an HTTP route"
+            raise TypeError(
+                f"parameter {name!r} of {getattr(call, '__name__', call)!r} asks for a "
+                f"{annotation.__name__}, but {route} is given a {wanted.__name__}"
+            )
 
     def _sub(self, arg: str | None, marker: DependsInfo, annotation: Any) -> SubDependency:
         target = marker.dependency

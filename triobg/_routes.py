@@ -17,6 +17,7 @@ from ._response_model import UNSET, ResponseFilter, response_filter
 from ._responses import JSONResponse, Response, no_body_status
 from ._routing import compile_path
 from ._solve import Solver, compile_solver
+from ._websocket_routes import WebSocketRoute
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -214,6 +215,7 @@ class Router:
         self.dependencies = list(dependencies or [])
         self.tags = list(tags or [])
         self.routes: list[Route] = []
+        self.websocket_routes: list[WebSocketRoute] = []
         self.version = 0
 
     def add_route(
@@ -268,6 +270,37 @@ class Router:
     def get(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
         """Register the decorated function for ``GET path`` (``HEAD`` is served from it too)."""
         return self.route(path, methods=("GET",), **options)
+
+    def add_websocket_route(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        dependencies: Sequence[DependsInfo] | None = None,
+        name: str | None = None,
+    ) -> WebSocketRoute:
+        """Register ``endpoint`` (``async def``, given a ``WebSocket``) at ``path``."""
+        route = WebSocketRoute(
+            self.prefix + path, endpoint, [*self.dependencies, *(dependencies or [])], name or ""
+        )
+        self.websocket_routes.append(route)
+        self.version += 1
+        return route
+
+    def websocket(
+        self,
+        path: str,
+        *,
+        dependencies: Sequence[DependsInfo] | None = None,
+        name: str | None = None,
+    ) -> Callable[[Handler], Handler]:
+        """Register the decorated ``async def`` function for WebSocket connections to ``path``."""
+
+        def register(endpoint: Handler) -> Handler:
+            self.add_websocket_route(path, endpoint, dependencies=dependencies, name=name)
+            return endpoint
+
+        return register
 
     def post(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
         """Register the decorated function for ``POST path``."""
@@ -326,4 +359,11 @@ class Router:
                 operation_id=route.operation_id,
                 include_in_schema=route.include_in_schema,
                 openapi_extra=route.openapi_extra,
+            )
+        for ws_route in router.websocket_routes:
+            self.add_websocket_route(
+                prefix + ws_route.path,
+                ws_route.endpoint,
+                dependencies=[*(dependencies or []), *ws_route.dependencies],
+                name=ws_route.name,
             )

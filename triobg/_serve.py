@@ -196,6 +196,8 @@ def build_config(
     elif config is None or "shutdown_timeout" not in vars(config):
         result.shutdown_timeout = max(result.shutdown_timeout, floor)
     result.send_timeout = send_timeout
+    # hypercorn refuses a larger WebSocket message (close 1009) before assembling it in memory.
+    result.websocket_max_message_size = app.websocket_limits.max_message_size
     if read_timeout is not None:
         if not read_timeout > 0 or math.isinf(read_timeout):
             raise ValueError("read_timeout must be a finite number of seconds > 0, or None")
@@ -281,11 +283,11 @@ async def serve(
             ``include_server_header``, which triobg otherwise turns off: responses do not
             advertise the server software unless you set it to ``True`` on ``config``.
         server: ``"native"`` (triobg's own HTTP/1.1 server, see ``ServerConfig``) or
-            ``"hypercorn"`` (HTTP/2 too). Default: native, unless a hypercorn ``config`` is
-            given. The options above mean the same on both (native: ``send_timeout`` bounds
-            each write, ``access_log`` logs to ``triobg.access``, ``read_timeout`` is the
-            wait for each piece of a request body, with ``None`` keeping the value of
-            ``server_config``).
+            ``"hypercorn"`` (HTTP/2 and WebSockets too). Default: native, unless a hypercorn
+            ``config`` is given or the app has WebSocket routes. The options above mean the
+            same on both (native: ``send_timeout`` bounds each write, ``access_log`` logs to
+            ``triobg.access``, ``read_timeout`` is the wait for each piece of a request body,
+            with ``None`` keeping the value of ``server_config``).
         server_config: The native server's limits and timeouts (``ServerConfig``).
         task_status: Given by ``nursery.start``; receives the list of bound URLs.
 
@@ -294,7 +296,10 @@ async def serve(
             the app has logged why (logger ``triobg.lifespan``).
     """
     if server is None:
-        server = "hypercorn" if config is not None else "native"
+        # triobg's own server speaks HTTP/1.1 only: an app with WebSocket routes (or a
+        # hypercorn ``config``) is served by hypercorn unless told otherwise.
+        wants_hypercorn = config is not None or bool(app.router.websocket_routes)
+        server = "hypercorn" if wants_hypercorn else "native"
     if server == "native":
         if config is not None:
             raise ValueError("config is a hypercorn Config: pass server='hypercorn' with it")

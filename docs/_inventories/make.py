@@ -41,6 +41,7 @@ PYTHON = [
     ("os.PathLike", "py:class", "library/os.html"),
     ("contextlib.AbstractAsyncContextManager", "py:class", "library/contextlib.html"),
     ("contextlib.asynccontextmanager", "py:function", "library/contextlib.html"),
+    ("enum.IntEnum", "py:class", "library/enum.html"),
     ("logging.Logger", "py:class", "library/logging.html"),
     ("time.sleep", "py:function", "library/time.html"),
     *(
@@ -66,8 +67,16 @@ TRIO = [
     ),
     *(
         (f"trio.{name}", "py:function", "reference-core.html")
-        for name in ("open_nursery", "run", "sleep", "current_time", "to_thread.run_sync")
+        for name in (
+            "open_nursery",
+            "run",
+            "sleep",
+            "current_time",
+            "to_thread.run_sync",
+            "open_memory_channel",
+        )
     ),
+    ("trio.WouldBlock", "py:exception", "reference-core.html"),
     ("trio.Cancelled", "py:exception", "reference-core.html"),
     ("trio.TooSlowError", "py:exception", "reference-core.html"),
     ("trio.SocketStream", "py:class", "reference-io.html"),

@@ -13,6 +13,8 @@ from ._http11 import HTTP11Error as HTTP11Error
 from ._http11 import HTTP11Response as HTTP11Response
 from ._live import LiveServer as LiveServer
 from ._live import serve_live as serve_live
+from ._websocket import WebSocketDenied as WebSocketDenied
+from ._websocket import WebSocketTestSession as WebSocketTestSession
 
 __all__ = [
     "TestClient",
@@ -23,4 +25,6 @@ __all__ = [
     "HTTP11Connection",
     "HTTP11Response",
     "HTTP11Error",
+    "WebSocketTestSession",
+    "WebSocketDenied",
 ]

@@ -22,6 +22,7 @@ import trio
 
 from .._background import TaskFailure
 from .._headers import Headers
+from ._websocket import WebSocketTestSession
 
 ASGIApp = Callable[
     [
@@ -190,7 +191,7 @@ class TestClient:
         self.raise_task_errors = raise_task_errors
         self._use_lifespan = lifespan
         self._state: dict[str, Any] = {}
-        self._calls: set[_Call] = set()
+        self._calls: set[_Call | WebSocketTestSession] = set()
         self._failures: list[TaskFailure] = []
         self._nursery: trio.Nursery | None = None
         self._manager: AbstractAsyncContextManager[Self] | None = None
@@ -380,6 +381,49 @@ class TestClient:
     async def delete(self, path: str, **kwargs: Any) -> TestResponse:
         return await self.request("DELETE", path, **kwargs)
 
+    @asynccontextmanager
+    async def websocket_connect(
+        self,
+        path: str,
+        *,
+        subprotocols: Sequence[str] = (),
+        params: Params | None = None,
+        headers: Mapping[str, str] | None = None,
+        cookies: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[WebSocketTestSession]:
+        """``async with client.websocket_connect("/ws") as ws:`` once the app has accepted.
+
+        Leaving the block closes the socket (1000) if it is still open; the app's background
+        tasks may still be running then (``wait_background()`` waits for them).
+
+        Raises:
+            triobg.WebSocketDisconnect: the app closed instead of accepting (its code).
+            WebSocketDenied: the app refused the handshake with an HTTP response.
+        """
+        if self._nursery is None:
+            raise RuntimeError("use the client inside 'async with TestClient(app) as client:'")
+        http_scope = self._start_scope("GET", path, params, b"", [], headers, cookies)
+        scope = {
+            **{k: v for k, v in http_scope.items() if k != "method"},
+            "type": "websocket",
+            "scheme": "wss" if self.scheme == "https" else "ws",
+            "subprotocols": list(subprotocols),
+            "extensions": {"websocket.http.response": {}},
+        }
+        session = WebSocketTestSession(self.app, scope)
+        self._calls.add(session)
+
+        async def run() -> None:
+            try:
+                await session.run_app()
+            finally:
+                self._calls.discard(session)
+
+        self._nursery.start_soon(run)
+        await session._connect()
+        async with session:
+            yield session
+
     async def wait_background(self) -> None:
         """Wait until every request sent so far has finished its background tasks and teardown.
 
@@ -408,14 +452,7 @@ class TestClient:
     ) -> _Call:
         if self._nursery is None:
             raise RuntimeError("use the client inside 'async with TestClient(app) as client:'")
-        path, _, query = path.partition("?")
-        if params:
-            encoded = urlencode(list(params.items()) if isinstance(params, Mapping) else params)
-            query = f"{query}&{encoded}" if query else encoded
-        raw: list[tuple[bytes, bytes]] = [
-            (b"host", self.host.encode()),
-            (b"user-agent", b"triobg-testclient"),
-        ]
+        raw: list[tuple[bytes, bytes]] = []
         body = b""
         if json is not None:
             body = jsonlib.dumps(json).encode()
@@ -427,6 +464,31 @@ class TestClient:
             body = content.encode() if isinstance(content, str) else content
         if body:
             raw.append((b"content-length", str(len(body)).encode()))
+        scope = self._start_scope(method, path, params, body, raw, headers, cookies)
+        call = _Call(body, buffer)
+        self._calls.add(call)
+        self._nursery.start_soon(self._run_app, scope, call)
+        return call
+
+    def _start_scope(
+        self,
+        method: str,
+        path: str,
+        params: Params | None,
+        body: bytes,
+        body_headers: list[tuple[bytes, bytes]],
+        headers: Mapping[str, str] | None,
+        cookies: Mapping[str, str] | None,
+    ) -> dict[str, Any]:
+        path, _, query = path.partition("?")
+        if params:
+            encoded = urlencode(list(params.items()) if isinstance(params, Mapping) else params)
+            query = f"{query}&{encoded}" if query else encoded
+        raw: list[tuple[bytes, bytes]] = [
+            (b"host", self.host.encode()),
+            (b"user-agent", b"triobg-testclient"),
+            *body_headers,
+        ]
         merged = {**self.headers, **(headers or {})}
         names = {name.lower().encode() for name in merged}
         raw = [(k, v) for k, v in raw if k not in names]
@@ -434,7 +496,7 @@ class TestClient:
         jar = {**self.cookies, **(cookies or {})}
         if jar:
             raw.append((b"cookie", "; ".join(f"{k}={v}" for k, v in jar.items()).encode()))
-        scope = {
+        return {
             "type": "http",
             "asgi": {"version": "3.0"},
             "http_version": "1.1",
@@ -449,10 +511,6 @@ class TestClient:
             "server": (self.host.partition(":")[0], 80),
             "state": dict(self._state),
         }
-        call = _Call(body, buffer)
-        self._calls.add(call)
-        self._nursery.start_soon(self._run_app, scope, call)
-        return call
 
     async def _run_app(self, scope: dict[str, Any], call: _Call) -> None:
         try:
