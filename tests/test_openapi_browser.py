@@ -93,4 +93,5 @@ async def test_swagger_ui_renders_every_operation_offline() -> None:
     assert result["title"] == "Kitchen sink 1.2.3 - API documentation"
     assert "1.2.3" in result["versions"]
     assert requests and all(url.startswith(server.url + "/") for url in requests), requests
+    assert not any(url.endswith("/favicon.ico") for url in requests)  # the page names its icon
     assert any(url.startswith(server.url + "/openapi.json") for url in requests)

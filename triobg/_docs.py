@@ -95,6 +95,8 @@ def docs_page(*, title: str, openapi_url: str, js_url: str, css_url: str) -> str
         "<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
         f"<title>{html.escape(title)}</title>\n"
+        # An empty icon: otherwise every visit asks the app for a /favicon.ico it does not have.
+        "<link rel='icon' href='data:,'>\n"
         f"<link rel='stylesheet' href='{html.escape(css_url)}'>\n"
         "</head>\n<body>\n"
         f"<noscript><h1>{html.escape(title)}</h1><p>This page needs JavaScript. The OpenAPI "
