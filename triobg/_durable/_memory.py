@@ -22,6 +22,7 @@ from ._store import (
     TaskStatistics,
     TaskStore,
     lost_worker_error,
+    ready_record,
 )
 
 _CLAIMABLE = (TaskStatus.READY, TaskStatus.RETRYING)
@@ -52,24 +53,7 @@ class MemoryTaskStore(TaskStore):
             if held is not None:
                 out.append(held)
                 continue
-            record = TaskRecord(
-                id=task.id,
-                name=task.name,
-                arguments=task.arguments,
-                status=TaskStatus.READY,
-                priority=task.priority,
-                key=task.key,
-                attempts=0,
-                max_attempts=task.max_attempts,
-                enqueued_at=task.enqueued_at,
-                run_after=task.enqueued_at if task.run_after is None else task.run_after,
-                started_at=None,
-                finished_at=None,
-                owner=None,
-                lease_until=None,
-                result=None,
-                errors=(),
-            )
+            record = ready_record(task)
             self._tasks[task.id] = record
             self._seq += 1
             self._order[task.id] = self._seq

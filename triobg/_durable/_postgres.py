@@ -54,6 +54,7 @@ from ._store import (
     TaskStatistics,
     TaskStore,
     lost_worker_error,
+    ready_record,
 )
 
 if TYPE_CHECKING:
@@ -461,8 +462,7 @@ class PostgresTaskStore(TaskStore):
             stored = False
             with db.cursor() as cursor:
                 for task in tasks:
-                    run_after = task.enqueued_at if task.run_after is None else task.run_after
-                    record = _new_record(task, run_after)
+                    record = ready_record(task)
                     if task.key is None:
                         plain.append(record)
                     else:
@@ -474,7 +474,7 @@ class PostgresTaskStore(TaskStore):
                             task.key,
                             task.max_attempts,
                             task.enqueued_at,
-                            run_after,
+                            record.run_after,
                         )
                         cursor.execute(_SQL["insert_keyed"], values)
                         if cursor.fetchone() is None:  # the key is held: return the holder
@@ -704,27 +704,6 @@ def _migrate(connection: psycopg.Connection[Any]) -> int:
             connection.execute(migration)
             connection.execute(_SQL["schema_done"], (number,))
     return max(version, len(_MIGRATIONS))
-
-
-def _new_record(task: NewTask, run_after: float) -> TaskRecord:
-    return TaskRecord(
-        id=task.id,
-        name=task.name,
-        arguments=task.arguments,
-        status=TaskStatus.READY,
-        priority=task.priority,
-        key=task.key,
-        attempts=0,
-        max_attempts=task.max_attempts,
-        enqueued_at=task.enqueued_at,
-        run_after=run_after,
-        started_at=None,
-        finished_at=None,
-        owner=None,
-        lease_until=None,
-        result=None,
-        errors=(),
-    )
 
 
 def _redacted(url: str) -> str:

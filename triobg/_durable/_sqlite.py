@@ -29,6 +29,7 @@ from typing import Any, Final, TypeVar
 import attrs
 import trio
 
+from ._batch import GroupCommit, Write
 from ._status import TaskStatus
 from ._store import (
     NewTask,
@@ -38,6 +39,7 @@ from ._store import (
     TaskStatistics,
     TaskStore,
     lost_worker_error,
+    ready_record,
 )
 
 T = TypeVar("T")
@@ -195,18 +197,6 @@ def _error_json(error: TaskError) -> str:
     return json.dumps(attrs.asdict(error))
 
 
-@attrs.define(eq=False)
-class _Write:
-    """One write waiting for a batch: the function to apply, then its outcome."""
-
-    apply: Callable[[sqlite3.Connection], Any]
-    done: trio.Event = attrs.field(factory=trio.Event)
-    lead: bool = False  # set instead of ``result`` when this writer must lead the next batch
-    finished: bool = False
-    result: Any = None
-    error: BaseException | None = None
-
-
 class SQLiteTaskStore(TaskStore):
     """Durable tasks in one SQLite file (created, with its directory, on first use).
 
@@ -229,12 +219,15 @@ class SQLiteTaskStore(TaskStore):
         self.busy_timeout = busy_timeout
         self._connection: sqlite3.Connection | None = None
         self._limiter = trio.CapacityLimiter(1)  # one call on the connection at a time
-        self._pending: list[_Write] = []
-        self._committing = False
-        self.batches = 0  # transactions committed by ``_write`` (group-commit statistics)
+        self._writes = GroupCommit(self._commit, self._limiter)
 
     def __repr__(self) -> str:
         return f"SQLiteTaskStore({str(self.path)!r})"
+
+    @property
+    def batches(self) -> int:
+        """Transactions committed by the group commit so far (statistics)."""
+        return self._writes.batches
 
     # --- the connection and the group commit -------------------------------------------------
 
@@ -264,59 +257,16 @@ class SQLiteTaskStore(TaskStore):
         return await trio.to_thread.run_sync(run, limiter=self._limiter)
 
     async def _write(self, apply: Callable[[sqlite3.Connection], T]) -> T:
-        """Apply ``apply`` in the next committed transaction, batched with concurrent writes.
+        """Apply ``apply`` in the next committed transaction, batched with concurrent writes
+        (``_batch.GroupCommit``).
 
         ``apply`` runs in a worker thread inside the transaction. It must raise before it
         writes anything, or not at all: an ``sqlite3`` error fails (and rolls back) the whole
         batch, and every writer in it gets that error.
         """
-        write = _Write(apply)
-        self._pending.append(write)
-        if self._committing:
-            try:
-                await write.done.wait()
-            except BaseException:
-                if not write.finished:
-                    if write in self._pending:
-                        self._pending.remove(write)  # never applied: nothing was written
-                    if write.lead:
-                        self._hand_over()
-                raise
-            if not write.finished:  # woken to lead the batch it is in
-                await self._lead()
-        else:
-            self._committing = True
-            await self._lead()
-        if write.error is not None:
-            raise write.error
-        return write.result  # type: ignore[no-any-return]
+        return await self._writes.write(apply)
 
-    async def _lead(self) -> None:
-        batch, self._pending = self._pending, []
-        try:
-            # Not abandoned on cancel: the thread commits or rolls back, then we report it.
-            await trio.to_thread.run_sync(self._commit, batch, limiter=self._limiter)
-        except BaseException as error:
-            for write in batch:
-                if not write.finished:
-                    write.finished = True
-                    write.error = error
-            raise
-        finally:
-            for write in batch:
-                write.finished = True
-                write.done.set()
-            self._hand_over()
-
-    def _hand_over(self) -> None:
-        if self._pending:
-            first = self._pending[0]
-            first.lead = True
-            first.done.set()
-        else:
-            self._committing = False
-
-    def _commit(self, batch: list[_Write]) -> None:
+    def _commit(self, batch: list[Write]) -> None:
         connection = self._connect()
         try:
             connection.execute("BEGIN IMMEDIATE")
@@ -334,7 +284,7 @@ class SQLiteTaskStore(TaskStore):
             for write in batch:
                 write.result = None
                 write.error = error
-        self.batches += 1
+        self._writes.batches += 1
 
     async def migrate(self) -> int:
         """Create the file and its table now (otherwise done on first use); returns 1."""
@@ -377,26 +327,7 @@ class SQLiteTaskStore(TaskStore):
                         run_after,
                     ),
                 )
-                out.append(
-                    TaskRecord(
-                        id=task.id,
-                        name=task.name,
-                        arguments=task.arguments,
-                        status=TaskStatus.READY,
-                        priority=task.priority,
-                        key=task.key,
-                        attempts=0,
-                        max_attempts=task.max_attempts,
-                        enqueued_at=task.enqueued_at,
-                        run_after=run_after,
-                        started_at=None,
-                        finished_at=None,
-                        owner=None,
-                        lease_until=None,
-                        result=None,
-                        errors=(),
-                    )
-                )
+                out.append(ready_record(task))
             return out
 
         return await self._write(apply)

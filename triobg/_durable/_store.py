@@ -253,6 +253,28 @@ class TaskStore(abc.ABC):
         """Release what the store holds (connections, threads)."""
 
 
+def ready_record(task: NewTask) -> TaskRecord:
+    """The record of ``task`` as ``enqueue`` has just stored it: READY, never tried."""
+    return TaskRecord(
+        id=task.id,
+        name=task.name,
+        arguments=task.arguments,
+        status=TaskStatus.READY,
+        priority=task.priority,
+        key=task.key,
+        attempts=0,
+        max_attempts=task.max_attempts,
+        enqueued_at=task.enqueued_at,
+        run_after=task.enqueued_at if task.run_after is None else task.run_after,
+        started_at=None,
+        finished_at=None,
+        owner=None,
+        lease_until=None,
+        result=None,
+        errors=(),
+    )
+
+
 def lost_worker_error(record: TaskRecord, at: float) -> TaskError:
     """The error a store records when it takes a task back from a lost worker."""
     return TaskError(
