@@ -7,6 +7,7 @@ response, then run by the process's worker). Rounds alternate the two; the repor
 ratio of durable to in-process requests per second, and each one's p50 latency::
 
     python -m benchmarks.durable_http [--rounds 3] [--seconds 10] [--no-worker]
+        [--store sqlite|postgres]
 
 Needs ``wrk``. Not part of the test run.
 """
@@ -14,6 +15,7 @@ Needs ``wrk``. Not part of the test run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -24,6 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks._server import Cores, free_port, pinned
@@ -80,6 +83,26 @@ def wrk(url: str, seconds: int, cpus: str | None, script: Path) -> tuple[float, 
     return rate, float(p50.group(1)) * scale
 
 
+@contextlib.contextmanager
+def _store_url(kind: str, directory: str) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{directory}/tasks.sqlite3"
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from _postgres import PostgresServer, _binaries
+
+    binaries = _binaries()
+    if binaries is None:
+        sys.exit("PostgreSQL is not installed (apt-get install postgresql)")
+    server = PostgresServer(binaries)
+    server.fsync = True
+    try:
+        server.start()
+        yield server.new_database()
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -89,17 +112,24 @@ def main() -> None:
         action="store_true",
         help="the web process only stores durable tasks (a dedicated worker would run them)",
     )
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="where durable tasks are stored: a SQLite file, or a throwaway PostgreSQL cluster "
+        "started for the run (as the tests start one; fsync on)",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed")
     cores = Cores.detect()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _store_url(args.store, tmp) as store_url:
         Path(tmp, "durablebench.py").write_text(APP)
         script = Path(tmp, "post.lua")
         script.write_text(WRK_SCRIPT)
         port = free_port()
         hypercorn = str(Path(sys.executable).with_name("hypercorn"))
-        env = {**os.environ, "BENCH_STORE": f"sqlite:///{tmp}/tasks.sqlite3"}
+        env = {**os.environ, "BENCH_STORE": store_url}
         if args.no_worker:
             env["BENCH_NO_WORKER"] = "1"
         server = subprocess.Popen(
