@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import signal
 import sys
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -127,6 +129,82 @@ class TestOptions:
     def test_binds_accumulate(self) -> None:
         args = build_parser().parse_args(["-b", "127.0.0.1:1", "--bind", "unix:/tmp/s", "m:a"])
         assert args.bind == ["127.0.0.1:1", "unix:/tmp/s"]
+
+
+class TestStartupProblems:
+    """What stops the server from starting is one line and a non-zero exit, not a traceback."""
+
+    @pytest.mark.parametrize("server", ["native", "hypercorn"])
+    def test_a_port_in_use_is_one_line(
+        self, app_dir: Path, capsys: pytest.CaptureFixture[str], server: str
+    ) -> None:
+        import socket
+
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            with pytest.raises(SystemExit) as info:
+                main(["clibgapp:app", "--bind", f"127.0.0.1:{port}", "--server", server])
+        code = info.value.code
+        # hypercorn leaves the socket whose bind failed to the garbage collector (the error's
+        # traceback holds it); reap it here rather than have its ResourceWarning fail whichever
+        # test runs next.
+        del info
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+        assert code == 1
+        err = capsys.readouterr().err
+        assert err == (
+            f"triobg: error: cannot start the server: address already in use; "
+            f"bind: 127.0.0.1:{port}\n"
+        )
+
+    def test_a_malformed_bind_is_one_line(
+        self, app_dir: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with pytest.raises(SystemExit) as info:
+            main(["clibgapp:app", "--bind", "nonsense"])
+        assert info.value.code == 1
+        err = capsys.readouterr().err
+        assert "triobg: error: cannot start the server: bind must be 'host:port'" in err
+        assert "Traceback" not in err
+
+    def test_an_unreadable_certificate_is_named(
+        self, app_dir: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with pytest.raises(SystemExit) as info:
+            main(["clibgapp:app", "--certfile", "missing.pem", "--keyfile", "missing.key"])
+        assert info.value.code == 2
+        assert capsys.readouterr().err == "triobg: error: cannot read --certfile missing.pem\n"
+
+
+class TestHostAndPort:
+    def test_host_and_port_are_aliases_of_bind(self) -> None:
+        """uvicorn's ``--host``/``--port`` work, each defaulting as ``--bind`` does."""
+        parser = build_parser()
+        args = parser.parse_args(["m:a", "--host", "0.0.0.0", "--port", "9000"])
+        assert (args.host, args.port) == ("0.0.0.0", 9000)
+        with pytest.raises(SystemExit):
+            parser.parse_args(["m:a", "--port", "70000"])
+
+    def test_bind_and_host_together_are_refused(
+        self, app_dir: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with pytest.raises(SystemExit) as info:
+            main(["clibgapp:app", "--bind", "127.0.0.1:1", "--port", "2"])
+        assert info.value.code == 2
+        assert "not both" in capsys.readouterr().err
+
+    async def test_a_server_started_with_host_and_port(self, app_dir: Path) -> None:
+        """``--host 127.0.0.1 --port N`` serves on exactly that address."""
+        port = free_port()
+        args = [PYTHON, "-m", "triobg", "clibgapp:app", "--host", "127.0.0.1"]
+        args += ["--port", str(port)]
+        async with server_process(args, app_dir) as child:
+            await child.wait_for(rf"serving on http://127\.0\.0\.1:{port}", timeout=STARTUP)
+            assert isinstance(await get("127.0.0.1", port, "/quick/h1"), int)
 
 
 class TestProcess:

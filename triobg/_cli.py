@@ -24,7 +24,7 @@ import trio
 
 from ._app import App
 from ._logging import LOG_FORMAT
-from ._serve import DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, build_config, serve
+from ._serve import DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, _sole_leaf, build_config, serve
 from ._server import ServerConfig
 from ._server._workers import WORKER_BINDS_ENV, run_workers
 
@@ -119,6 +119,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m triobg",
@@ -135,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="HOST:PORT",
         help="address to listen on; repeat for several; also unix:PATH (default 127.0.0.1:8000)",
+    )
+    parser.add_argument(
+        "--host", help="host to listen on, with --port (as uvicorn's; default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=_port, help="port to listen on, with --host (as uvicorn's; default 8000)"
     )
     parser.add_argument(
         "-w",
@@ -221,9 +237,28 @@ def setup_logging(level: str) -> None:
         logging.getLogger("hypercorn.error").setLevel(max(logging.INFO, logging.getLogger().level))
 
 
-def _fail(message: str) -> NoReturn:
+def _fail(message: str, status: int = 2) -> NoReturn:
     print(f"triobg: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(status)
+
+
+def _startup_problem(error: BaseException) -> str | None:
+    """One line for an error that stops the server from starting, or ``None`` if it is none.
+
+    A port already in use, an address that cannot be bound, a certificate that cannot be read
+    and a malformed ``--bind`` reach us from inside the server's nurseries as a group of one; a
+    person at a terminal needs the sentence, not forty lines of group traceback.
+    """
+    if isinstance(error, BaseExceptionGroup):
+        leaf = _sole_leaf(error)
+        return None if leaf is None else _startup_problem(leaf)
+    if isinstance(error, OSError):
+        reason = error.strerror or str(error)
+        where = f" ({error.filename})" if error.filename else ""
+        return f"cannot start the server: {reason.lower()}{where}"
+    if isinstance(error, ValueError):
+        return f"cannot start the server: {error}"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -243,6 +278,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         app.background.drain_timeout = args.drain_timeout
     if (args.certfile is None) != (args.keyfile is None):
         _fail("--certfile and --keyfile go together")
+    for flag, path in (("--certfile", args.certfile), ("--keyfile", args.keyfile)):
+        if path is not None and not os.access(path, os.R_OK):
+            _fail(f"cannot read {flag} {path}")
+    if args.bind and (args.host is not None or args.port is not None):
+        _fail("give --bind, or --host and --port, not both")
+    if args.host is not None or args.port is not None:
+        host = args.host or "127.0.0.1"
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host  # IPv6
+        args.bind = [f"{host}:{8000 if args.port is None else args.port}"]
     options: dict[str, Any] = {
         "bind": args.bind or ["127.0.0.1:8000"],
         "keep_alive_timeout": args.keep_alive,
@@ -267,7 +311,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             _fail(str(error))
     if args.workers > 1 or args.reload:
         return _run_hypercorn(app, args, options)
-    trio.run(functools.partial(_serve_until_signalled, app, options))
+    try:
+        trio.run(functools.partial(_serve_until_signalled, app, options))
+    except (OSError, ValueError, BaseExceptionGroup) as error:
+        problem = _startup_problem(error)
+        if problem is None:
+            raise
+        logger.debug("the server could not start", exc_info=error)
+        _fail(f"{problem}; bind: {', '.join(options['bind'])}", status=1)
     return 0
 
 

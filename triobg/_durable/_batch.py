@@ -4,8 +4,9 @@
 # that applies itself to an open transaction in a worker thread. The first writer to find no
 # commit in flight leads a batch: it takes every write pending at that moment and hands them
 # to the store's ``commit`` in one thread call. Writes that arrive meanwhile wait; when the
-# batch is done, the first of them leads the next one. Under load a batch holds many requests' enqueues and many tasks' results; alone, a
-# write costs one transaction, as it would without batching.
+# batch is done, the first of them leads the next one. Under load a batch holds many
+# requests' enqueues and many tasks' results; alone, a write costs one transaction, as it
+# would without batching.
 from __future__ import annotations
 
 from collections.abc import Callable
