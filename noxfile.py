@@ -45,6 +45,18 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks against bare ASGI, Starlette, FastAPI and Quart-Trio (not part of CI)."""
-    session.install("-e", ".", "-r", "benchmarks/requirements.txt")
+    """Benchmarks against bare ASGI, Starlette, FastAPI and Quart-Trio (not part of CI).
+
+    Then the durable-task stores: SQLite end to end, PostgreSQL with 1, 2 and 4 worker
+    processes and the takeover after ``kill -9``, and durable against in-process tasks over
+    HTTP on each store (these need PostgreSQL's server and ``wrk`` installed). Arguments go to
+    ``benchmarks.run``; ``-- --only inprocess`` skips the rest by running just that section.
+    """
+    session.install("-e", ".[postgres]", "-r", "benchmarks/requirements.txt")
     session.run("python", "-m", "benchmarks.run", *session.posargs)
+    if session.posargs:
+        return
+    session.run("python", "-m", "benchmarks.durable_store")
+    session.run("python", "-m", "benchmarks.postgres_store")
+    for store in ("sqlite", "postgres"):
+        session.run("python", "-m", "benchmarks.durable_http", "--store", store)
