@@ -10,7 +10,6 @@ a message into every inbox without waiting; a member whose inbox is full is too 
 up and is dropped (its socket closes with 1008), so one slow reader never holds up the room.
 """
 
-import os
 from collections import defaultdict
 from collections.abc import AsyncIterator
 
@@ -59,12 +58,8 @@ class Room:
 rooms: defaultdict[str, Room] = defaultdict(Room)
 
 
-def log_path() -> str:
-    return os.path.join(os.environ.get("TRIOBG_EXAMPLES_DIR", "."), "chat.log")
-
-
 def log_visit(room: str, name: str, count: int) -> None:
-    with open(log_path(), mode="a") as file:
+    with open("chat.log", mode="a") as file:
         file.write(f"{name} left {room} after {count} messages\n")
 
 

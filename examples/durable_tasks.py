@@ -11,7 +11,6 @@ runs it right after, retries it if it fails, and runs it again after a crash or 
 Inspect the store from a shell: ``python -m triobg tasks examples.durable_tasks:app list``.
 """
 
-import os
 from typing import Any
 
 import attrs
@@ -29,15 +28,11 @@ class Notification:
     message: str
 
 
-def log_path() -> str:
-    return os.path.join(os.environ.get("TRIOBG_EXAMPLES_DIR", "."), "log.txt")
-
-
 @app.task(retries=3, timeout=30)
 def write_notification(notification: Notification) -> dict[str, str]:
     # A ``def`` task runs in a worker thread. It may run more than once (after a crash in the
     # middle of it), so it should be safe to repeat: here, a duplicate line at worst.
-    with open(log_path(), mode="a") as log:
+    with open("log.txt", mode="a") as log:
         log.write(f"notification for {notification.email}: {notification.message}\n")
     return {"sent_to": notification.email}
 

@@ -16,8 +16,8 @@ WAIT = 5.0
 
 @pytest.fixture
 def out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The directory the example writes its log to during this test."""
-    monkeypatch.setenv("TRIOBG_EXAMPLES_DIR", str(tmp_path))
+    """The directory the example writes its log to during this test (its working directory)."""
+    monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
