@@ -47,6 +47,7 @@ import trio
 from ._batch import GroupCommit, Write
 from ._status import TaskStatus
 from ._store import (
+    RECORD_COLUMNS,
     NewTask,
     TaskError,
     TaskNotFound,
@@ -55,6 +56,7 @@ from ._store import (
     TaskStore,
     lost_worker_error,
     ready_record,
+    record_from_row,
 )
 
 if TYPE_CHECKING:
@@ -66,10 +68,7 @@ T = TypeVar("T")
 #: The channel ``NOTIFY`` and ``LISTEN`` use.
 CHANNEL: Final = "triobg_tasks"
 
-_COLUMNS: Final = (
-    "id, name, arguments, status, priority, key, attempts, max_attempts, enqueued_at, "
-    "run_after, started_at, finished_at, owner, lease_until, result, errors"
-)
+_COLUMNS: Final = RECORD_COLUMNS
 _UNFINISHED: Final = "('ready', 'running', 'retrying')"
 
 #: The schema, as numbered migrations: version N is reached by applying the first N of them,
@@ -240,24 +239,7 @@ _SQL: Final = {
 
 
 def _record(row: Sequence[Any]) -> TaskRecord:
-    return TaskRecord(
-        id=row[0],
-        name=row[1],
-        arguments=row[2],
-        status=TaskStatus(row[3]),
-        priority=row[4],
-        key=row[5],
-        attempts=row[6],
-        max_attempts=row[7],
-        enqueued_at=row[8],
-        run_after=row[9],
-        started_at=row[10],
-        finished_at=row[11],
-        owner=row[12],
-        lease_until=row[13],
-        result=row[14],
-        errors=tuple(TaskError(**error) for error in row[15]),
-    )
+    return record_from_row(row, row[15])
 
 
 def _error_json(error: TaskError) -> str:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import abc
 import builtins
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, Final
 
 import attrs
 import trio
@@ -251,6 +252,36 @@ class TaskStore(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional: most stores have nothing to close
         """Release what the store holds (connections, threads)."""
+
+
+#: The columns an SQL store selects for a ``TaskRecord``, in the order ``record_from_row`` reads.
+RECORD_COLUMNS: Final = (
+    "id, name, arguments, status, priority, key, attempts, max_attempts, enqueued_at, "
+    "run_after, started_at, finished_at, owner, lease_until, result, errors"
+)
+
+
+def record_from_row(row: Sequence[Any], errors: Iterable[Mapping[str, Any]]) -> TaskRecord:
+    """A ``TaskRecord`` from a row of ``RECORD_COLUMNS``; ``errors`` is the row's last column,
+    already decoded from JSON (SQLite stores text, PostgreSQL hands back ``jsonb`` decoded)."""
+    return TaskRecord(
+        id=row[0],
+        name=row[1],
+        arguments=row[2],
+        status=TaskStatus(row[3]),
+        priority=row[4],
+        key=row[5],
+        attempts=row[6],
+        max_attempts=row[7],
+        enqueued_at=row[8],
+        run_after=row[9],
+        started_at=row[10],
+        finished_at=row[11],
+        owner=row[12],
+        lease_until=row[13],
+        result=row[14],
+        errors=tuple(TaskError(**error) for error in errors),
+    )
 
 
 def ready_record(task: NewTask) -> TaskRecord:
