@@ -21,8 +21,8 @@ from ._store import (
     TaskRecord,
     TaskStatistics,
     TaskStore,
-    lost_worker_error,
     ready_record,
+    recovered,
 )
 
 _CLAIMABLE = (TaskStatus.READY, TaskStatus.RETRYING)
@@ -180,19 +180,7 @@ class MemoryTaskStore(TaskStore):
             assert record.lease_until is not None
             if record.owner not in dead and record.lease_until >= now:
                 continue
-            errors = (*record.errors, lost_worker_error(record, now))
-            if record.attempts >= record.max_attempts:
-                record = attrs.evolve(
-                    record,
-                    status=TaskStatus.FAILED,
-                    errors=errors,
-                    finished_at=now,
-                    lease_until=None,
-                )
-            else:
-                record = attrs.evolve(
-                    record, status=TaskStatus.READY, errors=errors, run_after=now, lease_until=None
-                )
+            record = recovered(record, now)
             self._tasks[record.id] = record
             out.append(record)
         return out

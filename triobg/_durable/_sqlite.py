@@ -39,9 +39,9 @@ from ._store import (
     TaskRecord,
     TaskStatistics,
     TaskStore,
-    lost_worker_error,
     ready_record,
     record_from_row,
+    recovered,
 )
 
 T = TypeVar("T")
@@ -387,15 +387,10 @@ class SQLiteTaskStore(TaskStore):
             now = self.clock()
             out = []
             for row in db.execute(_SQL["lost"], (now, dead)).fetchall():
-                record = _record(row)
-                error = lost_worker_error(record, now)
-                if record.attempts >= record.max_attempts:
-                    db.execute(_SQL["recover_failed"], (_error_json(error), now, record.id))
-                    record = attrs.evolve(record, status=TaskStatus.FAILED, finished_at=now)
-                else:
-                    db.execute(_SQL["recover_ready"], (_error_json(error), now, record.id))
-                    record = attrs.evolve(record, status=TaskStatus.READY, run_after=now)
-                out.append(attrs.evolve(record, lease_until=None, errors=(*record.errors, error)))
+                record = recovered(_record(row), now)
+                query = "recover_failed" if record.status is TaskStatus.FAILED else "recover_ready"
+                db.execute(_SQL[query], (_error_json(record.errors[-1]), now, record.id))
+                out.append(record)
             return out
 
         return await self._write(apply)

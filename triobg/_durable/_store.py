@@ -306,6 +306,20 @@ def ready_record(task: NewTask) -> TaskRecord:
     )
 
 
+def recovered(record: TaskRecord, now: float) -> TaskRecord:
+    """``record`` (RUNNING, its worker lost) as ``recover`` leaves it: the lost-worker error
+    appended, then READY at once if it has attempts left, else FAILED. The rule every store
+    applies; the SQL stores write the result with their own statements."""
+    errors = (*record.errors, lost_worker_error(record, now))
+    if record.attempts >= record.max_attempts:
+        return attrs.evolve(
+            record, status=TaskStatus.FAILED, errors=errors, finished_at=now, lease_until=None
+        )
+    return attrs.evolve(
+        record, status=TaskStatus.READY, errors=errors, run_after=now, lease_until=None
+    )
+
+
 def lost_worker_error(record: TaskRecord, at: float) -> TaskError:
     """The error a store records when it takes a task back from a lost worker."""
     return TaskError(
