@@ -29,7 +29,7 @@ def http_exception_handler(request: Request, error: HTTPException) -> Response:
 
 def validation_error_handler(request: Request, error: RequestValidationError) -> Response:
     """422 listing every problem: ``{"detail": [{"loc": [...], "msg": ..., "type": ...}]}``."""
-    return JSONResponse({"detail": [e.as_json() for e in error.errors]}, 422)
+    return JSONResponse({"detail": error.errors()}, 422)
 
 
 def server_error_handler(request: Request, error: Exception) -> Response:
@@ -51,6 +51,8 @@ async def error_response(
     handlers: dict[type[BaseException], ExceptionHandler], request: Request, error: Exception
 ) -> Response:
     """The response for ``error``: from the most specific handler, else a logged 500."""
+    if isinstance(error, RequestValidationError) and error.body is None:
+        error.body = request._parsed_json()  # FastAPI's ``exc.body``, for custom handlers
     handler = next((handlers[c] for c in type(error).__mro__ if c in handlers), None)
     if handler is None:
         return server_error_handler(request, error)

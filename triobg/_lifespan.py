@@ -15,6 +15,7 @@ from typing import Any
 import trio
 
 from ._logging import ensure_visible
+from ._mount import MountStartupFailed, start_mounted, stop_mounted
 from ._signals import guard_runner_sigterm
 
 if typing.TYPE_CHECKING:
@@ -46,26 +47,43 @@ async def handle_lifespan(app: App, scope: dict[str, Any], receive: Receive, sen
     if state:
         app.state._data.update(state)
         scope.setdefault("state", {}).update(state)
-    # After the user's startup, which may configure logging or signals of its own.
-    ensure_visible()
-    guard_runner_sigterm()
-    await send({"type": "lifespan.startup.complete"})
-
-    await app.tasks._serve_until(receive)  # lifespan.shutdown; durable tasks run until then
+    started = False
+    async with trio.open_nursery() as nursery:
+        # The mounted apps' lifespans run in this nursery, inside the app's own lifespan.
+        try:
+            mounted = await start_mounted(app._mounts, nursery, scope.get("asgi") or {})
+        except MountStartupFailed as error:
+            logger.error("startup failed: %s", error)  # noqa: TRY400 (the mount logged its traceback)
+            failure_message = str(error)
+        else:
+            started = True
+            # After the user's startup, which may configure logging or signals of its own.
+            ensure_visible()
+            guard_runner_sigterm()
+            await send({"type": "lifespan.startup.complete"})
+            await app.tasks._serve_until(receive)  # lifespan.shutdown; durable tasks run till then
+            failures = await stop_mounted(mounted)
+        nursery.cancel_scope.cancel()  # a mounted app still waiting for messages: none will come
+    if not started:
+        if manager is not None:
+            try:
+                await manager.__aexit__(None, None, None)
+            except Exception:
+                logger.exception("shutdown after the failed startup failed")
+        await send({"type": "lifespan.startup.failed", "message": failure_message})
+        await trio.lowlevel.checkpoint()
+        return
     try:
         await app.background.drain()
     finally:
-        failure: BaseException | None = None
         if manager is not None:
             try:
                 await manager.__aexit__(None, None, None)
             except Exception as error:
                 logger.exception("shutdown failed")
-                failure = error
-    if failure is not None:
-        await send(
-            {"type": "lifespan.shutdown.failed", "message": f"{type(failure).__name__}: {failure}"}
-        )
+                failures.append(f"{type(error).__name__}: {error}")
+    if failures:
+        await send({"type": "lifespan.shutdown.failed", "message": "; ".join(failures)})
     else:
         await send({"type": "lifespan.shutdown.complete"})
     await trio.lowlevel.checkpoint()
