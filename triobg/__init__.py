@@ -57,6 +57,7 @@ from ._serve import serve as serve
 from ._server import ServerConfig as ServerConfig
 from ._sse import EventSourceResponse as EventSourceResponse
 from ._sse import ServerSentEvent as ServerSentEvent
+from ._staticfiles import StaticFiles as StaticFiles
 from ._url import URL as URL
 from ._url import Address as Address
 from ._websocket_pipeline import WebSocketSessions as WebSocketSessions
@@ -105,6 +106,7 @@ __all__ = [
     "StreamingResponse",
     "EventSourceResponse",
     "ServerSentEvent",
+    "StaticFiles",
     # errors
     "HTTPException",
     "RequestValidationError",

@@ -22,7 +22,7 @@ from urllib.parse import quote
 import attrs
 import trio
 
-from ._url import PATH_SAFE, split_root
+from ._url import PATH_SAFE
 
 logger = logging.getLogger("triobg.lifespan")
 
@@ -61,13 +61,13 @@ class Mount:
         root = scope.get("root_path") or ""
         child = dict(scope)
         child["root_path"] = root + self.path
-        child["path"] = root + below
-        raw = scope.get("raw_path")
-        if raw is not None:
-            _, raw_below = split_root(scope)
-            child["raw_path"] = quote(root, safe=PATH_SAFE).encode("latin-1") + (
-                raw_below if raw_below is not None else quote(below, safe=PATH_SAFE).encode()
-            )
+        path: str = scope["path"]
+        if root and root + below != path:
+            # The server took the root path out of ``path``: put it back, in both forms.
+            child["path"] = root + below
+            raw = scope.get("raw_path")
+            if raw is not None:
+                child["raw_path"] = quote(root, safe=PATH_SAFE).encode("latin-1") + raw
         if self.state:
             child["state"] = {**scope.get("state", {}), **self.state}
         return child
