@@ -50,6 +50,7 @@ from ._responses import PlainTextResponse as PlainTextResponse
 from ._responses import RedirectResponse as RedirectResponse
 from ._responses import Response as Response
 from ._responses import StreamingResponse as StreamingResponse
+from ._responses import same_site_path as same_site_path
 from ._routes import Route as Route
 from ._routes import RouteOptions as RouteOptions
 from ._routes import Router as Router
@@ -103,6 +104,7 @@ __all__ = [
     "PlainTextResponse",
     "HTMLResponse",
     "RedirectResponse",
+    "same_site_path",
     "StreamingResponse",
     "EventSourceResponse",
     "ServerSentEvent",

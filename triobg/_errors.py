@@ -13,7 +13,7 @@ from typing import Any
 
 from ._exceptions import HTTPException, RequestValidationError
 from ._requests import Request
-from ._responses import JSONResponse, Response
+from ._responses import JSONResponse, Response, UnsafeRedirect
 
 logger = logging.getLogger("triobg.error")
 
@@ -32,6 +32,14 @@ def validation_error_handler(request: Request, error: RequestValidationError) ->
     return JSONResponse({"detail": error.errors()}, 422)
 
 
+def unsafe_redirect_handler(request: Request, error: UnsafeRedirect) -> Response:
+    """400: a redirect target with a control character came, in practice, from the client."""
+    logger.warning("%s %s: %s", request.method, request.path, error)
+    return JSONResponse(
+        {"detail": "refusing to redirect to a target with a control character"}, 400
+    )
+
+
 def server_error_handler(request: Request, error: Exception) -> Response:
     """Log the traceback; tell the client only that something went wrong on our side."""
     logger.error(
@@ -43,6 +51,7 @@ def server_error_handler(request: Request, error: Exception) -> Response:
 DEFAULT_HANDLERS: dict[type[BaseException], ExceptionHandler] = {
     HTTPException: http_exception_handler,
     RequestValidationError: validation_error_handler,
+    UnsafeRedirect: unsafe_redirect_handler,
     Exception: server_error_handler,
 }
 
