@@ -168,7 +168,8 @@ class HTTPConnection:
         """The absolute URL of the route called ``name``, with ``path_params`` filled in.
 
         Routes are named after their function unless given ``name=``; a route of a mounted app
-        is ``"mount_name:route_name"``. The URL starts with ``base_url`` (so it honours the
+        is ``"mount_name:route_name"``. The names are those of ``request.app``: in a mounted
+        app, its own routes. The URL starts with ``base_url`` (so it honours the
         root path); its host comes from the request's ``Host`` header, so do not put it in
         messages sent elsewhere (e-mail) unless a proxy you trust sets that header.
 

@@ -331,7 +331,10 @@ def _open_under(root: str, parts: tuple[str, ...]) -> tuple[int, os.stat_result]
     without blocking (a FIFO put there meanwhile would otherwise hang the thread). Any
     ``OSError`` (missing, a permission, a name too long) is ``None``: a 404.
     """
-    target = os.path.realpath(os.path.join(root, *parts))
+    try:
+        target = os.path.realpath(os.path.join(root, *parts))
+    except (OSError, ValueError):
+        return None
     if target != root and not target.startswith(root.rstrip(os.sep) + os.sep):
         return None
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
