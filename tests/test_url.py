@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from triobg import URL, Address
 from triobg._url import split_root
@@ -148,3 +151,18 @@ def test_address_is_a_tuple_with_names() -> None:
     host, port = address
     assert (host, port) == (address.host, address.port) == ("10.0.0.1", 5555)
     assert address == ("10.0.0.1", 5555)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(path=st.text(min_size=0, max_size=30).map(lambda text: "/" + text), keep_raw=st.booleans())
+def test_the_path_survives_the_round_trip(path: str, keep_raw: bool) -> None:
+    """Whatever the decoded path, ``URL.from_scope(...).path`` gives it back, and the URL text
+    parses to the same path."""
+    try:
+        raw = quote(path, safe="/").encode("ascii")
+    except UnicodeEncodeError:
+        return  # lone surrogates: no server produces them
+    url = URL.from_scope(scope(path=path, raw_path=raw if keep_raw else None))
+    assert url.path == path
+    assert URL(str(url)).path == path
+    assert url.hostname == "example.org"
