@@ -7,6 +7,7 @@
 # still use what the lifespan set up.
 from __future__ import annotations
 
+import contextlib
 import logging
 import typing
 from collections.abc import Mapping
@@ -48,8 +49,12 @@ async def handle_lifespan(app: App, scope: dict[str, Any], receive: Receive, sen
         app.state._data.update(state)
         scope.setdefault("state", {}).update(state)
     started = False
-    async with trio.open_nursery() as nursery:
-        # The mounted apps' lifespans run in this nursery, inside the app's own lifespan.
+    # The mounted apps' lifespans run in a nursery, inside the app's own lifespan (an app
+    # without mounts opens none, so its shutdown path is what it always was).
+    owner: contextlib.AbstractAsyncContextManager[trio.Nursery | None] = (
+        trio.open_nursery() if app._mounts else contextlib.nullcontext()
+    )
+    async with owner as nursery:
         try:
             mounted = await start_mounted(app._mounts, nursery, scope.get("asgi") or {})
         except MountStartupFailed as error:
@@ -63,7 +68,8 @@ async def handle_lifespan(app: App, scope: dict[str, Any], receive: Receive, sen
             await send({"type": "lifespan.startup.complete"})
             await app.tasks._serve_until(receive)  # lifespan.shutdown; durable tasks run till then
             failures = await stop_mounted(mounted)
-        nursery.cancel_scope.cancel()  # a mounted app still waiting for messages: none will come
+        if nursery is not None:  # a mounted app still waiting for a message: none will come
+            nursery.cancel_scope.cancel()
     if not started:
         if manager is not None:
             try:

@@ -124,15 +124,18 @@ class _Child:
 
 
 async def start_mounted(
-    mounts: Sequence[Mount], nursery: trio.Nursery, asgi: Mapping[str, Any]
+    mounts: Sequence[Mount], nursery: trio.Nursery | None, asgi: Mapping[str, Any]
 ) -> list[_Child]:
     """Start every mounted app's lifespan, in order; the started ones, to stop later.
+
+    ``nursery`` runs them; it is only ``None`` when there are no mounts.
 
     Raises:
         MountStartupFailed: one of them failed; those started before it are stopped first.
     """
     started: list[_Child] = []
     for mount in mounts:
+        assert nursery is not None
         child = _spawn(mount, nursery, asgi)
         reply = await child.ask({"type": "lifespan.startup"})
         if reply is None and child.received and child.error is not None:
