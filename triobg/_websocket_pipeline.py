@@ -270,7 +270,7 @@ async def _reject(websocket: WebSocket, error: Exception) -> None:
     if isinstance(error, HTTPException):
         status, detail, headers = error.status_code, error.detail, error.headers or {}
     elif isinstance(error, RequestValidationError):
-        status, detail, headers = 422, [e.as_json() for e in error.errors], {}
+        status, detail, headers = 422, error.errors(), {}
     else:
         status, detail, headers = 500, "Internal Server Error", {}
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
