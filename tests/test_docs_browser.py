@@ -47,6 +47,7 @@ PAGES = [
     "design/native-server.html",
     "tutorial/api-docs.html",
     "reference/triobg.html",
+    "howto/mount-and-static.html",
     "search.html",
 ]
 

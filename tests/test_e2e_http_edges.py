@@ -91,7 +91,7 @@ def make_app(ran: trio.Event | None = None) -> App:
 
     @app.get("/where/{name}")
     async def where(name: str, request: Request) -> list[str]:
-        return [name, request.headers["host"], request.url]
+        return [name, request.headers["host"], str(request.url)]
 
     return app
 
@@ -412,7 +412,7 @@ class TestInheritedHTTPEdges:
                 await stream.send_all(head("GET", "http://example.org:81/where/x?q=1"))
                 answer, _ = await read_answer(stream)
                 assert answer.status == 200, answer
-                assert answer.body == b'["x","example.org:81","/where/x?q=1"]'
+                assert answer.body == b'["x","example.org:81","http://example.org:81/where/x?q=1"]'
                 await stream.send_all(head("GET", "HTTPS://example.org"))
                 answer, _ = await read_answer(stream)
                 assert answer.status == 404  # routed as ``/``, which this app does not have

@@ -27,7 +27,9 @@ from triobg import (
     HTTPException,
     JSONResponse,
     RedirectResponse,
+    Request,
     Response,
+    same_site_path,
 )
 from triobg._headers import MutableHeaders, encode_header
 from triobg._responses import is_same_site_reference
@@ -214,12 +216,99 @@ def browser_target(url: str) -> str:
 
 class TestOpenRedirects:
     @pytest.mark.parametrize("url", OPEN_REDIRECTS)
-    def test_redirect_response_refuses_other_sites(self, url: str) -> None:
-        """``RedirectResponse`` refuses anything a browser would take to another host."""
-        with pytest.raises(ValueError, match="refusing to redirect"):
-            RedirectResponse(url)
-        if not any(c in url for c in "\r\n"):  # those are refused even when trusted
-            assert RedirectResponse(url, allow_external=True).status_code == 307
+    async def test_a_target_from_the_request_never_leads_off_site(self, url: str) -> None:
+        """``RedirectResponse(request's ?next=)`` to anything a browser would take to another
+        host is a 400 (never a 307 there, never a 500); with ``same_site_path`` it is ``/``."""
+        app = App()
+
+        @app.get("/login")
+        async def login(next: str) -> RedirectResponse:
+            return RedirectResponse(next)
+
+        @app.get("/safe")
+        async def safe(next: str) -> RedirectResponse:
+            return RedirectResponse(same_site_path(next, default="/home"))
+
+        async with TestClient(app) as client:
+            answer = await client.get("/login", params={"next": url})
+            safe_answer = await client.get("/safe", params={"next": url})
+        assert answer.status_code == 400, (url, answer.status_code)
+        assert "location" not in answer.headers
+        assert (safe_answer.status_code, safe_answer.headers["location"]) == (307, "/home")
+
+    @pytest.mark.parametrize(
+        "url", ["https://accounts.example/login?x=1", "http://example.org", "//cdn.example/x"]
+    )
+    async def test_a_target_the_application_writes_is_followed(self, url: str) -> None:
+        """An off-site target the application itself wrote is a 307 to it, as in FastAPI
+        (#18): only a target the client supplied is refused."""
+        app = App()
+
+        @app.get("/go")
+        async def go(next: str = "/") -> RedirectResponse:
+            return RedirectResponse(url)
+
+        async with TestClient(app) as client:
+            answer = await client.get("/go", params={"next": "/somewhere"})
+        assert (answer.status_code, answer.headers["location"]) == (307, url)
+
+    async def test_the_body_and_path_count_as_the_request(self) -> None:
+        """A target taken from a path parameter, a JSON body or a form body is refused too;
+        ``allow_external=True`` vouches for it."""
+        app = App()
+
+        @app.get("/to/{target:path}")
+        async def by_path(target: str) -> RedirectResponse:
+            return RedirectResponse(target)
+
+        @app.post("/json")
+        async def by_json(request: Request) -> RedirectResponse:
+            return RedirectResponse((await request.json())["next"])
+
+        @app.post("/form")
+        async def by_form(request: Request) -> RedirectResponse:
+            body = (await request.body()).decode()
+            return RedirectResponse(unquote(body.partition("next=")[2].replace("+", " ")))
+
+        @app.get("/trusted")
+        async def trusted(next: str) -> RedirectResponse:
+            return RedirectResponse(next, allow_external=True)
+
+        async with TestClient(app) as client:
+            assert (await client.get("/to/https://evil.example/x")).status_code == 400
+            assert (
+                await client.post("/json", json={"next": "https://evil.example"})
+            ).status_code == 400
+            form = await client.post(
+                "/form",
+                content=b"next=https%3A%2F%2Fevil.example",
+                headers={"content-type": "application/x-www-form-urlencoded"},
+            )
+            assert form.status_code == 400
+            trusted_answer = await client.get(
+                "/trusted", params={"next": "https://partner.example"}
+            )
+            assert trusted_answer.headers["location"] == "https://partner.example"
+
+    async def test_a_control_character_from_the_request_is_a_400(self) -> None:
+        """A CR/LF in a target the client sent is a 400 (never a 500, never a split header)."""
+        app = App()
+
+        @app.get("/login")
+        async def login(next: str) -> RedirectResponse:
+            return RedirectResponse(next)
+
+        async with TestClient(app) as client:
+            answer = await client.get("/login", params={"next": "/a\r\nSet-Cookie: x=1"})
+        assert answer.status_code == 400
+        assert "set-cookie" not in answer.headers
+
+    def test_same_site_path(self) -> None:
+        """``same_site_path`` passes same-site paths and replaces the rest (and ``None``)."""
+        assert same_site_path("/a?b=1") == "/a?b=1"
+        assert same_site_path(None) == "/"
+        assert same_site_path("//evil.example", "/x") == "/x"
+        assert same_site_path("https://evil.example") == "/"
 
     @pytest.mark.parametrize("url", ["/", "/a/b?next=//evil.com", "/%2F%2Fevil.com", "/a//b"])
     def test_redirect_response_accepts_same_site_paths(self, url: str) -> None:

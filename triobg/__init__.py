@@ -28,6 +28,8 @@ from ._exceptions import HTTPException as HTTPException
 from ._exceptions import RequestValidationError as RequestValidationError
 from ._headers import Headers as Headers
 from ._headers import MutableHeaders as MutableHeaders
+from ._mount import Mount as Mount
+from ._mount import NoMatchFound as NoMatchFound
 from ._params import Body as Body
 from ._params import Cookie as Cookie
 from ._params import Depends as Depends
@@ -36,6 +38,7 @@ from ._params import Header as Header
 from ._params import ParamInfo as ParamInfo
 from ._params import Path as Path
 from ._params import Query as Query
+from ._requests import HTTPConnection as HTTPConnection
 from ._requests import QueryParams as QueryParams
 from ._requests import Request as Request
 from ._requests import RequestLimits as RequestLimits
@@ -47,6 +50,7 @@ from ._responses import PlainTextResponse as PlainTextResponse
 from ._responses import RedirectResponse as RedirectResponse
 from ._responses import Response as Response
 from ._responses import StreamingResponse as StreamingResponse
+from ._responses import same_site_path as same_site_path
 from ._routes import Route as Route
 from ._routes import RouteOptions as RouteOptions
 from ._routes import Router as Router
@@ -54,6 +58,9 @@ from ._serve import serve as serve
 from ._server import ServerConfig as ServerConfig
 from ._sse import EventSourceResponse as EventSourceResponse
 from ._sse import ServerSentEvent as ServerSentEvent
+from ._staticfiles import StaticFiles as StaticFiles
+from ._url import URL as URL
+from ._url import Address as Address
 from ._websocket_pipeline import WebSocketSessions as WebSocketSessions
 from ._websocket_pipeline import WebSocketStatistics as WebSocketStatistics
 from ._websocket_routes import WebSocketRoute as WebSocketRoute
@@ -71,8 +78,13 @@ __all__ = [
     "Router",
     "Route",
     "RouteOptions",
+    "Mount",
+    "NoMatchFound",
     # requests and parameters
     "Request",
+    "HTTPConnection",
+    "URL",
+    "Address",
     "RequestLimits",
     "Headers",
     "MutableHeaders",
@@ -92,9 +104,11 @@ __all__ = [
     "PlainTextResponse",
     "HTMLResponse",
     "RedirectResponse",
+    "same_site_path",
     "StreamingResponse",
     "EventSourceResponse",
     "ServerSentEvent",
+    "StaticFiles",
     # errors
     "HTTPException",
     "RequestValidationError",

@@ -23,13 +23,15 @@ from ._durable._tasks import DurableTasks
 from ._errors import DEFAULT_HANDLERS, ExceptionHandler
 from ._exceptions import HTTPException
 from ._lifespan import handle_lifespan
+from ._mount import Mount, NoMatchFound, check_mount_path, find_mount
 from ._openapi import OpenAPICache, OpenAPIInfo, openapi_document
 from ._params import DependsInfo
 from ._pipeline import handle_http
 from ._requests import Receive, RequestLimits, State
 from ._responses import RedirectResponse, Send, is_same_site_reference
 from ._routes import Handler, Route, RouteOptions, Router
-from ._routing import PathTable
+from ._routing import PathTable, compile_path
+from ._url import split_root
 from ._websocket_pipeline import WebSocketSessions, handle_websocket
 from ._websocket_routes import WebSocketRoute
 from ._websockets import WebSocketLimits
@@ -188,6 +190,7 @@ class App:
             _Redirect: _redirect_handler,
         }
         self._middleware: list[tuple[Callable[..., ASGIApp], dict[str, Any]]] = []
+        self._mounts: list[Mount] = []
         self._stack: ASGIApp | None = None
         self._direct = False  # set with the stack: no middleware between server and pipeline
         self._table: PathTable[Route] | None = None
@@ -315,6 +318,78 @@ class App:
         """Add ``router``'s routes (as they are now) under ``prefix``, with ``tags`` first."""
         self.router.include_router(router, prefix=prefix, dependencies=dependencies, tags=tags)
 
+    def mount(self, path: str, app: ASGIApp, *, name: str | None = None) -> None:
+        """Serve the ASGI ``app`` (another ``App``, ``StaticFiles``, any ASGI app) under ``path``.
+
+        Every request (HTTP or WebSocket) whose path is ``path`` or lies below it goes to
+        ``app``, ahead of this app's own routes, with ``root_path`` extended by ``path`` (the
+        ASGI spec's way of telling a sub-application where it lives). Its lifespan runs inside
+        this app's: started after this app's startup, stopped before its shutdown; a mounted
+        app that fails to start fails this app's startup. Mounted apps are not part of this
+        app's OpenAPI document (a mounted ``App`` serves its own).
+
+        Args:
+            path: The prefix, such as ``"/static"``: starts with ``/``, no trailing ``/``.
+            app: The ASGI application to serve there.
+            name: For ``url_for("name:route")`` (a mounted ``App``'s routes) or
+                ``url_for("name", path="/file.css")`` (a path under the mount).
+
+        Raises:
+            ValueError: a malformed ``path``, or one already mounted.
+            RuntimeError: the app has already started serving.
+        """
+        check_mount_path(path)
+        if self._stack is not None:
+            raise RuntimeError("apps must be mounted before the app handles its first call")
+        if any(mount.path == path for mount in self._mounts):
+            raise ValueError(f"an app is already mounted at {path!r}")
+        self._mounts.append(Mount(path, app, name))
+
+    @property
+    def mounts(self) -> list[Mount]:
+        """The mounted apps, in the order they were mounted (a copy)."""
+        return list(self._mounts)
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> str:
+        """The path (below the app's root path) of the route called ``name``.
+
+        ``"mount_name:route_name"`` reaches into an app mounted with ``name=``; a bare mount
+        name with ``path=`` gives a path under that mount (``url_path_for("static",
+        path="/app.css")``). Values are percent-encoded; a ``{name:path}`` value keeps its ``/``.
+
+        Raises:
+            NoMatchFound: no route (or mount) of that name takes exactly these parameters.
+        """
+        wanted = set(path_params)
+        takes: list[set[str]] = []
+        routes: list[Route | WebSocketRoute] = [*self.router.routes, *self.router.websocket_routes]
+        for route in routes:
+            if route.name != name:
+                continue
+            template = compile_path(route.path)
+            if set(template.param_names) == wanted:
+                return template.url_path(path_params)
+            takes.append(set(template.param_names))
+        mount_name, colon, rest = name.partition(":")
+        for mount in self._mounts:
+            if mount.name is None or mount.name != mount_name:
+                continue
+            if colon:
+                inner = getattr(mount.app, "url_path_for", None)
+                if inner is not None:
+                    with contextlib.suppress(NoMatchFound):
+                        return mount.path + str(inner(rest, **path_params))
+            elif wanted == {"path"}:
+                below = str(path_params["path"]).lstrip("/")
+                return mount.path + "/" + quote(below, safe=_PATH_SAFE.replace("%", ""))
+        if takes:
+            options = " or ".join(
+                f"({', '.join(sorted(names))})" if names else "no parameters" for names in takes
+            )
+            given = ", ".join(sorted(wanted)) or "none"
+            raise NoMatchFound(f"route {name!r} takes {options}, not ({given})")
+        raise NoMatchFound(f"no route named {name!r}")
+
     def task(
         self, *, retries: int = 0, timeout: float | None = None, name: str | None = None
     ) -> Callable[[Callable[P, R]], DurableTask[P, R]]:
@@ -382,7 +457,7 @@ class App:
 
     def _build_stack(self) -> ASGIApp:
         app: ASGIApp = self._dispatch
-        self._direct = not self._middleware
+        self._direct = not self._middleware and not self._mounts
         if not self._middleware:
             return app
         for middleware, options in self._middleware:
@@ -391,6 +466,11 @@ class App:
 
     async def _dispatch(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        if self._mounts and kind in ("http", "websocket"):
+            below, _ = split_root(scope)
+            mount = find_mount(self._mounts, below)
+            if mount is not None:
+                return await mount.app(mount.child_scope(scope, below), receive, send)
         if kind == "http":
             return await handle_http(self, scope, receive, send)
         if kind == "lifespan":
@@ -410,15 +490,23 @@ class App:
         if table is None or self._table_version != self.router.version:
             table = self._table = self._build_table()
             self._table_version = self.router.version
-        path: str = scope["path"]
-        found = table.match(path, scope.get("raw_path"))
+        path: str
+        raw_path: bytes | None
+        if scope.get("root_path"):  # route on the path below it (see ``split_root``)
+            path, raw_path = split_root(scope)
+        else:
+            path, raw_path = scope["path"], scope.get("raw_path")
+        found = table.match(path, raw_path)
         if found is None:
             if self.redirect_slashes and path != "/":
-                other, raw_other = _other_slash_form(path, scope.get("raw_path"))
+                other, raw_other = _other_slash_form(path, raw_path)
                 if is_same_site_reference(other) and table.match(other, raw_other) is not None:
                     # Percent-encoded, so that any path (``%2F``, non-Latin-1 text, ``\\``) makes
                     # a valid Location that names the same resource and stays on this site.
-                    location = quote_from_bytes(raw_other, safe=_PATH_SAFE)
+                    # The root path (a proxy prefix, a mount) goes in front: the client needs the
+                    # whole path.
+                    root = quote(scope.get("root_path") or "", safe=_PATH_SAFE)
+                    location = root + quote_from_bytes(raw_other, safe=_PATH_SAFE)
                     query = quote_from_bytes(scope.get("query_string", b""), safe=_QUERY_SAFE)
                     raise _Redirect(f"{location}?{query}" if query else location)
             raise HTTPException(404)

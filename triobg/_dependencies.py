@@ -31,7 +31,7 @@ from ._convert import (
     strip_optional,
 )
 from ._params import REQUIRED, DependsInfo, ParamInfo
-from ._requests import Request
+from ._requests import HTTPConnection, Request
 from ._responses import Response
 from ._websockets import WebSocket
 
@@ -271,7 +271,7 @@ class Compiler:
                 deps.append(self._sub(parameter.name, marker, annotation))
                 continue
             if marker is None:
-                if _is_subclass(annotation, Request) or _is_subclass(annotation, WebSocket):
+                if _is_subclass(annotation, HTTPConnection):
                     # The connection object: the pipeline passes its own as ``request``.
                     self._check_connection(call, parameter.name, annotation)
                     request_arg = parameter.name
@@ -312,7 +312,7 @@ class Compiler:
 
     def _check_connection(self, call: Callable[..., Any], name: str, annotation: Any) -> None:
         wanted = WebSocket if self._websocket else Request
-        if not _is_subclass(annotation, wanted):
+        if annotation is not HTTPConnection and not _is_subclass(annotation, wanted):
             route = "a WebSocket route" if self._websocket else "an HTTP route"
             raise TypeError(
                 f"parameter {name!r} of {getattr(call, '__name__', call)!r} asks for a "

@@ -13,7 +13,7 @@ from typing import Any
 
 from ._exceptions import HTTPException, RequestValidationError
 from ._requests import Request
-from ._responses import JSONResponse, Response
+from ._responses import JSONResponse, Response, UnsafeRedirect
 
 logger = logging.getLogger("triobg.error")
 
@@ -29,7 +29,15 @@ def http_exception_handler(request: Request, error: HTTPException) -> Response:
 
 def validation_error_handler(request: Request, error: RequestValidationError) -> Response:
     """422 listing every problem: ``{"detail": [{"loc": [...], "msg": ..., "type": ...}]}``."""
-    return JSONResponse({"detail": [e.as_json() for e in error.errors]}, 422)
+    return JSONResponse({"detail": error.errors()}, 422)
+
+
+def unsafe_redirect_handler(request: Request, error: UnsafeRedirect) -> Response:
+    """400: a redirect target with a control character came, in practice, from the client."""
+    logger.warning("%s %s: %s", request.method, request.path, error)
+    return JSONResponse(
+        {"detail": "refusing to redirect to a target with a control character"}, 400
+    )
 
 
 def server_error_handler(request: Request, error: Exception) -> Response:
@@ -43,6 +51,7 @@ def server_error_handler(request: Request, error: Exception) -> Response:
 DEFAULT_HANDLERS: dict[type[BaseException], ExceptionHandler] = {
     HTTPException: http_exception_handler,
     RequestValidationError: validation_error_handler,
+    UnsafeRedirect: unsafe_redirect_handler,
     Exception: server_error_handler,
 }
 
@@ -51,6 +60,8 @@ async def error_response(
     handlers: dict[type[BaseException], ExceptionHandler], request: Request, error: Exception
 ) -> Response:
     """The response for ``error``: from the most specific handler, else a logged 500."""
+    if isinstance(error, RequestValidationError) and error.body is None:
+        error.body = request._parsed_json()  # FastAPI's ``exc.body``, for custom handlers
     handler = next((handlers[c] for c in type(error).__mro__ if c in handlers), None)
     if handler is None:
         return server_error_handler(request, error)

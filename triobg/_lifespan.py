@@ -7,6 +7,7 @@
 # still use what the lifespan set up.
 from __future__ import annotations
 
+import contextlib
 import logging
 import typing
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from typing import Any
 import trio
 
 from ._logging import ensure_visible
+from ._mount import MountStartupFailed, start_mounted, stop_mounted
 from ._signals import guard_runner_sigterm
 
 if typing.TYPE_CHECKING:
@@ -46,26 +48,48 @@ async def handle_lifespan(app: App, scope: dict[str, Any], receive: Receive, sen
     if state:
         app.state._data.update(state)
         scope.setdefault("state", {}).update(state)
-    # After the user's startup, which may configure logging or signals of its own.
-    ensure_visible()
-    guard_runner_sigterm()
-    await send({"type": "lifespan.startup.complete"})
-
-    await app.tasks._serve_until(receive)  # lifespan.shutdown; durable tasks run until then
+    started = False
+    # The mounted apps' lifespans run in a nursery, inside the app's own lifespan (an app
+    # without mounts opens none, so its shutdown path is what it always was).
+    owner: contextlib.AbstractAsyncContextManager[trio.Nursery | None] = (
+        trio.open_nursery() if app._mounts else contextlib.nullcontext()
+    )
+    async with owner as nursery:
+        try:
+            mounted = await start_mounted(app._mounts, nursery, scope.get("asgi") or {})
+        except MountStartupFailed as error:
+            logger.error("startup failed: %s", error)  # noqa: TRY400 (the mount logged its traceback)
+            failure_message = str(error)
+        else:
+            started = True
+            # After the user's startup, which may configure logging or signals of its own.
+            ensure_visible()
+            guard_runner_sigterm()
+            await send({"type": "lifespan.startup.complete"})
+            await app.tasks._serve_until(receive)  # lifespan.shutdown; durable tasks run till then
+            failures = await stop_mounted(mounted)
+        if nursery is not None:  # a mounted app still waiting for a message: none will come
+            nursery.cancel_scope.cancel()
+    if not started:
+        if manager is not None:
+            try:
+                await manager.__aexit__(None, None, None)
+            except Exception:
+                logger.exception("shutdown after the failed startup failed")
+        await send({"type": "lifespan.startup.failed", "message": failure_message})
+        await trio.lowlevel.checkpoint()
+        return
     try:
         await app.background.drain()
     finally:
-        failure: BaseException | None = None
         if manager is not None:
             try:
                 await manager.__aexit__(None, None, None)
             except Exception as error:
                 logger.exception("shutdown failed")
-                failure = error
-    if failure is not None:
-        await send(
-            {"type": "lifespan.shutdown.failed", "message": f"{type(failure).__name__}: {failure}"}
-        )
+                failures.append(f"{type(error).__name__}: {error}")
+    if failures:
+        await send({"type": "lifespan.shutdown.failed", "message": "; ".join(failures)})
     else:
         await send({"type": "lifespan.shutdown.complete"})
     await trio.lowlevel.checkpoint()

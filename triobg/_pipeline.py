@@ -1,7 +1,8 @@
 # The request pipeline, top to bottom, in one place:
 #
 #   match route -> read & validate inputs -> solve dependencies -> call handler
-#     -> build response -> unread body: drain it, or refuse it and close
+#     -> build response (a redirect off-site: refused if the request named the target)
+#     -> unread body: drain it, or refuse it and close
 #     -> store the durable tasks -> send response (flush)
 #     -> run background tasks -> tear down ``yield`` dependencies -> run tasks added in teardown
 #
@@ -31,8 +32,9 @@ import trio
 from ._background import DURABLE_CLOSED, BackgroundTasks, _discard_durable
 from ._errors import error_response
 from ._exceptions import HTTPException
+from ._redirects import check_redirect_origin
 from ._requests import Receive, Request
-from ._responses import ClientDisconnected, Send
+from ._responses import ClientDisconnected, RedirectResponse, Send
 from ._routes import new_injected_response
 from ._solve import Teardown
 
@@ -73,6 +75,8 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
                     request, path_params, tasks, injected, teardown, None, limiter
                 )
             response = route.make_response(result, injected)
+            if isinstance(response, RedirectResponse) and response._check_origin:
+                check_redirect_origin(request, response)  # an open redirect is a 400
         except Exception as error:
             failure = error
             response = await error_response(app.exception_handlers, request, error)

@@ -22,6 +22,7 @@ import trio
 from ._convert import ErrorDetail
 from ._exceptions import HTTPException, RequestValidationError
 from ._headers import Headers
+from ._url import URL, Address
 
 if typing.TYPE_CHECKING:
     from ._app import App
@@ -118,7 +119,106 @@ class QueryParams(Mapping[str, str]):
 _NO_BODY = b""
 
 
-class Request:
+class HTTPConnection:
+    """What a ``Request`` and a ``WebSocket`` have in common: the handshake's scope, read lazily.
+
+    Declare a parameter of this type in a dependency that serves both HTTP routes and WebSocket
+    routes (an authentication check, say); each gets its own connection object.
+
+    Attributes:
+        scope: The raw ASGI scope.
+        app: The ``App`` that is handling the connection (a mounted app, under a mount).
+        path_params: Path parameters as strings, from the matched route template.
+    """
+
+    __slots__ = ("_cookies", "_headers", "_query", "_url", "app", "path_params", "scope")
+
+    def __init__(self, scope: dict[str, Any], app: App) -> None:
+        self.scope = scope
+        self.app = app
+        self.path_params: Mapping[str, str] = {}
+        self._headers: Headers | None = None
+        self._query: QueryParams | None = None
+        self._cookies: dict[str, str] | None = None
+        self._url: URL | None = None
+
+    @property
+    def path(self) -> str:
+        """The path being routed, the scope's ``path`` (percent-decoded, no query string)."""
+        path: str = self.scope["path"]
+        return path
+
+    @property
+    def url(self) -> URL:
+        """The whole URL, with scheme, host, root path, path and query string.
+
+        The host is the ``Host`` header's, else the server's address. ``str(request.url)`` is
+        the text, ``request.url.path`` the path (decoded).
+        """
+        if self._url is None:
+            self._url = URL.from_scope(self.scope)
+        return self._url
+
+    @property
+    def base_url(self) -> URL:
+        """The URL of the app's root (scheme, host and ``root_path``), ending with ``/``."""
+        return URL.from_scope(self.scope, base=True)
+
+    def url_for(self, name: str, /, **path_params: Any) -> URL:
+        """The absolute URL of the route called ``name``, with ``path_params`` filled in.
+
+        Routes are named after their function unless given ``name=``; a route of a mounted app
+        is ``"mount_name:route_name"``. The names are those of ``request.app``: in a mounted
+        app, its own routes. The URL starts with ``base_url`` (so it honours the
+        root path); its host comes from the request's ``Host`` header, so do not put it in
+        messages sent elsewhere (e-mail) unless a proxy you trust sets that header.
+
+        Raises:
+            NoMatchFound: no route has that name, or the parameters do not fit its path.
+        """
+        path = self.app.url_path_for(name, **path_params)
+        base = self.base_url
+        return URL(str(base).rstrip("/") + path)
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            self._headers = Headers(self.scope.get("headers", []))
+        return self._headers
+
+    @property
+    def query_params(self) -> QueryParams:
+        if self._query is None:
+            raw = self.scope.get("query_string", b"")
+            self._query = QueryParams(parse_query(raw) if raw else [])
+        return self._query
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """Cookies by name (the first one wins when a name repeats)."""
+        if self._cookies is None:
+            parsed: dict[str, str] = {}
+            for header in self.headers.getlist("cookie"):
+                parse_cookie_header(header, parsed)
+            self._cookies = parsed
+        return self._cookies
+
+    @property
+    def client(self) -> Address | None:
+        """The client's ``host`` and ``port``; ``None`` when the server does not say (a Unix
+        socket, some test clients)."""
+        client = self.scope.get("client")
+        if not client:
+            return None
+        return Address(str(client[0]), client[1] if len(client) > 1 else None)
+
+    @property
+    def state(self) -> State:
+        """Lifespan state (what the lifespan yielded), shared by every request."""
+        return State(self.scope.setdefault("state", {}))
+
+
+class Request(HTTPConnection):
     """One HTTP request as the handler sees it.
 
     Attributes:
@@ -130,29 +230,26 @@ class Request:
         "_body",
         "_body_done",
         "_body_started",
-        "_cookies",
         "_disconnected",
-        "_headers",
         "_json",
-        "_query",
         "_receive",
         "_received",
         "_started_stream",
-        "app",
         "limits",
-        "path_params",
-        "scope",
     )
 
     def __init__(self, scope: dict[str, Any], receive: Receive, app: App) -> None:
+        # The fields of ``HTTPConnection`` set here, not through its ``__init__``: a request is
+        # built for every call, and one function call fewer is measurable.
         self.scope = scope
         self._receive = receive
         self.app = app
         self.limits: RequestLimits = app.limits
-        self.path_params: Mapping[str, str] = {}
-        self._headers: Headers | None = None
-        self._query: QueryParams | None = None
-        self._cookies: dict[str, str] | None = None
+        self.path_params = {}
+        self._headers = None
+        self._query = None
+        self._cookies = None
+        self._url = None
         self._body: bytes | None = None
         self._json: Any = _NO_BODY
         self._body_done = False
@@ -165,23 +262,6 @@ class Request:
     def method(self) -> str:
         method: str = self.scope["method"]
         return method
-
-    @property
-    def path(self) -> str:
-        path: str = self.scope["path"]
-        return path
-
-    @property
-    def url(self) -> str:
-        """Path and query string, as the client sent them (percent-decoded path)."""
-        query = self.scope.get("query_string", b"")
-        return f"{self.path}?{query.decode('latin-1')}" if query else self.path
-
-    @property
-    def headers(self) -> Headers:
-        if self._headers is None:
-            self._headers = Headers(self.scope.get("headers", []))
-        return self._headers
 
     @property
     def query_params(self) -> QueryParams:
@@ -198,26 +278,6 @@ class Request:
                     )
                 self._query = QueryParams(parse_query(raw))
         return self._query
-
-    @property
-    def cookies(self) -> dict[str, str]:
-        """Cookies by name (the first one wins when a name repeats)."""
-        if self._cookies is None:
-            parsed: dict[str, str] = {}
-            for header in self.headers.getlist("cookie"):
-                parse_cookie_header(header, parsed)
-            self._cookies = parsed
-        return self._cookies
-
-    @property
-    def client(self) -> tuple[str, int] | None:
-        client = self.scope.get("client")
-        return (client[0], client[1]) if client else None
-
-    @property
-    def state(self) -> State:
-        """Lifespan state (what the lifespan yielded), shared by every request."""
-        return State(self.scope.setdefault("state", {}))
 
     async def stream(self) -> AsyncIterator[bytes]:
         """Yield the body as it arrives, enforcing ``max_body_size``.
@@ -273,6 +333,10 @@ class Request:
         if self._json is _NO_BODY:
             self._json = parse_json(await self.body(), self.limits.max_json_depth)
         return self._json
+
+    def _parsed_json(self) -> Any:
+        """The JSON body if it has been parsed already, else ``None``."""
+        return None if self._json is _NO_BODY else self._json
 
     async def is_disconnected(self) -> bool:
         """Whether the client has gone away (only known once the body has been read)."""

@@ -10,12 +10,15 @@ from __future__ import annotations
 import types
 from collections.abc import Iterator, Mapping
 from typing import Generic, TypeVar
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import attrs
 
 T = TypeVar("T")
 _NO_PARAMS: Mapping[str, str] = types.MappingProxyType({})
+
+# What a segment keeps unescaped when a path is built back from values (RFC 3986 ``pchar``).
+_SEGMENT_SAFE = "!$&'()*+,;=:@~"
 
 _PARAM_OPEN = "{"
 _PARAM_CLOSE = "}"
@@ -48,6 +51,24 @@ class PathTemplate:
     @property
     def is_static(self) -> bool:
         return not self.param_names
+
+    def url_path(self, params: Mapping[str, object]) -> str:
+        """The concrete path for ``params`` (the reverse of matching), each value percent-encoded.
+
+        A ``{name:path}`` value keeps its ``/``; any other value has it encoded, so that it
+        stays one segment.
+
+        Raises:
+            KeyError: ``params`` lacks one of the template's parameters (named).
+        """
+        out: list[str] = []
+        for segment in self.segments:
+            if isinstance(segment, str):
+                out.append(segment)
+            else:
+                safe = _SEGMENT_SAFE + "/" if segment.catch_all else _SEGMENT_SAFE
+                out.append(quote(str(params[segment.name]), safe=safe))
+        return "/" + "/".join(out)
 
 
 def compile_path(path: str) -> PathTemplate:

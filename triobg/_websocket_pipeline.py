@@ -34,6 +34,7 @@ from ._encode import dump_json
 from ._exceptions import HTTPException, RequestValidationError
 from ._routing import PathTable
 from ._solve import Teardown
+from ._url import split_root
 from ._websocket_routes import WebSocketRoute
 from ._websockets import (
     Receive,
@@ -120,7 +121,8 @@ class WebSocketSessions:
             for route in router.websocket_routes:
                 table.add(route.path, _WEBSOCKET, route)
             self._table_version = router.version
-        found = table.match(scope["path"], scope.get("raw_path"))
+        # Routed on the path below the root path, as HTTP is (a mount, a proxy prefix).
+        found = table.match(*split_root(scope))
         if found is None:
             return None
         endpoints, params, _ = found
@@ -268,7 +270,7 @@ async def _reject(websocket: WebSocket, error: Exception) -> None:
     if isinstance(error, HTTPException):
         status, detail, headers = error.status_code, error.detail, error.headers or {}
     elif isinstance(error, RequestValidationError):
-        status, detail, headers = 422, [e.as_json() for e in error.errors], {}
+        status, detail, headers = 422, error.errors(), {}
     else:
         status, detail, headers = 500, "Internal Server Error", {}
     if "websocket.http.response" in websocket.scope.get("extensions", {}):

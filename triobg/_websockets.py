@@ -27,8 +27,8 @@ import attrs
 import trio
 
 from ._encode import dump_json
-from ._headers import Headers, encode_header
-from ._requests import QueryParams, State, parse_cookie_header, parse_query
+from ._headers import encode_header
+from ._requests import HTTPConnection
 
 if typing.TYPE_CHECKING:
     from ._app import App
@@ -112,11 +112,12 @@ def clip_reason(reason: str) -> str:
 
 
 @final
-class WebSocket:
+class WebSocket(HTTPConnection):
     """One WebSocket connection, injected into handlers that declare a ``WebSocket`` parameter.
 
     Reading the handshake is the same as reading a request: ``headers``, ``query_params``,
-    ``cookies``, ``path_params``, ``url``, ``client``, ``state``. Query, header and cookie
+    ``cookies``, ``path_params``, ``url``, ``base_url``, ``url_for``, ``client``, ``state`` (all
+    from ``HTTPConnection``, shared with ``Request``). Query, header and cookie
     parameters of the handler and its dependencies are read from the same place.
 
     One task may receive at a time (two readers would each get half of the messages); any
@@ -124,10 +125,8 @@ class WebSocket:
     """
 
     def __init__(self, scope: dict[str, Any], receive: Receive, send: Send, app: App) -> None:
-        self.scope = scope
-        self.app = app
+        super().__init__(scope, app)
         self.limits: WebSocketLimits = app.websocket_limits
-        self.path_params: Mapping[str, str] = {}
         self.client_state = WebSocketState.CONNECTING
         self.application_state = WebSocketState.CONNECTING
         self.close_code: int | None = None
@@ -139,55 +138,8 @@ class WebSocket:
         self._receiving = False
         self._send_lock = trio.Lock()
         self._gone = trio.Event()  # closed by either side: what ``open_nursery`` watches
-        self._headers: Headers | None = None
-        self._query: QueryParams | None = None
-        self._cookies: dict[str, str] | None = None
 
-    # --- the handshake, as a request ---------------------------------------------------------
-
-    @property
-    def path(self) -> str:
-        path: str = self.scope["path"]
-        return path
-
-    @property
-    def url(self) -> str:
-        """Path and query string, as the client sent them (percent-decoded path)."""
-        query = self.scope.get("query_string", b"")
-        return f"{self.path}?{query.decode('latin-1')}" if query else self.path
-
-    @property
-    def headers(self) -> Headers:
-        if self._headers is None:
-            self._headers = Headers(self.scope.get("headers", []))
-        return self._headers
-
-    @property
-    def query_params(self) -> QueryParams:
-        if self._query is None:
-            raw = self.scope.get("query_string", b"")
-            self._query = QueryParams(parse_query(raw) if raw else [])
-        return self._query
-
-    @property
-    def cookies(self) -> dict[str, str]:
-        """Cookies by name (the first one wins when a name repeats)."""
-        if self._cookies is None:
-            parsed: dict[str, str] = {}
-            for header in self.headers.getlist("cookie"):
-                parse_cookie_header(header, parsed)
-            self._cookies = parsed
-        return self._cookies
-
-    @property
-    def client(self) -> tuple[str, int] | None:
-        client = self.scope.get("client")
-        return (client[0], client[1]) if client else None
-
-    @property
-    def state(self) -> State:
-        """Lifespan state (what the lifespan yielded), shared by every connection."""
-        return State(self.scope.setdefault("state", {}))
+    # --- the handshake, as a request: ``HTTPConnection`` ---------------------------------
 
     @property
     def subprotocols(self) -> list[str]:
