@@ -171,8 +171,8 @@ class SyncTestClient:
         raise_server_exceptions: Re-raise in the test an exception the app answered with its
             default 500 (no exception handler of the app took it), and one escaping an ASGI
             app; with ``False`` the test gets the 500 response instead.
-        follow_redirects: Follow redirects to this client's own host (other hosts cannot be
-            reached: their redirect is returned as it is). A request may override it.
+        follow_redirects: Follow redirects to this client's own scheme and host (others
+            cannot be reached: their redirect is returned as it is). A request may override it.
         max_redirects: How many redirects one call follows before raising ``RuntimeError``.
         wait_for_tasks: Make every call also wait for that request's background tasks.
         raise_task_errors: ``wait_background()`` and leaving the block raise a failed task's
