@@ -15,9 +15,11 @@ import trio.testing
 from triobg import (
     App,
     BackgroundTasks,
+    EventSourceResponse,
     JSONResponse,
     RedirectResponse,
     Request,
+    StreamingResponse,
     WebSocket,
     WebSocketDisconnect,
 )
@@ -328,6 +330,60 @@ class TestRequests:
             got = client.post("/echo", files={"upload": ("a.txt", b"hello")}).json()
         assert got["type"].startswith("multipart/form-data")
         assert "hello" in got["body"]
+
+
+class TestStreaming:
+    def test_an_endless_event_stream_is_read_a_few_lines_then_left(self) -> None:
+        """``iter_lines()`` yields each line once complete; leaving closes the app's stream."""
+        app = App()
+        closed: list[bool] = []
+
+        async def ticks() -> AsyncIterator[dict[str, int]]:
+            try:
+                n = 0
+                while True:
+                    n += 1
+                    yield {"n": n}
+            finally:
+                closed.append(True)
+
+        @app.get("/events")
+        async def events() -> EventSourceResponse:
+            return EventSourceResponse(ticks(), ping_interval=None)
+
+        with SyncTestClient(app) as client:
+            with client.stream("GET", "/events") as response:
+                assert response.status_code == 200
+                assert response.headers["content-type"].startswith("text/event-stream")
+                data = []
+                for line in response.iter_lines():
+                    if line.startswith("data:"):
+                        data.append(line)
+                    if len(data) == 2:
+                        break
+            client.wait_background()
+        assert data == ['data: {"n":1}', 'data: {"n":2}']
+        assert closed == [True]
+
+    def test_chunks_text_and_read(self) -> None:
+        """Chunks as sent, text split inside a character kept whole, the rest with ``read()``."""
+        app = App()
+
+        async def parts() -> AsyncIterator[bytes]:
+            for chunk in (b"caf", b"\xc3", b"\xa9\n", b"end"):
+                yield chunk
+
+        @app.post("/parts")
+        async def stream(request: Request) -> StreamingResponse:
+            assert await request.json() == {"go": True}
+            return StreamingResponse(parts())
+
+        with SyncTestClient(app) as client:
+            with client.stream("POST", "/parts", json={"go": True}) as response:
+                assert list(response.iter_text()) == ["caf", "\u00e9\n", "end"]
+            with client.stream("POST", "/parts", json={"go": True}) as response:
+                assert next(response.iter_bytes()) == b"caf"
+                assert response.read() == b"\xc3\xa9\nend"
 
 
 class TestWebSockets:

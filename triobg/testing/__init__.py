@@ -14,6 +14,7 @@ from ._http11 import HTTP11Error as HTTP11Error
 from ._http11 import HTTP11Response as HTTP11Response
 from ._live import LiveServer as LiveServer
 from ._live import serve_live as serve_live
+from ._sync import SyncStreamingResponse as SyncStreamingResponse
 from ._sync import SyncTestClient as SyncTestClient
 from ._sync import SyncTestResponse as SyncTestResponse
 from ._sync import SyncWebSocketSession as SyncWebSocketSession
@@ -26,6 +27,7 @@ __all__ = [
     "StreamingTestResponse",
     "SyncTestClient",
     "SyncTestResponse",
+    "SyncStreamingResponse",
     "SyncWebSocketSession",
     "serve_live",
     "LiveServer",

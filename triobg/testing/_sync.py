@@ -9,6 +9,7 @@
 # response is complete; ``wait_background()`` (or ``wait_for_tasks=True``) waits for the tasks.
 from __future__ import annotations
 
+import codecs
 import functools
 import logging
 import threading
@@ -24,7 +25,7 @@ import attrs
 import trio
 
 from .._headers import Headers
-from ._client import ASGIApp, Params, TestClient, TestResponse
+from ._client import ASGIApp, Params, StreamingTestResponse, TestClient, TestResponse
 from ._websocket import WebSocketTestSession
 
 T = TypeVar("T")
@@ -386,6 +387,23 @@ class SyncTestClient:
     def delete(self, url: str, **kwargs: Any) -> SyncTestResponse:
         return self.request("DELETE", url, **kwargs)
 
+    @contextmanager
+    def stream(self, method: str, url: str, **kwargs: Any) -> Iterator[SyncStreamingResponse]:
+        """``with client.stream("GET", "/events") as response:`` then ``iter_lines()``.
+
+        The app waits for the test to read each chunk, as with :meth:`TestClient.stream`, so
+        an endless stream (server-sent events) can be read a few lines at a time and left.
+        Keywords go to :meth:`TestClient.stream` (``params``, ``json``, ``content``,
+        ``headers``). Redirects are not followed.
+        """
+        loop, client = self._running()
+        parts = urlsplit(self._absolute(url))
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        manager = client.stream(method, path, **kwargs)
+        response = loop.call(manager.__aenter__)
+        with _leaving(loop, manager):
+            yield SyncStreamingResponse(loop, response)
+
     def wait_background(self) -> None:
         """Block until every request so far has finished its background tasks and teardown.
 
@@ -421,19 +439,78 @@ class SyncTestClient:
             path, subprotocols=subprotocols, params=params, headers=headers, cookies=cookies
         )
         session = loop.call(manager.__aenter__)
-        try:
+        with _leaving(loop, manager):
             yield SyncWebSocketSession(loop, session)
-        except BaseException as error:
-            if not loop.call(functools.partial(_aexit, manager, error)):
-                raise
-        else:
-            loop.call(functools.partial(_aexit, manager, None))
+
+
+@contextmanager
+def _leaving(loop: _Loop, manager: AbstractAsyncContextManager[Any]) -> Iterator[None]:
+    """Exit the trio client's ``async with`` (entered through ``loop``) when the block ends.
+
+    The trio client's managers hold no cancel scope across their ``yield``, so entering one in
+    one ``from_thread`` call and leaving it in another is safe.
+    """
+    try:
+        yield
+    except BaseException as error:
+        if not loop.call(functools.partial(_aexit, manager, error)):
+            raise
+    else:
+        loop.call(functools.partial(_aexit, manager, None))
 
 
 async def _aexit(manager: AbstractAsyncContextManager[Any], error: BaseException | None) -> bool:
     if error is None:
         return bool(await manager.__aexit__(None, None, None))
     return bool(await manager.__aexit__(type(error), error, error.__traceback__))
+
+
+class SyncStreamingResponse:
+    """A response read as the app sends it: what ``SyncTestClient.stream`` gives.
+
+    Attributes:
+        status_code: The response status.
+        headers: Its headers.
+    """
+
+    def __init__(self, loop: _Loop, response: StreamingTestResponse) -> None:
+        self._loop = loop
+        self._chunks = response.iter_bytes()
+        self.status_code = response.status_code
+        self.headers = response.headers
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        """Each non-empty body chunk, as the app sends it."""
+        while True:
+            try:
+                yield self._loop.call(self._chunks.__anext__)
+            except StopAsyncIteration:
+                return
+
+    def iter_text(self) -> Iterator[str]:
+        """The chunks decoded as UTF-8 (a character split across chunks is kept whole)."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        for chunk in self.iter_bytes():
+            text = decoder.decode(chunk)
+            if text:
+                yield text
+        rest = decoder.decode(b"", final=True)
+        if rest:
+            yield rest
+
+    def iter_lines(self) -> Iterator[str]:
+        """The body's lines, without their line endings, each as soon as it is complete."""
+        pending = ""
+        for text in self.iter_text():
+            *lines, pending = (pending + text).split("\n")
+            for line in lines:
+                yield line.removesuffix("\r")
+        if pending:
+            yield pending
+
+    def read(self) -> bytes:
+        """The rest of the body."""
+        return b"".join(self.iter_bytes())
 
 
 def _forget(loop: _Loop, errors: _ServerErrors) -> None:
