@@ -191,6 +191,14 @@ class TestServerExceptions:
                 client.get("/boom")
             assert client.get("/handled").status_code == 404  # a handler answered it
 
+    def test_only_the_clients_own_app_counts(self) -> None:
+        """An error answered for another client's app is not raised by this one."""
+        with SyncTestClient(failing_app()) as other, SyncTestClient(echo_app()) as client:
+            assert client.get("/echo").status_code == 200
+            with pytest.raises(ZeroDivisionError):
+                other.get("/boom")
+            assert client._errors.errors == []  # not seen by the other client's listener
+
     def test_or_answered_with_the_500(self) -> None:
         """With ``raise_server_exceptions=False`` the test sees the response a client would."""
         with SyncTestClient(failing_app(), raise_server_exceptions=False) as client:

@@ -66,15 +66,19 @@ class _ServerErrors(logging.Handler):
 
     The app never lets a handler's exception escape: ``_errors.server_error_handler`` logs it
     on ``triobg.error`` and answers 500. Listening to that record is how the client learns
-    which exception it was, without changing the app it tests.
+    which exception it was, without changing the app it tests. Only records written by this
+    client's own loop thread count, so other clients (and other apps) cannot leak in.
     """
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.errors: list[BaseException] = []
+        self.thread: int | None = None  # the loop's thread, where the pipeline logs
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.msg == _UNHANDLED and record.exc_info and record.exc_info[1] is not None:
+        if record.thread != self.thread or record.msg != _UNHANDLED or not record.exc_info:
+            return
+        if record.exc_info[1] is not None:
             self.errors.append(record.exc_info[1])
 
 
@@ -91,6 +95,10 @@ class _Loop:
         self._thread = threading.Thread(target=self._run, name="triobg-SyncTestClient")
         # Daemon: an app that never finishes must not keep the test process alive at exit.
         self._thread.daemon = True
+
+    @property
+    def thread_id(self) -> int | None:
+        return self._thread.ident
 
     def start(self) -> None:
         """Start the loop and enter the client (its lifespan startup, if enabled)."""
@@ -256,6 +264,7 @@ class SyncTestClient:
             error_log.removeHandler(self._errors)
             raise
         self._loop, self._client = loop, client
+        self._errors.thread = loop.thread_id
         self._finalizer = weakref.finalize(self, _forget, loop, self._errors)
         return loop
 
