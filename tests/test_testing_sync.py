@@ -172,6 +172,10 @@ def failing_app() -> App:
     async def boom() -> None:
         raise ZeroDivisionError("the handler's bug")
 
+    @app.get("/boom-in-a-thread")
+    def boom_sync() -> None:
+        raise PermissionError("the def handler's bug")
+
     @app.get("/handled")
     async def handled() -> None:
         raise KeyError("handled")
@@ -189,6 +193,8 @@ class TestServerExceptions:
         with SyncTestClient(failing_app()) as client:
             with pytest.raises(ZeroDivisionError, match="the handler's bug"):
                 client.get("/boom")
+            with pytest.raises(PermissionError, match="the def handler's bug"):
+                client.get("/boom-in-a-thread")
             assert client.get("/handled").status_code == 404  # a handler answered it
 
     def test_only_the_clients_own_app_counts(self) -> None:
