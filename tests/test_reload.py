@@ -149,6 +149,9 @@ class TestReloaderProcess:
         assert f'File "{source}", line 3' in block.splitlines()[1]
         assert "Traceback" not in out, out
         assert out.count("reloadapp.py changed: reloading") == 2, out
+        # The first server was stopped gracefully before the reload, its drain included.
+        first_reload = out.index("reloadapp.py changed: reloading")
+        assert "background drain finished" in out[:first_reload], out
 
 
 async def version(lines: list[str], nth: int) -> str:

@@ -7,6 +7,8 @@ tests, a module-level client, no ``with``); only ``fastapi`` became ``triobg`` a
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import attrs
@@ -131,3 +133,28 @@ def test_absolute_urls_on_the_test_server() -> None:
         {"q": "a", "limit": 10},
         "http://testserver/search?q=a",
     )
+
+
+# FastAPI's "Testing Events: lifespan" pattern: the lifespan runs around ``with``.
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    items["foo"] = {"name": "Fighters"}
+    yield
+    items.clear()
+
+
+items: dict[str, dict[str, str]] = {}
+app_with_lifespan = FastAPI(lifespan=lifespan)
+
+
+@app_with_lifespan.get("/items/{item_id}")
+async def read_items(item_id: str) -> dict[str, str]:
+    return items[item_id]
+
+
+def test_read_items_with_lifespan() -> None:
+    with TestClient(app_with_lifespan) as client:
+        response = client.get("/items/foo")
+        assert response.status_code == 200
+        assert response.json() == {"name": "Fighters"}
+    assert items == {}
