@@ -69,6 +69,31 @@ class TestLifecycle:
         assert client.get("/plain").status_code == 200  # a later call starts a new loop
         client.close()
 
+    def test_first_calls_from_several_threads_share_one_loop(self) -> None:
+        """Four threads calling at once without ``with``: one loop thread answers them all."""
+        app = App()
+
+        @app.get("/")
+        async def where() -> int:
+            return threading.get_ident()
+
+        client = SyncTestClient(app)
+        start = threading.Barrier(4, timeout=TIMEOUT)
+        answered: list[int] = []
+
+        def call() -> None:
+            start.wait()
+            answered.append(client.get("/").json())
+
+        threads = [threading.Thread(target=call) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(TIMEOUT)
+        client.close()
+        assert len(answered) == 4
+        assert len(set(answered)) == 1
+
     def test_a_failed_startup_is_raised_by_with(self) -> None:
         """The lifespan's failure comes out of ``__enter__``, as the trio client's does."""
 

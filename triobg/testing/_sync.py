@@ -165,7 +165,8 @@ class SyncTestClient:
     The lifespan runs around the ``with`` block, as with Starlette. Without ``with``
     (``client = SyncTestClient(app)`` at module level) the first request starts the loop
     *without* the lifespan, and ``close()`` ends it: it waits for the background tasks
-    (up to the app's drain deadline) and raises their failures.
+    (up to the app's drain deadline) and raises their failures. A client never closed is
+    abandoned at interpreter exit (its thread is a daemon); the app still logs task failures.
 
     Background tasks: a call returns as soon as its response is complete, while that request's
     tasks may still run (Starlette's client waits for them instead). ``wait_background()``
@@ -219,6 +220,7 @@ class SyncTestClient:
         self._client: TestClient | None = None
         self._errors = _ServerErrors()
         self._finalizer: weakref.finalize[..., Any] | None = None
+        self._opening = threading.Lock()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -266,6 +268,9 @@ class SyncTestClient:
         self._loop, self._client = loop, client
         self._errors.thread = loop.thread_id
         self._finalizer = weakref.finalize(self, _forget, loop, self._errors)
+        # At interpreter exit a client never closed is left as it is: starting a drain while
+        # the interpreter tears down could only produce noise. (Its daemon thread just stops.)
+        self._finalizer.atexit = False
         return loop
 
     def _close(self, *, abort: BaseException | None) -> None:
@@ -280,11 +285,13 @@ class SyncTestClient:
             logging.getLogger("triobg.error").removeHandler(self._errors)
 
     def _running(self) -> tuple[_Loop, TestClient]:
-        if self._loop is None:
-            self._open(lifespan=False)
-        assert self._loop is not None
-        assert self._client is not None
-        return self._loop, self._client
+        with self._opening:  # two threads' first calls must not start two loops
+            if self._loop is None:
+                self._open(lifespan=False)
+            loop, client = self._loop, self._client
+        assert loop is not None
+        assert client is not None
+        return loop, client
 
     # --- requests --------------------------------------------------------------------------
 
