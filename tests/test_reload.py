@@ -153,6 +153,19 @@ class TestReloaderProcess:
         first_reload = out.index("reloadapp.py changed: reloading")
         assert "background drain finished" in out[:first_reload], out
 
+    async def test_starts_watching_even_if_the_app_is_broken_from_the_start(
+        self, tmp_path: Path
+    ) -> None:
+        """The reloader never imports the app itself, so a first start on a broken file waits."""
+        source = tmp_path / "reloadapp.py"
+        write(source, BROKEN)
+        args = [PYTHON, "-m", "triobg", "reloadapp:app", "--reload", "--bind", "127.0.0.1:0"]
+        async with server_process(args, tmp_path) as child:
+            await child.wait_for("the app did not load\\); waiting", timeout=STARTUP)
+            write(source, APP.format(version="fixed"))
+            await child.wait_for(r"serving on http://127\.0\.0\.1:\d+", timeout=STARTUP)
+            assert await version(child.lines, 1) == "fixed"
+
 
 async def version(lines: list[str], nth: int) -> str:
     """GET / from the server that printed the ``nth`` "serving on" line."""
