@@ -342,6 +342,7 @@ class TestRequests:
             ]
             assert client.head("/echo").content == b""
             got = client.put("/echo?a=1", params={"b": "2"}, json={"k": 1}, cookies={"c": "3"})
+            listed = client.get("/echo", params={"q": ["x", "y"], "n": 1})
             form = client.post("/echo", data={"name": "a b"}).json()
             raw = client.post("/echo", data="raw text", headers={"x-test": "mine"}).json()
             client.headers["x-test"] = "changed"
@@ -358,6 +359,8 @@ class TestRequests:
         assert (form["body"], form["type"]) == ("name=a+b", "application/x-www-form-urlencoded")
         assert (raw["body"], raw["x"]) == ("raw text", "mine")
         assert later["x"] == "changed"
+        assert listed.json()["query"] == [["q", "x"], ["q", "y"], ["n", "1"]]
+        assert listed.url == "http://testserver/echo?q=x&q=y&n=1"
 
     @pytest.mark.skipif(
         "files" not in inspect.signature(TestClient.request).parameters,

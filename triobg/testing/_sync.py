@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager, contextmanager, suppress
 from http.cookies import SimpleCookie
 from types import TracebackType
 from typing import Any, Self, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import attrs
 import trio
@@ -332,7 +332,12 @@ class SyncTestClient:
             arguments["cookies"] = cookies
         follow = self.follow_redirects if follow_redirects is None else follow_redirects
         target = self._absolute(url)
-        response = self._send(method, target, params, arguments)
+        if params:
+            # httpx's encoding: a list value repeats the key (``q=a&q=b``).
+            items = list(params.items()) if isinstance(params, Mapping) else list(params)
+            encoded = urlencode(items, doseq=True)
+            target += f"&{encoded}" if urlsplit(target).query else f"?{encoded}"
+        response = self._send(method, target, arguments)
         history: list[TestResponse] = []
         while follow and response.status_code in REDIRECTS and "location" in response.headers:
             next_url = urljoin(target, response.headers["location"])
@@ -345,8 +350,8 @@ class SyncTestClient:
                 method = "GET"
                 arguments = {k: v for k, v in arguments.items() if k not in _BODY_ARGUMENTS}
             history.append(response)
-            target, params = next_url, None  # the new URL carries its own query
-            response = self._send(method, target, None, arguments)
+            target = next_url  # it carries its own query
+            response = self._send(method, target, arguments)
         return SyncTestResponse(
             response.status_code,
             response.headers,
@@ -361,13 +366,11 @@ class SyncTestClient:
             return url
         return urljoin(f"{self.scheme}://{self.host}/", url)
 
-    def _send(
-        self, method: str, url: str, params: Params | None, arguments: dict[str, Any]
-    ) -> TestResponse:
+    def _send(self, method: str, url: str, arguments: dict[str, Any]) -> TestResponse:
         loop, client = self._running()
         parts = urlsplit(url)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        request = functools.partial(client.request, method, path, params=params, **arguments)
+        request = functools.partial(client.request, method, path, **arguments)
         self._errors.errors.clear()
         try:
             response = loop.call(request)
