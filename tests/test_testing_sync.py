@@ -428,6 +428,18 @@ class TestStreaming:
                 assert response.read() == b"\xc3\xa9\nend"
 
 
+class TestClientState:
+    def test_cookies_and_headers_assigned_later_are_used(self) -> None:
+        """Assigning or ``cookies.set`` after the first call reaches the running loop."""
+        with SyncTestClient(echo_app()) as client:
+            client.get("/echo")
+            client.cookies = {"a": "1"}
+            client.cookies.set("b", "2")
+            client.headers = {"x-test": "assigned"}
+            got = client.get("/echo").json()
+        assert (got["cookies"], got["x"]) == ({"a": "1", "b": "2"}, "assigned")
+
+
 class TestWebSockets:
     def test_an_exception_escaping_a_raw_websocket_app_is_raised(self) -> None:
         """The app's own exception every time, not a 1006 disconnect (it was a race)."""

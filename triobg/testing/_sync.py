@@ -61,6 +61,14 @@ class SyncTestResponse(TestResponse):
         return {name: morsel.value for name, morsel in jar.items()}
 
 
+class _CookieJar(dict[str, str]):
+    """``client.cookies``: a dict of name to value, with httpx's ``set``, for ported tests."""
+
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+        """Set a cookie (``domain`` and ``path`` are accepted as httpx does, and unused)."""
+        self[name] = value
+
+
 class _ServerErrors(logging.Handler):
     """Collects the exceptions the app answered with its default 500 (and logged).
 
@@ -209,8 +217,8 @@ class SyncTestClient:
         self.base_url = base_url
         self.scheme = parts.scheme or "http"
         self.host = parts.netloc or "testserver"
-        self.headers: dict[str, str] = dict(headers or {})
-        self.cookies: dict[str, str] = dict(cookies or {})
+        self._headers: dict[str, str] = dict(headers or {})
+        self._cookies = _CookieJar(cookies or {})
         self.raise_server_exceptions = raise_server_exceptions
         self.follow_redirects = follow_redirects
         self.max_redirects = max_redirects
@@ -221,6 +229,26 @@ class SyncTestClient:
         self._errors = _ServerErrors()
         self._finalizer: weakref.finalize[..., Any] | None = None
         self._opening = threading.Lock()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Sent with every request; change it in place or assign a new mapping."""
+        return self._headers
+
+    @headers.setter
+    def headers(self, value: Mapping[str, str]) -> None:
+        self._headers.clear()  # in place: the running trio client holds this very dict
+        self._headers.update(value)
+
+    @property
+    def cookies(self) -> _CookieJar:
+        """The cookie jar: sent with every request, updated by ``Set-Cookie``."""
+        return self._cookies
+
+    @cookies.setter
+    def cookies(self, value: Mapping[str, str]) -> None:
+        self._cookies.clear()
+        self._cookies.update(value)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -255,8 +283,8 @@ class SyncTestClient:
         )
         # Shared, not copied: the jar and the headers outlive one loop, and a test may change
         # them between calls as it would on Starlette's client.
-        client.headers = self.headers
-        client.cookies = self.cookies
+        client.headers = self._headers
+        client.cookies = self._cookies
         loop = _Loop(client)
         error_log = logging.getLogger("triobg.error")
         error_log.addHandler(self._errors)
