@@ -94,6 +94,15 @@ class TestLifecycle:
         assert len(answered) == 4
         assert len(set(answered)) == 1
 
+    async def test_inside_a_trio_test_it_says_what_to_use(self) -> None:
+        """A blocking client in an ``async def`` test is refused with the way out."""
+        client = SyncTestClient(App())
+        with pytest.raises(RuntimeError, match=r"async with triobg\.testing\.TestClient"):
+            client.get("/")
+        with pytest.raises(RuntimeError, match="cannot be used inside trio"):
+            client.__enter__()
+        assert client._loop is None
+
     def test_a_failed_startup_is_raised_by_with(self) -> None:
         """The lifespan's failure comes out of ``__enter__``, as the trio client's does."""
 

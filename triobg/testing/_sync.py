@@ -253,6 +253,7 @@ class SyncTestClient:
     # --- lifecycle -------------------------------------------------------------------------
 
     def __enter__(self) -> Self:
+        _refuse_inside_trio()
         self.close()  # a loop started by an earlier request without ``with`` has no lifespan
         self._open(lifespan=True)
         return self
@@ -313,6 +314,7 @@ class SyncTestClient:
             logging.getLogger("triobg.error").removeHandler(self._errors)
 
     def _running(self) -> tuple[_Loop, TestClient]:
+        _refuse_inside_trio()
         with self._opening:  # two threads' first calls must not start two loops
             if self._loop is None:
                 self._open(lifespan=False)
@@ -488,6 +490,16 @@ class SyncTestClient:
         session = loop.call(manager.__aenter__)
         with _leaving(loop, manager):
             yield SyncWebSocketSession(loop, session)
+
+
+def _refuse_inside_trio() -> None:
+    # A blocking call would freeze the test's own trio loop (and trio refuses it anyway, with
+    # a message that does not say what to use instead).
+    if trio.lowlevel.in_trio_run():
+        raise RuntimeError(
+            "SyncTestClient blocks, so it cannot be used inside trio (an async def test): "
+            "use 'async with triobg.testing.TestClient(app) as client:' there"
+        )
 
 
 @contextmanager
