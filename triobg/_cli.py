@@ -3,9 +3,10 @@
 # Where it sits: it loads the user's app, then hands it to ``triobg.serve`` (``_serve.py``) in a
 # ``trio.run`` of its own, turning SIGINT/SIGTERM into the graceful shutdown (drain included) and
 # a second signal into an immediate stop. ``--server native --workers N`` starts N such processes
-# on one port (``_server/_workers.py``). Otherwise several workers or the reloader are
-# hypercorn's job: the CLI then configures hypercorn's multi-process runner with the trio worker
-# and the same settings, and each worker process loads the app again through ``_worker_app``.
+# on one port (``_server/_workers.py``). Otherwise several workers are hypercorn's job: the CLI
+# then configures hypercorn's multi-process runner with the trio worker and the same settings,
+# and each worker process loads the app again through ``_worker_app``. ``--reload`` runs all of
+# that in a child process that ``_reload.py`` restarts when a source file changes.
 from __future__ import annotations
 
 import argparse
@@ -18,12 +19,14 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import trio
 
 from ._app import App
 from ._logging import LOG_FORMAT
+from ._reload import LOAD_FAILED, RELOAD_CHILD_ENV, report_load_error, run_reloader
 from ._serve import DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, _sole_leaf, build_config, serve
 from ._server import ServerConfig
 from ._server._workers import WORKER_BINDS_ENV, run_workers
@@ -165,11 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["native", "hypercorn"],
         help="triobg's own HTTP/1.1 server, or hypercorn's trio worker (HTTP/2 too) "
         "(default: native, or hypercorn for an app with WebSocket routes; hypercorn's "
-        "runner for --workers N or --reload unless "
+        "runner for --workers N unless "
         "--server native is given: then N native processes share the port, SO_REUSEPORT)",
     )
     parser.add_argument(
-        "--reload", action="store_true", help="restart when a source file changes (development)"
+        "--reload",
+        action="store_true",
+        help="restart when a .py file under the current directory changes; an app that does "
+        "not load is reported and retried after the next change (development)",
+    )
+    parser.add_argument(
+        "--reload-dir",
+        action="append",
+        metavar="DIR",
+        help="with --reload: watch this directory instead of the current one; repeat for several",
     )
     parser.add_argument(
         "--factory",
@@ -270,10 +282,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return tasks_main(argv)
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    if args.reload_dir and not args.reload:
+        _fail("--reload-dir goes with --reload")
+    reload_child = os.environ.get(RELOAD_CHILD_ENV) == "1"
+    if args.reload and not reload_child:
+        # This process never imports the app: a syntax error must not stop the reloader.
+        directories = [Path(d).resolve() for d in args.reload_dir or [os.getcwd()]]
+        for directory in directories:
+            if not directory.is_dir():
+                _fail(f"--reload-dir {directory} is not a directory")
+        return run_reloader(sys.argv[1:] if argv is None else argv, directories)
     try:
         app = load_app(args.app, factory=args.factory)
     except AppLoadError as error:
+        if reload_child:
+            print(f"triobg: error: {error}", file=sys.stderr, flush=True)
+            return LOAD_FAILED
         _fail(str(error))
+    except Exception as error:
+        if not reload_child:
+            raise
+        report_load_error(args.app, error)  # one block; the reloader waits for the fix
+        return LOAD_FAILED
     if args.drain_timeout is not None:
         app.background.drain_timeout = args.drain_timeout
     if (args.certfile is None) != (args.keyfile is None):
@@ -297,19 +327,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "keyfile": args.keyfile,
         "access_log": args.access_log or None,
     }
-    if args.workers == 1 and not args.reload:
+    if args.workers == 1:
         options["server"] = args.server  # None: serve picks (hypercorn for WebSockets)
         if WORKER_BINDS_ENV in os.environ:  # one of ``run_workers``' processes
             options["bind"] = json.loads(os.environ[WORKER_BINDS_ENV])
             options["server_config"] = ServerConfig(reuse_port=True)
-    elif args.server == "native" and not args.reload:
+    elif args.server == "native":
         try:
             return run_workers(
                 sys.argv[1:] if argv is None else argv, options["bind"], args.workers
             )
         except ValueError as error:
             _fail(str(error))
-    if args.workers > 1 or args.reload:
+    else:
         return _run_hypercorn(app, args, options)
     try:
         trio.run(functools.partial(_serve_until_signalled, app, options))
@@ -363,7 +393,6 @@ def _run_hypercorn(app: App, args: argparse.Namespace, options: dict[str, Any]) 
     config = build_config(app, **options)
     config.worker_class = "trio"
     config.workers = args.workers
-    config.use_reloader = args.reload
     config.application_path = (
         f"{__name__}:_worker_app({module_name!r}, {attr_path!r}, {args.factory!r}, "
         f"{app.background.drain_timeout!r}, {args.log_level!r})"

@@ -1,8 +1,9 @@
 """Testing triobg apps in trio: an in-process client and a live-server helper.
 
 ``TestClient`` drives the ASGI app inside your test's trio run, so a test can observe the
-moment between a response and its background tasks; ``serve_live`` runs the app on a real
-hypercorn server on 127.0.0.1 for end-to-end tests.
+moment between a response and its background tasks; ``SyncTestClient`` is its blocking facade
+for tests written the FastAPI way; ``serve_live`` runs the app on a real hypercorn server on
+127.0.0.1 for end-to-end tests.
 """
 
 from ._client import StreamingTestResponse as StreamingTestResponse
@@ -13,6 +14,10 @@ from ._http11 import HTTP11Error as HTTP11Error
 from ._http11 import HTTP11Response as HTTP11Response
 from ._live import LiveServer as LiveServer
 from ._live import serve_live as serve_live
+from ._sync import SyncStreamingResponse as SyncStreamingResponse
+from ._sync import SyncTestClient as SyncTestClient
+from ._sync import SyncTestResponse as SyncTestResponse
+from ._sync import SyncWebSocketSession as SyncWebSocketSession
 from ._websocket import WebSocketDenied as WebSocketDenied
 from ._websocket import WebSocketTestSession as WebSocketTestSession
 
@@ -20,6 +25,10 @@ __all__ = [
     "TestClient",
     "TestResponse",
     "StreamingTestResponse",
+    "SyncTestClient",
+    "SyncTestResponse",
+    "SyncStreamingResponse",
+    "SyncWebSocketSession",
     "serve_live",
     "LiveServer",
     "HTTP11Connection",

@@ -516,7 +516,15 @@ class TestClient:
         try:
             with call.scope:
                 async with call.to_client:
-                    await self.app(scope, call.receive, call.send)
+                    try:
+                        await self.app(scope, call.receive, call.send)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        raise
+                    except Exception as error:
+                        # Recorded before the channel closes (a checkpoint), or the reader
+                        # waking at its end would report "returned without a response".
+                        call.error = error
+                        raise
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the test closed a stream early; the app saw its send fail
         except Exception as error:  # surfaced to the caller, not as a nursery crash

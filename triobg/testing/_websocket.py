@@ -87,7 +87,13 @@ class WebSocketTestSession:
         try:
             with self.scope:
                 async with self._to_client:
-                    await self._app(self._scope, self._receive, self._send)
+                    try:
+                        await self._app(self._scope, self._receive, self._send)
+                    except Exception as error:
+                        # Recorded before the channel closes (a checkpoint), or the test
+                        # waking at its end would see a 1006 instead of the app's exception.
+                        self.error = error
+                        raise
         except Exception as error:  # surfaced to the test, not as a nursery crash
             self.error = error
         finally:
