@@ -18,6 +18,7 @@ import attrs
 from ._convert import ErrorDetail, errors_from_structuring
 from ._encode import converter
 from ._responses import Response
+from ._scope import MODULE_SCOPE, Scope, resolve_models, type_hints
 
 
 class _Unset:
@@ -51,15 +52,15 @@ class ResponseValidationError(Exception):
         self.route = route
 
 
-def return_annotation(endpoint: Callable[..., Any]) -> Any:
+def return_annotation(endpoint: Callable[..., Any], scope: Scope = MODULE_SCOPE) -> Any:
     """The handler's resolved return annotation, or ``UNSET`` when it has none (or it cannot
-    be resolved: the parameters' annotations are checked elsewhere, this one only documents)."""
+    be resolved: the dependency compiler then refuses the route with the missing name)."""
     target: Any = endpoint
     if not callable(target):
         return UNSET
     try:
-        hints = typing.get_type_hints(target, include_extras=True)
-    except Exception:
+        hints = type_hints(target, scope)
+    except TypeError:
         return UNSET
     return hints.get("return", UNSET)
 
@@ -74,20 +75,22 @@ def is_response_class(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, Response)
 
 
-def effective_model(endpoint: Callable[..., Any], response_model: Any) -> Any:
+def effective_model(
+    endpoint: Callable[..., Any], response_model: Any, scope: Scope = MODULE_SCOPE
+) -> Any:
     """The type the route's success body is documented (and, with attrs models, filtered) as.
 
     ``UNSET`` means "not known": an explicit ``response_model=None``, no return annotation, or a
     ``Response`` class (those are documented by their media type only).
     """
-    model = return_annotation(endpoint) if response_model is UNSET else response_model
+    model = return_annotation(endpoint, scope) if response_model is UNSET else response_model
     if model is None or model is type(None) or is_response_class(model):
         return UNSET
     return model
 
 
 def response_filter(
-    endpoint: Callable[..., Any], response_model: Any, path: str
+    endpoint: Callable[..., Any], response_model: Any, path: str, scope: Scope = MODULE_SCOPE
 ) -> ResponseFilter | None:
     """The validate-and-filter step for a route, or ``None`` when it has none.
 
@@ -98,9 +101,10 @@ def response_filter(
     Raises:
         TypeError: ``response_model`` is not a type the converter can structure.
     """
-    model = effective_model(endpoint, response_model)
+    model = effective_model(endpoint, response_model, scope)
     if model is UNSET:
         return None
+    resolve_models(model, scope)
     if response_model is UNSET and not _mentions_attrs(model):
         return None
     try:
