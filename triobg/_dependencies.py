@@ -305,6 +305,7 @@ class Compiler:
             if marker.default is not REQUIRED:
                 default = marker.default
             required = default is parameter.empty or default is REQUIRED
+            marker.check_applies(annotation, f"parameter {parameter.name!r} of {call!r}")
             if marker.source == "body":
                 resolve_models(annotation, scope)
                 wire = marker.alias or parameter.name

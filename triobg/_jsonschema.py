@@ -264,7 +264,7 @@ def clean_doc(doc: str | None) -> str | None:
 
 
 def bounds(schema: Schema, marker: ParamInfo, annotation: Any) -> Schema:
-    """``schema`` with the numeric and length bounds ``marker`` declares.
+    """``schema`` with the numeric and length bounds and the ``pattern`` ``marker`` declares.
 
     Bounds apply to the value, so for ``int | None`` they go on the ``int`` branch. Length
     bounds are ``minLength``/``maxLength`` on strings and ``minItems``/``maxItems`` on arrays, as
@@ -292,9 +292,14 @@ def bounds(schema: Schema, marker: ParamInfo, annotation: Any) -> Schema:
             result["minLength"] = marker.min_length
         if marker.max_length is not None:
             result["maxLength"] = marker.max_length
+        if marker.pattern is not None:
+            result["pattern"] = marker.pattern  # unanchored in JSON Schema too
     elif kind == "array":
         if marker.min_length is not None:
             result["minItems"] = marker.min_length
         if marker.max_length is not None:
             result["maxItems"] = marker.max_length
+        items = result.get("items")
+        if marker.pattern is not None and isinstance(items, dict) and items.get("type") == "string":
+            items["pattern"] = marker.pattern  # checked on each string of the list
     return result
