@@ -94,7 +94,7 @@ class TestPattern:
         assert schemas["tags"]["items"]["pattern"] == "^#"
         assert schemas["agent"]["anyOf"][0]["pattern"] == "^curl/"
 
-    @settings(max_examples=100, deadline=None)
+    @settings(max_examples=100, deadline=None, database=None)
     @given(pattern=st.sampled_from([r"^[a-z]+$", r"\d", r"^ab|cd$", r"(?i)x"]), text=st.text())
     def test_a_value_passes_exactly_when_re_search_finds_the_pattern(
         self, pattern: str, text: str

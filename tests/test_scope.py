@@ -6,6 +6,7 @@ function, as test suites and app factories do, and every annotation is a string.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 import attrs
@@ -70,6 +71,28 @@ class TestLocalModels:
         assert body["detail"] == [
             {"loc": ["body", "tags", 0, "name"], "msg": "field required", "type": "missing"}
         ]
+
+    async def test_local_dataclass_and_return_annotation(self) -> None:
+        """A local dataclass as body and as return annotation, defined in the test itself."""
+        app = App()
+
+        @dataclasses.dataclass
+        class Point:
+            x: int
+            y: int
+
+        @dataclasses.dataclass
+        class Segment:
+            start: Point
+            end: Point
+
+        @app.post("/flip")
+        async def flip(segment: Segment) -> Segment:
+            return Segment(segment.end, segment.start)
+
+        body = {"start": {"x": 1, "y": 2}, "end": {"x": 3, "y": 4}}
+        status, answer = await _post(app, "/flip", body)
+        assert (status, answer) == (200, {"start": {"x": 3, "y": 4}, "end": {"x": 1, "y": 2}})
 
     async def test_router_declared_in_a_factory_keeps_its_scope(self) -> None:
         """Routes copied by ``include_router`` resolve where they were written, not where copied."""

@@ -26,6 +26,7 @@ import attrs
 from ._background import BackgroundTasks
 from ._convert import (
     is_scalar,
+    json_type_problem,
     scalar_converter,
     sequence_item,
     strip_optional,
@@ -285,15 +286,18 @@ class Compiler:
                 deps.append(self._sub(parameter.name, marker, annotation))
                 continue
             if marker is None:
-                if _is_subclass(annotation, Request) or _is_subclass(annotation, WebSocket):
+                # ``request: Request | None = None`` asks for the request too (it is never a
+                # value a client could send).
+                injected, _ = strip_optional(annotation)
+                if _is_subclass(injected, Request) or _is_subclass(injected, WebSocket):
                     # The connection object: the pipeline passes its own as ``request``.
-                    self._check_connection(call, parameter.name, annotation)
+                    self._check_connection(call, parameter.name, injected)
                     request_arg = parameter.name
                     continue
-                if _is_subclass(annotation, BackgroundTasks):
+                if _is_subclass(injected, BackgroundTasks):
                     tasks_arg = parameter.name
                     continue
-                if _is_subclass(annotation, Response):
+                if _is_subclass(injected, Response):
                     response_arg = parameter.name
                     continue
                 if parameter.name in self._path_params:
@@ -308,6 +312,13 @@ class Compiler:
             marker.check_applies(annotation, f"parameter {parameter.name!r} of {call!r}")
             if marker.source == "body":
                 resolve_models(annotation, scope)
+                problem = json_type_problem(annotation, reading=True)
+                if problem is not None:
+                    raise TypeError(
+                        f"body parameter {parameter.name!r} of {call!r}: triobg cannot read "
+                        f"{problem} from JSON (use an attrs class, a dataclass, a pydantic v2 "
+                        "model, or the types listed in the parameters tutorial)"
+                    )
                 wire = marker.alias or parameter.name
                 body.append(
                     BodySpec(

@@ -1,16 +1,20 @@
 # JSON Schema (2020-12, as OpenAPI 3.1 uses it) for the Python types a route declares.
 #
 # Part of the OpenAPI generation (``_openapi.py``), which asks this module for the schema of each
-# parameter, body and response type. Pure: no I/O. attrs classes and enums become named entries in
-# ``components/schemas`` and are referred to with ``$ref``; everything else is written inline. The
+# parameter, body and response type. Pure: no I/O. attrs classes, dataclasses, pydantic models
+# (described by pydantic itself) and enums become named entries in ``components/schemas`` and
+# are referred to with ``$ref``; everything else is written inline. The
 # schemas describe what triobg's own converters (``_convert.py``) accept and produce, so a client
 # generated from them sends what the server takes.
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import decimal
 import enum
 import inspect
 import json
+import pathlib
 import types
 import typing
 import uuid
@@ -19,7 +23,7 @@ from typing import Annotated, Any, Literal, Union
 
 import attrs
 
-from ._convert import strip_optional
+from ._convert import pydantic_model_class, strip_optional
 from ._params import ParamInfo
 
 Schema = dict[str, Any]
@@ -35,6 +39,10 @@ _SCALARS: dict[Any, Schema] = {
     dt.date: {"type": "string", "format": "date"},
     dt.time: {"type": "string", "format": "time"},
     bytes: {"type": "string", "format": "binary"},
+    # Read from a number or a string (every digit kept), written as a number (``_encode.py``).
+    decimal.Decimal: {"anyOf": [{"type": "number"}, {"type": "string"}]},
+    # Read from seconds or an ISO 8601 duration, written as seconds.
+    dt.timedelta: {"anyOf": [{"type": "number"}, {"type": "string", "format": "duration"}]},
 }
 
 _REF_PREFIX = "#/components/schemas/"
@@ -67,11 +75,11 @@ class SchemaRegistry:
         """Name every collected schema uniquely and return ``components/schemas``."""
         counts: dict[str, int] = {}
         for cls in self._schemas:
-            base = self._fixed.get(cls, cls.__name__)
+            base = self._base_name(cls)
             counts[base] = counts.get(base, 0) + 1
         result: dict[str, Schema] = {}
         for cls, schema in self._schemas.items():
-            name = self._fixed.get(cls, cls.__name__)
+            name = self._base_name(cls)
             if counts[name] > 1 and cls not in self._fixed:
                 name = f"{cls.__module__}.{cls.__qualname__}".replace("<", "").replace(">", "")
             base, number = name, 2
@@ -82,6 +90,35 @@ class SchemaRegistry:
             for ref in self._refs[cls]:
                 ref["$ref"] = _REF_PREFIX + name
         return dict(sorted(result.items()))
+
+    def _base_name(self, key: Any) -> str:
+        # Keys of pydantic's nested models are tuples with a fixed name, not classes.
+        fixed = self._fixed.get(key)
+        return fixed if fixed is not None else str(key.__name__)
+
+    def _pydantic_ref(self, cls: Any) -> Schema:
+        """A pydantic model, described by pydantic (``model_json_schema``) as FastAPI does.
+
+        pydantic writes nested models as ``$defs``; they are moved into ``components/schemas``
+        under pydantic's names, and the model itself is named by its ``title``.
+        """
+        if not self.has(cls):
+            schema = cls.model_json_schema(ref_template=_REF_PREFIX + "{model}")
+            nested = schema.pop("$defs", {})
+            if set(schema) == {"$ref"}:  # a recursive model: pydantic puts itself in $defs too
+                schema = nested.pop(schema["$ref"].rpartition("/")[2], schema)
+            for name, definition in nested.items():
+                self._add_named(name, definition)
+            self.add_raw(cls, {"title": cls.__name__, **schema})
+        ref: Schema = {"$ref": ""}
+        self._refs[cls].append(ref)
+        return ref
+
+    def _add_named(self, name: str, schema: Schema) -> None:
+        key: Any = ("pydantic", name)  # a nested model pydantic names; no class to key it by
+        self._schemas[key] = schema
+        self._fixed[key] = name
+        self._refs.setdefault(key, [])
 
     def has(self, cls: type) -> bool:
         return cls in self._schemas
@@ -109,9 +146,15 @@ class SchemaRegistry:
         if annotation is Any or annotation is object:
             return {}
         if isinstance(annotation, type) and (
-            attrs.has(annotation) or issubclass(annotation, enum.Enum)
+            attrs.has(annotation)
+            or dataclasses.is_dataclass(annotation)
+            or issubclass(annotation, enum.Enum)
         ):
             return self.ref(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, pathlib.PurePath):
+            return {"type": "string", "format": "path"}
+        if pydantic_model_class(annotation):
+            return self._pydantic_ref(annotation)
         origin = typing.get_origin(annotation)
         args = typing.get_args(annotation)
         if origin is Union or origin is types.UnionType:
@@ -159,31 +202,47 @@ class SchemaRegistry:
             return schema
         try:
             hints = typing.get_type_hints(cls, include_extras=True)
-        except Exception:  # unresolvable forward references: fall back to attrs' own record
+        except Exception:  # unresolvable forward references: fall back to the fields' record
             hints = {}
         properties: dict[str, Schema] = {}
         required: list[str] = []
-        model: Any = cls
-        for field in attrs.fields(model):
-            if not field.init:
-                continue
-            annotation = hints.get(field.name, field.type if field.type is not None else Any)
+        for name, field_type, default in _model_fields(cls):
+            annotation = hints.get(name, field_type if field_type is not None else Any)
+            if isinstance(annotation, str):
+                annotation = Any  # never resolved: documented as any value
             prop = self.schema(annotation)
-            default = field.default
             if default is attrs.NOTHING:
-                required.append(field.name)
+                required.append(name)
             else:
                 found = _json_default(default)
                 if found is not _NO_DEFAULT:
                     prop = _with(prop, default=found)
-            properties[field.name] = prop
+            properties[name] = prop
         schema = {"title": cls.__name__, "type": "object", "properties": properties}
         if required:
             schema["required"] = required
         doc = cls.__doc__
-        if doc and not doc.startswith(f"{cls.__name__}("):  # attrs' generated repr-like doc
+        if doc and not doc.startswith(f"{cls.__name__}("):  # attrs' and dataclasses' own doc
             schema["description"] = _clean_doc(doc)
         return schema
+
+
+def _model_fields(cls: Any) -> list[tuple[str, Any, Any]]:
+    """``(name, type, default)`` of each field a client sends, for attrs classes and dataclasses
+    alike (``attrs.NOTHING`` for no default; a dataclass factory as an ``attrs.Factory``)."""
+    if attrs.has(cls):
+        return [(f.name, f.type, f.default) for f in attrs.fields(cls) if f.init]
+    found: list[tuple[str, Any, Any]] = []
+    for field in dataclasses.fields(cls):
+        if not field.init:
+            continue
+        default: Any = attrs.NOTHING
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = attrs.Factory(field.default_factory)
+        found.append((field.name, field.type, default))
+    return found
 
 
 def _with(schema: Schema, **extra: Any) -> Schema:

@@ -155,11 +155,11 @@ class Route:
             )
         if not self.name:
             self.name = getattr(self.endpoint, "__name__", "endpoint")
+        self.solver(DependencyOverrides())  # fail at declaration, not at the first request
         self._filter = response_filter(self.endpoint, self.response_model, self.path, self.scope)
         # Routes with a filter leave the fast path below, so routes without one pay nothing.
         self._plain_json = self.response_class is JSONResponse and self._filter is None
         self._no_body = no_body_status(self.status_code)
-        self.solver(DependencyOverrides())  # fail at declaration, not at the first request
 
     def solver(self, overrides: DependencyOverrides) -> Solver:
         """The compiled plan for this route, rebuilt when ``overrides`` has changed."""
