@@ -73,7 +73,8 @@ class TestPattern:
     def test_pattern_is_compiled_once_and_a_bad_one_fails_where_written(self) -> None:
         """The marker holds the compiled expression; an invalid one is a ValueError at once."""
         marker: ParamInfo = Query(pattern="^a+$")
-        assert marker.regex is not None and marker.regex.pattern == "^a+$"
+        assert marker.pattern == "^a+$"  # as written: what the OpenAPI document shows
+        assert marker.regex is not None and marker.regex.search("aa")
         with pytest.raises(ValueError, match="not a valid regular expression"):
             Query(pattern="(")
 
@@ -94,12 +95,24 @@ class TestPattern:
         assert schemas["tags"]["items"]["pattern"] == "^#"
         assert schemas["agent"]["anyOf"][0]["pattern"] == "^curl/"
 
+    def test_dollar_is_the_end_of_the_value(self) -> None:
+        """``$`` does not match before a final newline (JSON Schema's and pydantic's meaning)."""
+        marker: ParamInfo = Query(pattern=r"^[a-z]+$")
+        assert marker.check("abc", ()) == []
+        assert marker.check("abc\n", ()) != []
+        literal: ParamInfo = Query(pattern=r"^\$[0-9]+[$]?$")  # escaped and in a class: literal
+        assert literal.check("$5$", ()) == []
+
     @settings(max_examples=100, deadline=None, database=None)
-    @given(pattern=st.sampled_from([r"^[a-z]+$", r"\d", r"^ab|cd$", r"(?i)x"]), text=st.text())
-    def test_a_value_passes_exactly_when_re_search_finds_the_pattern(
+    @given(
+        pattern=st.sampled_from([r"^[a-z]+$", r"\d", r"^ab|cd$", r"(?i)x", r"b+$"]),
+        text=st.text() | st.text().map(lambda t: t + "\n"),
+    )
+    def test_a_value_passes_exactly_when_the_pattern_is_found(
         self, pattern: str, text: str
     ) -> None:
-        """Semantics are ``re.search`` (pydantic v2's and JSON Schema's): unanchored."""
+        """Semantics are a search (pydantic v2's and JSON Schema's): unanchored, ``$`` the end."""
         marker: ParamInfo = Query(pattern=pattern)
         problems = marker.check(text, ("query", "q"))
-        assert (problems == []) == (re.search(pattern, text) is not None)
+        expected = re.search(pattern.replace("$", r"\Z"), text) is not None
+        assert (problems == []) == expected

@@ -137,56 +137,74 @@ def _to_time(value: str) -> dt.time:
         ) from None
 
 
-def _to_decimal(value: str) -> decimal.Decimal:
-    text = value.strip()
-    if len(text) > _MAX_INT_DIGITS:
-        raise ConversionError(f"number has more than {_MAX_INT_DIGITS} digits", "decimal_parsing")
-    try:
-        result = decimal.Decimal(text)
-    except decimal.InvalidOperation:
-        raise ConversionError(
-            f"{value!r} is not a valid decimal number", "decimal_parsing"
-        ) from None
-    if not result.is_finite():
-        raise ConversionError(f"{value!r} is not a finite number", "finite_number")
-    return result
-
-
-# ISO 8601 durations without years and months (their length depends on the calendar).
-_DURATION = re.compile(
-    r"(?P<sign>[-+]?)P(?!$)(?:(?P<weeks>\d+(?:\.\d+)?)W)?(?:(?P<days>\d+(?:\.\d+)?)D)?"
-    r"(?:T(?!$)(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?"
-    r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?",
-    re.ASCII,
+# The strings read as a ``Decimal`` and as a duration, written so that the same text is the
+# ``pattern`` of their JSON Schema (``_jsonschema.py``): what the document allows is exactly what
+# is accepted. Digits are bounded, so no accepted value is beyond a float when written out, and
+# no exponent makes a giant integer (``1e999999999``).
+DECIMAL_PATTERN = r"^[+-]?(?:\d{1,200}(?:\.\d{0,100})?|\.\d{1,100})(?:[eE][+-]?\d{1,2})?$"
+_NUMBER = r"(\d{1,6}(?:\.\d{1,6})?)"
+# ISO 8601 durations, read as pydantic reads them: a year is 365 days, a month 30.
+DURATION_PATTERN = (
+    rf"^[+-]?P(?!$)(?:{_NUMBER}Y)?(?:{_NUMBER}M)?(?:{_NUMBER}W)?(?:{_NUMBER}D)?"
+    rf"(?:T(?!$)(?:{_NUMBER}H)?(?:{_NUMBER}M)?(?:{_NUMBER}S)?)?$"
 )
-_MAX_SECONDS = dt.timedelta.max.total_seconds()
+_DECIMAL = re.compile(DECIMAL_PATTERN, re.ASCII)
+_DURATION = re.compile(DURATION_PATTERN, re.ASCII)
+_DURATION_UNITS = ("days", "days", "weeks", "days", "hours", "minutes", "seconds")
+_DURATION_SCALE = (365.0, 30.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+#: Durations given in seconds are bounded by what ``timedelta`` holds, symmetrically.
+MAX_DURATION_SECONDS = -int(dt.timedelta.min.total_seconds())
+
+
+def _decimal_string(value: str) -> decimal.Decimal:
+    # A JSON string: exactly ``DECIMAL_PATTERN``, what the document says.
+    if _DECIMAL.match(value) is None:
+        raise ConversionError(f"{value!r} is not a valid decimal number", "decimal_parsing")
+    return decimal.Decimal(value)
+
+
+def _to_decimal(value: str) -> decimal.Decimal:
+    # In a query or a path the text may also be any number a float holds (``5e-251``): the
+    # document's number form, written out. ``1e999999999`` is neither, so never a giant integer.
+    if _DECIMAL.match(value) is not None:
+        return decimal.Decimal(value)
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or not value.isascii():
+        raise ConversionError(f"{value!r} is not a valid decimal number", "decimal_parsing")
+    return decimal.Decimal(value.strip())
 
 
 def _seconds(value: float) -> dt.timedelta:
-    if math.isfinite(value) and abs(value) < _MAX_SECONDS:
-        try:
-            return dt.timedelta(seconds=value)
-        except OverflowError:  # rounding at the very edge of the range
-            pass
-    raise ConversionError(f"{value!r} seconds is not a representable duration", "duration")
+    if math.isfinite(value) and abs(value) <= MAX_DURATION_SECONDS:
+        return dt.timedelta(seconds=value)
+    raise ConversionError(
+        f"{value!r} seconds is not a duration (at most {MAX_DURATION_SECONDS} either way)",
+        "duration",
+    )
+
+
+def _iso_duration(value: str) -> dt.timedelta:
+    found = _DURATION.match(value)
+    if found is None:
+        raise ConversionError(
+            f"{value!r} is not an ISO 8601 duration (e.g. PT1H30M or P2DT3H)", "duration"
+        )
+    result = dt.timedelta()
+    for unit, scale, number in zip(_DURATION_UNITS, _DURATION_SCALE, found.groups(), strict=True):
+        if number is not None:
+            result += dt.timedelta(**{unit: float(number) * scale})
+    return -result if value.startswith("-") else result
 
 
 def _to_timedelta(value: str) -> dt.timedelta:
-    text = value.strip()
-    found = _DURATION.fullmatch(text.upper())
-    if found is not None:
-        parts = {k: float(v) for k, v in found.groupdict().items() if v and k != "sign"}
-        try:
-            result = dt.timedelta(**parts)
-        except (OverflowError, ValueError):
-            raise ConversionError(f"{value!r} is too long a duration", "duration") from None
-        return -result if found["sign"] == "-" else result
+    # In a query or a path: seconds (``90``, ``1.5``) or an ISO 8601 duration.
     try:
-        number = float(text)
+        number = float(value)
     except ValueError:
-        raise ConversionError(
-            f"{value!r} is not a duration (seconds, or ISO 8601 such as PT1H30M)", "duration"
-        ) from None
+        return _iso_duration(value)
     return _seconds(number)
 
 
@@ -374,18 +392,19 @@ def _strict_decimal(value: Any, _: Any) -> decimal.Decimal:
         return decimal.Decimal(repr(value))
     if isinstance(value, str):
         try:
-            return _to_decimal(value)
+            return _decimal_string(value)
         except ConversionError as error:
             raise _StrictError(error.msg) from None
     raise _StrictError(f"expected a number or a numeric string, got {_json_type(value)}")
 
 
 def _strict_timedelta(value: Any, _: Any) -> dt.timedelta:
+    # In JSON: a number of seconds, or an ISO 8601 duration string (not seconds as a string).
     try:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return _seconds(value)
         if isinstance(value, str):
-            return _to_timedelta(value)
+            return _iso_duration(value)
     except ConversionError as error:
         raise _StrictError(error.msg) from None
     raise _StrictError(f"expected seconds or an ISO 8601 duration, got {_json_type(value)}")

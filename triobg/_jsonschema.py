@@ -8,6 +8,7 @@
 # generated from them sends what the server takes.
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import decimal
@@ -23,7 +24,13 @@ from typing import Annotated, Any, Literal, Union
 
 import attrs
 
-from ._convert import pydantic_model_class, strip_optional
+from ._convert import (
+    DECIMAL_PATTERN,
+    DURATION_PATTERN,
+    MAX_DURATION_SECONDS,
+    pydantic_model_class,
+    strip_optional,
+)
 from ._params import ParamInfo
 
 Schema = dict[str, Any]
@@ -39,10 +46,17 @@ _SCALARS: dict[Any, Schema] = {
     dt.date: {"type": "string", "format": "date"},
     dt.time: {"type": "string", "format": "time"},
     bytes: {"type": "string", "format": "binary"},
-    # Read from a number or a string (every digit kept), written as a number (``_encode.py``).
-    decimal.Decimal: {"anyOf": [{"type": "number"}, {"type": "string"}]},
+    # Read from a number or a numeric string (every digit kept), written as a number.
+    decimal.Decimal: {
+        "anyOf": [{"type": "number"}, {"type": "string", "pattern": DECIMAL_PATTERN}]
+    },
     # Read from seconds or an ISO 8601 duration, written as seconds.
-    dt.timedelta: {"anyOf": [{"type": "number"}, {"type": "string", "format": "duration"}]},
+    dt.timedelta: {
+        "anyOf": [
+            {"type": "number", "minimum": -MAX_DURATION_SECONDS, "maximum": MAX_DURATION_SECONDS},
+            {"type": "string", "pattern": DURATION_PATTERN},
+        ]
+    },
 }
 
 _REF_PREFIX = "#/components/schemas/"
@@ -142,7 +156,7 @@ class SchemaRegistry:
             return self.schema(typing.get_args(annotation)[0])
         found = _SCALARS.get(annotation)
         if found is not None:
-            return dict(found)
+            return copy.deepcopy(found)  # ``bounds`` adds to it in place
         if annotation is Any or annotation is object:
             return {}
         if isinstance(annotation, type) and (
@@ -173,11 +187,9 @@ class SchemaRegistry:
         if origin in (list, Sequence) or annotation in (list, Sequence):
             return {"type": "array", "items": self.schema(args[0]) if args else {}}
         if origin in (set, frozenset) or annotation in (set, frozenset):
-            return {
-                "type": "array",
-                "uniqueItems": True,
-                "items": self.schema(args[0]) if args else {},
-            }
+            # No ``uniqueItems``: duplicates are accepted and merged, as pydantic does, so the
+            # document does not promise a uniqueness the server would not check.
+            return {"type": "array", "items": self.schema(args[0]) if args else {}}
         if origin is tuple or annotation is tuple:
             if not args or args[-1:] == (Ellipsis,):
                 return {"type": "array", "items": self.schema(args[0]) if args else {}}
@@ -331,6 +343,15 @@ def bounds(schema: Schema, marker: ParamInfo, annotation: Any) -> Schema:
     """
     if not marker.has_bounds:
         return schema
+    numeric = (marker.gt, marker.ge, marker.lt, marker.le)
+    inner, nullable = strip_optional(annotation)
+    if inner is decimal.Decimal and any(bound is not None for bound in numeric):
+        # A numeric string's value cannot be bounded in JSON Schema: a bounded decimal is
+        # documented as a number only (strings within the bounds are still accepted).
+        schema.clear()
+        schema.update({"anyOf": [{"type": "number"}, {"type": "null"}]} if nullable else {})
+        if not nullable:
+            schema["type"] = "number"
     if "anyOf" in schema:
         for option in schema["anyOf"]:
             bounds(option, marker, annotation)

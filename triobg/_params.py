@@ -7,6 +7,7 @@
 # or inside ``Annotated[str, Query()]``.
 from __future__ import annotations
 
+import decimal
 import re
 from collections.abc import Callable
 from typing import Any, Literal
@@ -14,6 +15,38 @@ from typing import Any, Literal
 import attrs
 
 from ._convert import ErrorDetail, Loc, sequence_item, strip_optional
+
+
+def _end_means_end(pattern: str) -> str:
+    """``pattern`` with each ``$`` meaning the end of the value, as in JSON Schema and pydantic.
+
+    Python's ``$`` also matches before a final newline, so ``^[a-z]+$`` would accept
+    ``"abc\\n"``, which the OpenAPI document (ECMA-262) and FastAPI (pydantic's regex engine)
+    refuse. A ``$`` outside a character class becomes ``\\Z``; patterns in multiline mode are
+    left alone.
+    """
+    if "$" not in pattern or "(?m" in pattern:
+        return pattern
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        char = pattern[i]
+        if char == "\\":  # an escape: copied as it is (``\\$`` stays a literal dollar)
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if char == "[":  # a character class, where ``$`` is a literal: copied as it is
+            j = i + 1
+            j += pattern[j : j + 1] == "^"
+            j += pattern[j : j + 1] == "]"  # a ``]`` first in the class is a literal
+            while j < n and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            out.append(pattern[i : j + 1])
+            i = j + 1
+            continue
+        out.append(r"\Z" if char == "$" else char)
+        i += 1
+    return "".join(out)
 
 
 class _Required:
@@ -54,7 +87,7 @@ class ParamInfo:
         if self.pattern is None:
             return None
         try:
-            return re.compile(self.pattern)
+            return re.compile(_end_means_end(self.pattern))
         except re.error as error:
             raise ValueError(
                 f"pattern {self.pattern!r} is not a valid regular expression: {error}"
@@ -70,13 +103,14 @@ class ParamInfo:
         """Every constraint ``value`` breaks, located at ``loc``.
 
         The one place constraints are checked, for every source (path, query, header, cookie,
-        body fields, form fields). Numbers are checked against ``gt``/``ge``/``lt``/``le``;
-        ``min_length``/``max_length`` bound the length of a string or of a list; ``pattern`` is
-        searched for in a string (anywhere, as pydantic v2 and JSON Schema do: anchor it with
-        ``^...$`` to match the whole value), or in each string of a list, located by index.
+        body fields, form fields). Numbers (``Decimal`` too) are checked against ``gt``, ``ge``,
+        ``lt``, ``le``; ``min_length``/``max_length`` bound the length of a string or of a
+        list; ``pattern`` is searched for in a string (anywhere, as pydantic v2 and JSON Schema
+        do: anchor it with ``^...$`` to match the whole value), or in each string of a list,
+        located by index.
         """
         problems: list[ErrorDetail] = []
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, int | float | decimal.Decimal) and not isinstance(value, bool):
             message = None
             if self.gt is not None and not value > self.gt:
                 message = f"must be greater than {self.gt}"
