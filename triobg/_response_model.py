@@ -77,7 +77,7 @@ def is_response_class(annotation: Any) -> bool:
 def effective_model(
     endpoint: Callable[..., Any], response_model: Any, scope: Scope = MODULE_SCOPE
 ) -> Any:
-    """The type the route's success body is documented (and, with attrs models, filtered) as.
+    """The type the route's success body is documented (and, for models, filtered) as.
 
     ``UNSET`` means "not known": an explicit ``response_model=None``, no return annotation, or a
     ``Response`` class (those are documented by their media type only).
