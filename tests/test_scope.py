@@ -23,6 +23,13 @@ class Item:
     module_level: int
 
 
+@attrs.frozen
+class Broken:
+    """A module-level model naming something its module does not define."""
+
+    part: Missing  # type: ignore[name-defined]  # noqa: F821
+
+
 def make_app() -> App:
     """An app factory: models, dependency and routes all local to this function."""
     app = App()
@@ -148,6 +155,26 @@ class TestLocalModels:
         [route] = [r for r in app.router.routes if r.path == "/"]
         assert route.solver(app.dependency_overrides).plan.body[0].annotation is Item
 
+    async def test_a_helper_nested_in_the_factory_sees_the_factorys_names(self) -> None:
+        """A route declared by a helper inside the factory resolves the factory's locals."""
+
+        def make() -> App:
+            app = App()
+
+            @attrs.frozen
+            class Pet:
+                name: str
+
+            def register(target: App) -> None:
+                @target.post("/pets")
+                async def add(pet: Pet) -> Pet:
+                    return pet
+
+            register(app)
+            return app
+
+        assert await _post(make(), "/pets", {"name": "rex"}) == (200, {"name": "rex"})
+
 
 class TestMissingNames:
     def test_a_name_that_exists_nowhere_fails_at_declaration(self) -> None:
@@ -158,6 +185,19 @@ class TestMissingNames:
             @app.post("/")
             async def handler(item: Itme) -> None:  # type: ignore[name-defined]  # noqa: F821
                 pass
+
+    def test_module_level_code_never_reads_a_functions_locals(self) -> None:
+        """A reader of a module-level model looks in its module, not in the caller's locals."""
+        app = App()
+        Missing = int  # the name the module-level model lacks, defined here only
+
+        with pytest.raises(TypeError, match=r"field types of Broken.*Missing"):
+
+            @app.post("/")
+            async def handler(broken: Broken) -> None:
+                pass
+
+        assert Missing is int
 
     def test_a_missing_name_in_a_local_model_fails_at_declaration(self) -> None:
         """A local model whose field names nothing defined fails when the route is declared."""

@@ -131,7 +131,7 @@ class DependencyOverrides(dict[Callable[..., Any], Callable[..., Any]]):
 
     def __setitem__(self, key: Callable[..., Any], value: Callable[..., Any]) -> None:
         super().__setitem__(key, value)
-        self._scopes[key] = declaring_scope()
+        self._scopes[key] = declaring_scope(value)
         self._bump()
 
     def __delitem__(self, key: Callable[..., Any]) -> None:
@@ -150,9 +150,8 @@ class DependencyOverrides(dict[Callable[..., Any], Callable[..., Any]]):
     def update(self, *args: Any, **kwargs: Any) -> None:
         pairs = dict(*args, **kwargs)
         super().update(pairs)
-        scope = declaring_scope()
-        for key in pairs:
-            self._scopes[key] = scope
+        for key, value in pairs.items():
+            self._scopes[key] = declaring_scope(value)
         self._bump()
 
 

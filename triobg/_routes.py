@@ -138,7 +138,11 @@ class Route:
     include_in_schema: bool = attrs.field(default=True, kw_only=True)
     openapi_extra: Mapping[str, Any] | None = attrs.field(default=None, kw_only=True)
     #: Where the route was declared: its annotations are resolved there (``_scope.py``).
-    scope: Scope = attrs.field(factory=declaring_scope, kw_only=True, repr=False)
+    scope: Scope = attrs.field(
+        default=attrs.Factory(lambda route: declaring_scope(route.endpoint), takes_self=True),
+        kw_only=True,
+        repr=False,
+    )
     _solver: Solver | None = attrs.field(default=None, init=False, repr=False)
     # Facts ``make_response`` reads per request, worked out once.
     _plain_json: bool = attrs.field(default=False, init=False, repr=False)

@@ -28,7 +28,11 @@ class WebSocketRoute:
     dependencies: list[DependsInfo] = attrs.field(factory=list)
     name: str = ""
     #: Where the route was declared: its annotations are resolved there (``_scope.py``).
-    scope: Scope = attrs.field(factory=declaring_scope, kw_only=True, repr=False)
+    scope: Scope = attrs.field(
+        default=attrs.Factory(lambda route: declaring_scope(route.endpoint), takes_self=True),
+        kw_only=True,
+        repr=False,
+    )
     _solver: Solver | None = attrs.field(default=None, init=False, repr=False)
     _solver_version: int = attrs.field(default=-1, init=False, repr=False)
 
