@@ -11,13 +11,6 @@
 # their local names are read from the stack then. The function the declaration is written in is
 # also a last resort, after builtins, for code defined in some other function; module-level code
 # never gets it. Pure apart from reading the caller's frames.
-from __future__ import annotations`` every annotation is a string,
-# and ``typing.get_type_hints`` looks those up in the module's globals only, so a model class
-# defined inside a test or an app factory cannot be found. A reader looks it up lexically: the
-# function's own closure, then the function that encloses it, then the module, then builtins.
-# The scope the route was declared in covers the enclosing function (it usually *is* it: the
-# decorator runs there); for callables written elsewhere it is a last resort, after builtins, so
-# it never shadows a name the callable's own module defines. Pure apart from reading one frame.
 from __future__ import annotations
 
 import builtins
