@@ -9,6 +9,7 @@ triobg cannot handle was found out per request instead of at declaration.
 import dataclasses
 import datetime as dt
 import decimal
+import json
 import pathlib
 import subprocess
 import sys
@@ -17,6 +18,9 @@ from typing import Any
 import attrs
 import pydantic
 import pytest
+from _support import call_asgi
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from triobg import App, JSONResponse
 from triobg.testing import TestClient
@@ -358,3 +362,55 @@ class TestRefusedAtDeclaration:
             @app.post("/")
             async def handler(body: dict[int, str]) -> None:
                 pass
+
+
+_ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+_VALID = {
+    "/users": USER,
+    "/invoices": {"total": 1, "due_in": "PT1M", "note": "n", "archive": "/a", "points": [{"x": 1}]},
+    "/windows": {"start": 1, "end": 2},
+    "/points": {"x": 1, "y": 2},
+}
+_FUZZ_APP = _app()
+
+
+@st.composite
+def _bodies(draw: st.DrawFn) -> tuple[str, Any]:
+    """A model endpoint and a body whose every field is either valid or any JSON value."""
+    path = draw(st.sampled_from(sorted(_VALID)))
+    body = {name: draw(st.just(value) | _ANY_JSON) for name, value in _VALID[path].items()} | draw(
+        st.dictionaries(st.text(max_size=6), _ANY_JSON, max_size=2)
+    )
+    return path, draw(st.just(body) | _ANY_JSON)
+
+
+class TestAnyBody:
+    @settings(
+        max_examples=150,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    @given(_bodies())
+    async def test_a_model_body_is_a_value_or_located_422s_never_a_500(
+        self, case: tuple[str, Any]
+    ) -> None:
+        """Whatever JSON arrives for a pydantic, dataclass or attrs body: 200, or 422s in body."""
+        path, body = case
+        answer = await call_asgi(
+            _FUZZ_APP,
+            "POST",
+            path,
+            headers=[(b"content-type", b"application/json")],
+            body=json.dumps(body).encode(),
+        )
+        assert answer.status in (200, 422), answer.body
+        if answer.status == 422:
+            details = answer.json()["detail"]
+            assert details and all(d["loc"][0] == "body" for d in details), details
