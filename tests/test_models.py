@@ -193,6 +193,55 @@ class TestPydantic:
         body = document["paths"]["/users"]["post"]["requestBody"]["content"]
         assert body["application/json"]["schema"] == {"$ref": "#/components/schemas/UserIn"}
 
+    def test_same_named_pydantic_models_get_distinct_schemas(self) -> None:
+        """Two ``Item`` models (nested in others too) keep apart, each ``$ref`` to its own."""
+
+        def shop() -> tuple[type[pydantic.BaseModel], type[pydantic.BaseModel]]:
+            class Item(pydantic.BaseModel):
+                sku: str
+
+            class Cart(pydantic.BaseModel):
+                items: list[Item]
+
+            return Item, Cart
+
+        def library() -> type[pydantic.BaseModel]:
+            class Item(pydantic.BaseModel):
+                isbn: str
+
+            return Item
+
+        (first, cart), second = shop(), library()
+
+        class Node(pydantic.BaseModel):
+            value: int
+            children: list["Node"] = []
+
+        app = App()
+
+        @app.post("/a")
+        async def a(item: first, cart: cart) -> None:  # type: ignore[valid-type]
+            pass
+
+        @app.post("/b")
+        async def b(item: second, node: Node) -> None:  # type: ignore[valid-type]
+            pass
+
+        document = app.openapi()
+        schemas = document["components"]["schemas"]
+
+        def target(path: str, name: str) -> dict[str, Any]:
+            body = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+            ref = body["schema"]["properties"][name]["$ref"]
+            return schemas[ref.rpartition("/")[2]]  # type: ignore[no-any-return]
+
+        assert set(target("/a", "item")["properties"]) == {"sku"}
+        assert set(target("/b", "item")["properties"]) == {"isbn"}
+        nested = target("/a", "cart")["properties"]["items"]["items"]["$ref"]
+        assert set(schemas[nested.rpartition("/")[2]]["properties"]) == {"sku"}
+        recursive = target("/b", "node")["properties"]["children"]["items"]["$ref"]
+        assert schemas[recursive.rpartition("/")[2]] == target("/b", "node")
+
 
 class TestDataclasses:
     async def test_dataclass_body_and_return(self) -> None:

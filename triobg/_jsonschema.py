@@ -74,6 +74,7 @@ class SchemaRegistry:
         self._schemas: dict[type, Schema] = {}
         self._refs: dict[type, list[Schema]] = {}
         self._fixed: dict[type, str] = {}  # hand-written schemas keep their own names
+        self._pydantic: dict[type, list[Schema]] = {}  # pydantic models, described at the end
 
     def ref(self, cls: type) -> Schema:
         """A ``{"$ref": ...}`` to ``cls``'s named schema, generating that schema the first time."""
@@ -87,11 +88,11 @@ class SchemaRegistry:
 
     def finish(self) -> dict[str, Schema]:
         """Name every collected schema uniquely and return ``components/schemas``."""
-        counts: dict[str, int] = {}
+        result = self._pydantic_schemas()  # pydantic's names come first: its refs use them
+        counts: dict[str, int] = dict.fromkeys(result, 1)
         for cls in self._schemas:
             base = self._base_name(cls)
             counts[base] = counts.get(base, 0) + 1
-        result: dict[str, Schema] = {}
         for cls, schema in self._schemas.items():
             name = self._base_name(cls)
             if counts[name] > 1 and cls not in self._fixed:
@@ -105,34 +106,29 @@ class SchemaRegistry:
                 ref["$ref"] = _REF_PREFIX + name
         return dict(sorted(result.items()))
 
-    def _base_name(self, key: Any) -> str:
-        # Keys of pydantic's nested models are tuples with a fixed name, not classes.
-        fixed = self._fixed.get(key)
-        return fixed if fixed is not None else str(key.__name__)
+    def _pydantic_schemas(self) -> dict[str, Schema]:
+        """Every pydantic model met, described by pydantic in one pass (as FastAPI does), so
+        that pydantic names them uniquely across modules; the refs handed out are filled in."""
+        if not self._pydantic:
+            return {}
+        # Only an app with pydantic models gets here, so pydantic is imported already.
+        from pydantic.json_schema import models_json_schema
+
+        models = [(cls, "validation") for cls in self._pydantic]
+        refs, document = models_json_schema(models, ref_template=_REF_PREFIX + "{model}")  # type: ignore[arg-type]
+        for cls, handed_out in self._pydantic.items():
+            for ref in handed_out:
+                ref["$ref"] = refs[cls, "validation"]["$ref"]
+        return dict(document.get("$defs", {}))
+
+    def _base_name(self, key: type) -> str:
+        return self._fixed.get(key, key.__name__)
 
     def _pydantic_ref(self, cls: Any) -> Schema:
-        """A pydantic model, described by pydantic (``model_json_schema``) as FastAPI does.
-
-        pydantic writes nested models as ``$defs``; they are moved into ``components/schemas``
-        under pydantic's names, and the model itself is named by its ``title``.
-        """
-        if not self.has(cls):
-            schema = cls.model_json_schema(ref_template=_REF_PREFIX + "{model}")
-            nested = schema.pop("$defs", {})
-            if set(schema) == {"$ref"}:  # a recursive model: pydantic puts itself in $defs too
-                schema = nested.pop(schema["$ref"].rpartition("/")[2], schema)
-            for name, definition in nested.items():
-                self._add_named(name, definition)
-            self.add_raw(cls, {"title": cls.__name__, **schema})
+        """A ``$ref`` to a pydantic model's schema, which pydantic writes in ``finish``."""
         ref: Schema = {"$ref": ""}
-        self._refs[cls].append(ref)
+        self._pydantic.setdefault(cls, []).append(ref)
         return ref
-
-    def _add_named(self, name: str, schema: Schema) -> None:
-        key: Any = ("pydantic", name)  # a nested model pydantic names; no class to key it by
-        self._schemas[key] = schema
-        self._fixed[key] = name
-        self._refs.setdefault(key, [])
 
     def has(self, cls: type) -> bool:
         return cls in self._schemas
