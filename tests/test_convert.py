@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import enum
+import json
+import pathlib
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from triobg._convert import (
     ConversionError,
     errors_from_structuring,
     is_scalar,
+    json_type_problem,
     make_body_converter,
     scalar_converter,
 )
+from triobg._encode import dump_json
 
 
 class Color(enum.Enum):
@@ -148,3 +155,125 @@ class TestBodies:
         assert self.converter.structure({"n": 2.0}, Count) == Count(2)
         with pytest.raises(Exception):  # noqa: B017, PT011 - cattrs raises a group
             self.converter.structure({"n": 2.5}, Count)
+
+
+_converter = make_body_converter()
+_JSON_SCALARS = st.none() | st.booleans() | st.floats() | st.integers() | st.text()
+# No per-example deadline (the machine is shared) and no example database between runs.
+PROPERTY = settings(max_examples=100, deadline=None, database=None)
+# Within a century a duration in microseconds fits a float's 53 bits exactly.
+_DURATIONS = st.timedeltas(min_value=-dt.timedelta(days=36500), max_value=dt.timedelta(days=36500))
+
+
+def _through_json(value: Any, annotation: Any) -> Any:
+    """Write ``value`` as a response would, parse it as a client would, read it back."""
+    return _converter.structure(json.loads(dump_json(value)), annotation)
+
+
+class TestTypesJSONLacks:
+    @pytest.mark.parametrize(
+        ("annotation", "text", "expected"),
+        [
+            (decimal.Decimal, "12.50", decimal.Decimal("12.50")),
+            (dt.timedelta, "90", dt.timedelta(seconds=90)),
+            (dt.timedelta, "PT1H30M", dt.timedelta(hours=1, minutes=30)),
+            (dt.timedelta, "-P1W", dt.timedelta(weeks=-1)),
+            (dt.timedelta, "P1Y2M", dt.timedelta(days=365 + 60)),  # as pydantic counts them
+            (dt.time, "12:30", dt.time(12, 30)),
+        ],
+    )
+    def test_query_strings(self, annotation: object, text: str, expected: object) -> None:
+        """Decimals, durations and times read from a query or path string."""
+        assert scalar_converter(annotation)(text) == expected
+
+    @pytest.mark.parametrize(
+        ("annotation", "text"),
+        [
+            (decimal.Decimal, "NaN"),
+            (decimal.Decimal, "1e"),
+            (dt.timedelta, "P"),
+            (dt.timedelta, "PT"),
+            (dt.timedelta, "pt1h"),
+            (dt.timedelta, "1e400"),
+            (dt.timedelta, "nan"),
+            (dt.timedelta, "P99999999999D"),
+            (decimal.Decimal, "1e999999999"),  # never a billion-digit integer on the way out
+        ],
+    )
+    def test_bad_strings_are_conversion_errors(self, annotation: object, text: str) -> None:
+        """Not-a-number, malformed durations and overflows are 422s, never 500s (or a hang)."""
+        with pytest.raises(ConversionError):
+            scalar_converter(annotation)(text)
+
+    @PROPERTY
+    @given(_DURATIONS)
+    def test_timedeltas_round_trip_as_seconds(self, value: dt.timedelta) -> None:
+        """A duration written as float seconds reads back exactly."""
+        assert _through_json(value, dt.timedelta) == value
+
+    @PROPERTY
+    @given(
+        st.integers(min_value=-(10**14), max_value=10**14),
+        st.integers(min_value=0, max_value=2),
+    )
+    def test_decimals_round_trip_through_json_numbers(self, digits: int, places: int) -> None:
+        """A decimal of up to 15 significant digits survives being written as a JSON number."""
+        value = decimal.Decimal(digits).scaleb(-places)
+        assert _through_json(value, decimal.Decimal) == value
+
+    @PROPERTY
+    @given(st.frozensets(st.text()), st.binary().filter(lambda b: _is_utf8(b)))
+    def test_sets_bytes_and_paths_round_trip(self, tags: frozenset[str], data: bytes) -> None:
+        """Sets go out as arrays, UTF-8 bytes as text, paths as text; all read back equal."""
+        assert _through_json(tags, frozenset[str]) == tags
+        assert _through_json(data, bytes) == data
+        path = pathlib.PurePosixPath("/srv", *sorted(tags - {"", ".", ".."}))
+        assert _through_json(path, pathlib.PurePosixPath) == path
+
+    def test_bytes_that_are_not_utf8_are_a_clear_server_error(self) -> None:
+        """Binary data has no JSON form: the message says what to do instead."""
+        with pytest.raises(TypeError, match="not UTF-8"):
+            dump_json({"data": b"\xff"})
+
+    @PROPERTY
+    @given(
+        st.one_of(
+            _JSON_SCALARS,
+            st.lists(_JSON_SCALARS, max_size=3),
+            st.lists(st.lists(_JSON_SCALARS, max_size=2), max_size=2),
+            st.dictionaries(st.text(max_size=3), _JSON_SCALARS, max_size=2),
+        )
+    )
+    def test_any_json_value_gives_located_errors_or_a_value(self, value: Any) -> None:
+        """Whatever JSON arrives for a set or a duration, the outcome is a value or 422s."""
+        unexplained = []
+        for annotation in (frozenset[int], tuple[int, str], dt.timedelta, decimal.Decimal):
+            try:
+                _converter.structure(value, annotation)
+            except Exception as error:
+                if not errors_from_structuring(error, ("body",)):
+                    unexplained.append(error)
+        assert unexplained == []
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class TestDeclarationCheck:
+    @pytest.mark.parametrize(
+        "annotation",
+        [dict[str, list[int]], decimal.Decimal | None, tuple[int, ...], set[Color], Literal["a"]],
+    )
+    def test_supported_types_have_no_problem(self, annotation: object) -> None:
+        """Containers, optionals and the extra scalars are readable."""
+        assert json_type_problem(annotation, reading=True) is None
+
+    def test_writing_allows_integer_keys_reading_does_not(self) -> None:
+        """``dict[int, str]`` can be written (json makes the keys strings), not read."""
+        assert json_type_problem(dict[int, str], reading=False) is None
+        assert "keys" in (json_type_problem(dict[int, str], reading=True) or "")

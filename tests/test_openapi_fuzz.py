@@ -84,6 +84,15 @@ APPS: dict[str, Callable[[], App]] = {
 APPS["kitchen_sink"] = _sink_app
 
 
+def _models_app() -> App:
+    from _openapi_models_app import build_app
+
+    return build_app()
+
+
+APPS["models"] = _models_app
+
+
 def _fuzz(document: dict[str, Any], base_url: str) -> list[str]:
     """Run in a worker thread (schemathesis' client is blocking) while trio serves the app."""
     load_all_checks()

@@ -2,19 +2,27 @@
 #
 # Sits between the request (strings, bytes, parsed JSON) and dependency solving: path, query,
 # header and cookie values are strings converted by small compiled functions, one per declared
-# annotation; JSON bodies are structured with a strict cattrs converter. Every failure carries a
-# location (``["body", "items", 2, "price"]``) and a message meant for the person who sent the
-# request. Pure: no I/O.
+# annotation; JSON bodies are structured with a strict cattrs converter (attrs classes,
+# dataclasses, pydantic v2 models through pydantic's own validation, and the types JSON lacks).
+# Every failure carries a location (``["body", "items", 2, "price"]``) and a message meant for
+# the person who sent the request. ``json_type_problem`` checks, when a route is declared, that
+# every part of a body or response type is one of these. Pure: no I/O.
 from __future__ import annotations
 
+import collections.abc
+import dataclasses
 import datetime as dt
+import decimal
 import enum
 import math
+import pathlib
+import re
+import sys
 import types
 import typing
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import attrs
 import cattrs
@@ -120,6 +128,86 @@ def _to_date(value: str) -> dt.date:
         ) from None
 
 
+def _to_time(value: str) -> dt.time:
+    try:
+        return dt.time.fromisoformat(value)
+    except ValueError:
+        raise ConversionError(
+            f"{value!r} is not a valid ISO 8601 time (e.g. 12:30:00)", "time_parsing"
+        ) from None
+
+
+# The strings read as a ``Decimal`` and as a duration, written so that the same text is the
+# ``pattern`` of their JSON Schema (``_jsonschema.py``): what the document allows is exactly what
+# is accepted. Digits are bounded, so no accepted value is beyond a float when written out, and
+# no exponent makes a giant integer (``1e999999999``).
+DECIMAL_PATTERN = r"^[+-]?(?:\d{1,200}(?:\.\d{0,100})?|\.\d{1,100})(?:[eE][+-]?\d{1,2})?$"
+_NUMBER = r"(\d{1,6}(?:\.\d{1,6})?)"
+# ISO 8601 durations, read as pydantic reads them: a year is 365 days, a month 30.
+DURATION_PATTERN = (
+    rf"^[+-]?P(?!$)(?:{_NUMBER}Y)?(?:{_NUMBER}M)?(?:{_NUMBER}W)?(?:{_NUMBER}D)?"
+    rf"(?:T(?!$)(?:{_NUMBER}H)?(?:{_NUMBER}M)?(?:{_NUMBER}S)?)?$"
+)
+_DECIMAL = re.compile(DECIMAL_PATTERN, re.ASCII)
+_DURATION = re.compile(DURATION_PATTERN, re.ASCII)
+_DURATION_UNITS = ("days", "days", "weeks", "days", "hours", "minutes", "seconds")
+_DURATION_SCALE = (365.0, 30.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+#: Durations given in seconds are bounded by what ``timedelta`` holds, symmetrically.
+MAX_DURATION_SECONDS = -int(dt.timedelta.min.total_seconds())
+
+
+def _decimal_string(value: str) -> decimal.Decimal:
+    # A JSON string: exactly ``DECIMAL_PATTERN``, what the document says.
+    if _DECIMAL.match(value) is None:
+        raise ConversionError(f"{value!r} is not a valid decimal number", "decimal_parsing")
+    return decimal.Decimal(value)
+
+
+def _to_decimal(value: str) -> decimal.Decimal:
+    # In a query or a path the text may also be any number a float holds (``5e-251``): the
+    # document's number form, written out. ``1e999999999`` is neither, so never a giant integer.
+    if _DECIMAL.match(value) is not None:
+        return decimal.Decimal(value)
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or not value.isascii():
+        raise ConversionError(f"{value!r} is not a valid decimal number", "decimal_parsing")
+    return decimal.Decimal(value.strip())
+
+
+def _seconds(value: float) -> dt.timedelta:
+    if math.isfinite(value) and abs(value) <= MAX_DURATION_SECONDS:
+        return dt.timedelta(seconds=value)
+    raise ConversionError(
+        f"{value!r} seconds is not a duration (at most {MAX_DURATION_SECONDS} either way)",
+        "duration",
+    )
+
+
+def _iso_duration(value: str) -> dt.timedelta:
+    found = _DURATION.match(value)
+    if found is None:
+        raise ConversionError(
+            f"{value!r} is not an ISO 8601 duration (e.g. PT1H30M or P2DT3H)", "duration"
+        )
+    result = dt.timedelta()
+    for unit, scale, number in zip(_DURATION_UNITS, _DURATION_SCALE, found.groups(), strict=True):
+        if number is not None:
+            result += dt.timedelta(**{unit: float(number) * scale})
+    return -result if value.startswith("-") else result
+
+
+def _to_timedelta(value: str) -> dt.timedelta:
+    # In a query or a path: seconds (``90``, ``1.5``) or an ISO 8601 duration.
+    try:
+        number = float(value)
+    except ValueError:
+        return _iso_duration(value)
+    return _seconds(number)
+
+
 def _enum_converter(cls: type[enum.Enum]) -> Callable[[str], Any]:
     by_text = {str(member.value): member for member in cls}
     allowed = ", ".join(repr(k) for k in by_text)
@@ -158,6 +246,9 @@ _SCALARS: dict[Any, Callable[[str], Any]] = {
     uuid.UUID: _to_uuid,
     dt.datetime: _to_datetime,
     dt.date: _to_date,
+    dt.time: _to_time,
+    dt.timedelta: _to_timedelta,
+    decimal.Decimal: _to_decimal,
     Any: _to_str,
 }
 
@@ -292,6 +383,124 @@ def _from_string(convert: Callable[[str], Any]) -> Callable[[Any, Any], Any]:
     return hook
 
 
+def _strict_decimal(value: Any, _: Any) -> decimal.Decimal:
+    # A JSON number arrives as a float; its shortest repr is the text the client sent (up to a
+    # float's 17 digits). A string keeps every digit, so clients that care send strings.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return decimal.Decimal(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return decimal.Decimal(repr(value))
+    if isinstance(value, str):
+        try:
+            return _decimal_string(value)
+        except ConversionError as error:
+            raise _StrictError(error.msg) from None
+    raise _StrictError(f"expected a number or a numeric string, got {_json_type(value)}")
+
+
+def _strict_timedelta(value: Any, _: Any) -> dt.timedelta:
+    # In JSON: a number of seconds, or an ISO 8601 duration string (not seconds as a string).
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return _seconds(value)
+        if isinstance(value, str):
+            return _iso_duration(value)
+    except ConversionError as error:
+        raise _StrictError(error.msg) from None
+    raise _StrictError(f"expected seconds or an ISO 8601 duration, got {_json_type(value)}")
+
+
+def _strict_bytes(value: Any, _: Any) -> bytes:
+    # As pydantic and FastAPI: a JSON string, as UTF-8.
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    raise _StrictError(f"expected a string, got {_json_type(value)}")
+
+
+def _path_hook(value: Any, cls: type[pathlib.PurePath]) -> pathlib.PurePath:
+    if isinstance(value, str):
+        return cls(value)
+    raise _StrictError(f"expected a string (a path), got {_json_type(value)}")
+
+
+def decimal_to_json(value: decimal.Decimal) -> int | float:
+    """A ``Decimal`` as FastAPI's ``jsonable_encoder`` writes it: an integer when it has no
+    fractional digits, else a float (JSON has no decimal type; a float is what clients parse)."""
+    if not value.is_finite():
+        raise ValueError(f"{value} has no JSON form")
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent >= 0:
+        return int(value)
+    return float(value)
+
+
+def bytes_to_json(value: bytes) -> str:
+    """``bytes`` as FastAPI writes them: decoded as UTF-8.
+
+    Raises:
+        TypeError: they are not UTF-8 (binary data needs an encoding the handler chooses,
+            such as base64, or a ``Response`` with a binary media type).
+    """
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TypeError(
+            "bytes that are not UTF-8 have no JSON form: encode them (e.g. base64) or return "
+            "a Response"
+        ) from None
+
+
+class LocatedErrors(Exception):
+    """Errors another validator already located (a pydantic model's), each under the value's
+    own location: ``(sub_location, message, type)`` triples."""
+
+    def __init__(self, errors: list[tuple[Loc, str, str]]) -> None:
+        super().__init__("; ".join(message for _, message, _ in errors))
+        self.errors = errors
+
+
+def pydantic_model_class(annotation: Any) -> bool:
+    """Whether ``annotation`` is a pydantic v2 model class. pydantic is never imported here: a
+    program that defines a model has imported it already."""
+    pydantic = sys.modules.get("pydantic")
+    return (
+        pydantic is not None
+        and isinstance(annotation, type)
+        and issubclass(annotation, pydantic.BaseModel)
+    )
+
+
+def _pydantic_v1_model_class(annotation: Any) -> bool:
+    v1 = sys.modules.get("pydantic.v1")
+    return v1 is not None and isinstance(annotation, type) and issubclass(annotation, v1.BaseModel)
+
+
+def _pydantic_structure(value: Any, cls: Any) -> Any:
+    # The model's own validation, with its own configuration: a FastAPI user's model behaves
+    # as it did there (pydantic's lax mode unless the model asks for strict).
+    pydantic: Any = sys.modules["pydantic"]
+    try:
+        return cls.model_validate(value)
+    except pydantic.ValidationError as error:
+        raise LocatedErrors(
+            [(tuple(e["loc"]), e["msg"], e["type"]) for e in error.errors(include_url=False)]
+        ) from None
+
+
+def _pydantic_unstructure(value: Any) -> Any:
+    # FastAPI's defaults for responses: JSON-compatible values, fields by their alias.
+    return value.model_dump(mode="json", by_alias=True)
+
+
+def model_class(annotation: Any) -> bool:
+    """Whether ``annotation`` is a model class: attrs, a dataclass or a pydantic v2 model."""
+    return isinstance(annotation, type) and (
+        attrs.has(annotation)
+        or dataclasses.is_dataclass(annotation)
+        or pydantic_model_class(annotation)
+    )
+
+
 def _enum_hook(value: Any, cls: type[enum.Enum]) -> enum.Enum:
     try:
         return cls(value)
@@ -309,11 +518,140 @@ def _attrs_hook_factory(
         def structure(value: Any, target: type[Any]) -> Any:
             if not isinstance(value, dict):
                 raise _StrictError(f"expected an object, got {_json_type(value)}")
-            return inner(value, target)
+            try:
+                return inner(value, target)
+            except ClassValidationError as error:
+                with_notes, _ = error.group_exceptions()
+                if with_notes:
+                    raise  # some fields did not structure: already located
+                # Every field structured, then the class refused the values (an attrs
+                # validator, ``__post_init__``): report each failing field where possible.
+                raise _field_validator_errors(converter, cls, value) or error from None
 
         return structure
 
     return factory
+
+
+def _field_validator_errors(
+    converter: cattrs.Converter, cls: type[Any], raw: dict[str, Any]
+) -> ClassValidationError | None:
+    """Run each attrs field validator on its own, to report *every* failing field.
+
+    attrs stops at the first validator that raises, and cattrs reports that at the model's
+    location. This error path (only taken once the class has refused) builds a bare instance
+    holding the structured values, so validators that read other fields (``self.start``) work,
+    and calls each field's validator. Fields with converters are skipped (their validator sees
+    the converted value); if no validator fails on its own (a check across fields, in
+    ``__attrs_post_init__`` or a dataclass's ``__post_init__``), ``None``: the caller reports
+    the original error at the model's location.
+    """
+    if not attrs.has(cls):
+        return None
+    fields = [f for f in attrs.fields(cls) if f.init]
+    shell = object.__new__(cls)
+    values: dict[str, Any] = {}
+    try:
+        for field in fields:
+            if field.name in raw:
+                values[field.name] = converter.structure(raw[field.name], field.type)
+            elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+                factory: Any = field.default
+                values[field.name] = (
+                    factory.factory(shell) if factory.takes_self else factory.factory()
+                )
+            elif field.default is not attrs.NOTHING:
+                values[field.name] = field.default
+            if field.name in values:
+                object.__setattr__(shell, field.name, values[field.name])
+    except Exception:
+        return None
+    failures: list[Exception] = []
+    for field in fields:
+        if field.validator is None or field.converter is not None or field.name not in values:
+            continue
+        try:
+            field.validator(shell, field, values[field.name])
+        except Exception as error:
+            error.__notes__ = [
+                AttributeValidationNote(f"validating {field.name}", field.name, field.type)
+            ]
+            failures.append(error)
+    if not failures:
+        return None
+    return ClassValidationError(f"While structuring {cls.__name__}", failures, cls)
+
+
+def _collection_guard(
+    converter: cattrs.Converter,
+) -> Callable[[Any], Callable[[Any, Any], Any]]:
+    """Sets, frozensets, tuples and abstract sequences from JSON arrays only (cattrs would turn
+    the string ``"abc"`` into ``{"a", "b", "c"}``), every bad item reported by index."""
+
+    def factory(annotation: Any) -> Callable[[Any, Any], Any]:
+        origin = typing.get_origin(annotation) or annotation
+        args = typing.get_args(annotation)
+        fixed = origin is tuple and bool(args) and args[-1] is not Ellipsis and args != ((),)
+        item_types: tuple[Any, ...] = args if fixed else (args[0] if args else Any,)
+        build: Callable[[list[Any]], Any]
+        if origin in (set, collections.abc.Set, collections.abc.MutableSet):
+            build = set
+        elif origin is frozenset:
+            build = frozenset
+        elif origin is tuple:
+            build = tuple
+        else:
+            build = list
+        structure_item = converter.structure
+
+        def structure(value: Any, _: Any) -> Any:
+            if not isinstance(value, list):
+                raise _StrictError(f"expected an array, got {_json_type(value)}")
+            if fixed and len(value) != len(item_types):
+                raise _StrictError(
+                    f"expected an array of {len(item_types)} items, got {len(value)}"
+                )
+            result: list[Any] = []
+            failures: list[Exception] = []
+            for index, item in enumerate(value):
+                item_type = item_types[index] if fixed else item_types[0]
+                try:
+                    result.append(item if item_type is Any else structure_item(item, item_type))
+                except Exception as error:
+                    error.__notes__ = [IterableValidationNote(f"item {index}", index, item_type)]
+                    failures.append(error)
+            if failures:
+                raise IterableValidationError(f"While structuring {annotation!r}", failures, origin)
+            try:
+                return build(result)
+            except TypeError:  # an unhashable item in a set
+                raise _StrictError("the items of a set must be distinct plain values") from None
+
+        return structure
+
+    return factory
+
+
+_COLLECTIONS = (
+    set,
+    frozenset,
+    tuple,
+    collections.abc.Set,
+    collections.abc.MutableSet,
+    collections.abc.Sequence,
+    collections.abc.MutableSequence,
+)
+
+
+def _is_guarded_collection(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation) or annotation
+    return origin in _COLLECTIONS and not _is_namedtuple(annotation)
+
+
+def _is_namedtuple(annotation: Any) -> bool:
+    return (
+        isinstance(annotation, type) and issubclass(annotation, tuple) and annotation is not tuple
+    )
 
 
 def _sequence_guard(
@@ -352,18 +690,129 @@ def make_body_converter() -> cattrs.Converter:
     converter.register_structure_hook(uuid.UUID, _from_string(_to_uuid))
     converter.register_structure_hook(dt.datetime, _from_string(_to_datetime))
     converter.register_structure_hook(dt.date, _from_string(_to_date))
+    converter.register_structure_hook(dt.time, _from_string(_to_time))
+    converter.register_structure_hook(dt.timedelta, _strict_timedelta)
+    converter.register_structure_hook(decimal.Decimal, _strict_decimal)
+    converter.register_structure_hook(bytes, _strict_bytes)
+    for path_class in (pathlib.PurePath, pathlib.Path, pathlib.PosixPath, pathlib.WindowsPath):
+        converter.register_structure_hook(path_class, _path_hook)  # before cattrs' own
     converter.register_structure_hook_func(
         lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _enum_hook
     )
-    converter.register_structure_hook_factory(attrs.has, _attrs_hook_factory(converter))
+    converter.register_structure_hook_factory(
+        lambda t: attrs.has(t) or dataclasses.is_dataclass(t), _attrs_hook_factory(converter)
+    )
+    converter.register_structure_hook_func(pydantic_model_class, _pydantic_structure)
     converter.register_structure_hook_factory(
         _is_list_type,
         _sequence_guard(converter),
     )
+    converter.register_structure_hook_factory(_is_guarded_collection, _collection_guard(converter))
     converter.register_unstructure_hook(dt.datetime, dt.datetime.isoformat)
     converter.register_unstructure_hook(dt.date, dt.date.isoformat)
+    converter.register_unstructure_hook(dt.time, dt.time.isoformat)
+    converter.register_unstructure_hook(dt.timedelta, dt.timedelta.total_seconds)
+    converter.register_unstructure_hook(decimal.Decimal, decimal_to_json)
+    converter.register_unstructure_hook(bytes, bytes_to_json)
+    converter.register_unstructure_hook_func(
+        lambda t: isinstance(t, type) and issubclass(t, pathlib.PurePath), str
+    )
     converter.register_unstructure_hook(uuid.UUID, str)
+    converter.register_unstructure_hook_func(pydantic_model_class, _pydantic_unstructure)
     return converter
+
+
+# --- what a JSON body (or a response) can hold, checked at declaration -----------------------
+
+_JSON_LEAVES = frozenset(
+    {str, int, float, bool, type(None), None, uuid.UUID, dt.datetime, dt.date, dt.time,
+     dt.timedelta, decimal.Decimal, bytes, Any, object}
+)  # fmt: skip
+_SEQUENCES = frozenset({list, *_COLLECTIONS})
+_MAPPINGS = frozenset({dict, collections.abc.Mapping, collections.abc.MutableMapping})
+
+
+def json_type_problem(annotation: Any, *, reading: bool) -> str | None:
+    """What in ``annotation`` triobg cannot read from JSON (``reading``) or write as JSON, or
+    ``None`` when every part is supported.
+
+    Walked once, when a route is declared, so that a model triobg cannot handle is a clear
+    error at import time instead of a 422 (or a 500) on every request. Model classes are
+    walked field by field; pydantic models are trusted to have checked their own fields.
+    """
+    return _problem(annotation, reading, set(), "")
+
+
+def _problem(annotation: Any, reading: bool, seen: set[Any], where: str) -> str | None:
+    if typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    at = f" (at {where})" if where else ""
+    if isinstance(annotation, str | typing.ForwardRef):
+        return f"the unresolved name {annotation!r}{at}"
+    try:
+        if annotation in _JSON_LEAVES:
+            return None
+    except TypeError:  # unhashable: not a type at all
+        return f"{annotation!r}{at}"
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Literal:
+        return None
+    if origin is Union or origin is types.UnionType:
+        return next((p for a in args if (p := _problem(a, reading, seen, where))), None)
+    supertype = getattr(annotation, "__supertype__", None)  # typing.NewType
+    if supertype is not None:
+        return _problem(supertype, reading, seen, where)
+    if (origin or annotation) in _SEQUENCES and not _is_namedtuple(annotation):
+        items = [a for a in args if a is not Ellipsis]
+        return next((p for a in items if (p := _problem(a, reading, seen, f"{where}[]"))), None)
+    if (origin or annotation) in _MAPPINGS:
+        if not args:
+            return None
+        key, value = args
+        if reading and _problem(key, reading, seen, where) is None and not _string_like(key):
+            return f"object keys of type {key!r}{at}: JSON object keys are strings"
+        return _problem(value, reading, seen, f"{where}[...]")
+    if not isinstance(annotation, type):
+        return f"{annotation!r}{at}"
+    if issubclass(annotation, enum.Enum | pathlib.PurePath) or pydantic_model_class(annotation):
+        return None
+    if _pydantic_v1_model_class(annotation):
+        return f"the pydantic v1 model {annotation.__qualname__}{at} (use pydantic v2's BaseModel)"
+    if typing.is_typeddict(annotation):
+        name = annotation.__qualname__
+        try:
+            hints = typing.get_type_hints(annotation)
+        except Exception as error:
+            return f"{name}, whose annotations do not resolve ({error}){at}"
+        return next(
+            (p for k, t in hints.items() if (p := _problem(t, reading, seen, f"{name}.{k}"))), None
+        )
+    if attrs.has(annotation) or dataclasses.is_dataclass(annotation):
+        if annotation in seen:
+            return None
+        seen.add(annotation)
+        model: Any = annotation
+        fields = attrs.fields(model) if attrs.has(model) else dataclasses.fields(model)
+        for field in fields:
+            if reading and not field.init:
+                continue
+            found = _problem(field.type, reading, seen, f"{annotation.__qualname__}.{field.name}")
+            if found is not None:
+                return found
+        return None
+    return f"{annotation.__module__}.{annotation.__qualname__}{at}"
+
+
+def _string_like(key: Any) -> bool:
+    inner, _ = strip_optional(key)
+    if inner in (str, Any) or typing.get_origin(inner) is Literal:
+        return True
+    return (
+        isinstance(inner, type)
+        and issubclass(inner, enum.Enum)
+        and all(isinstance(member.value, str) for member in inner)
+    )
 
 
 def errors_from_structuring(error: BaseException, loc: Loc) -> list[ErrorDetail]:
@@ -393,6 +842,8 @@ def errors_from_structuring(error: BaseException, loc: Loc) -> list[ErrorDetail]
         return [ErrorDetail(loc, f"unexpected field(s): {names}", "extra_forbidden")]
     if isinstance(error, _StrictError):
         return [ErrorDetail(loc, str(error), "type_error")]
+    if isinstance(error, LocatedErrors):
+        return [ErrorDetail((*loc, *sub), msg, kind) for sub, msg, kind in error.errors]
     return [ErrorDetail(loc, str(error) or type(error).__name__, "value_error")]
 
 

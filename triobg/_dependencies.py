@@ -26,6 +26,7 @@ import attrs
 from ._background import BackgroundTasks
 from ._convert import (
     is_scalar,
+    json_type_problem,
     scalar_converter,
     sequence_item,
     strip_optional,
@@ -33,6 +34,7 @@ from ._convert import (
 from ._params import REQUIRED, DependsInfo, ParamInfo
 from ._requests import HTTPConnection, Request
 from ._responses import Response
+from ._scope import MODULE_SCOPE, Scope, declaring_scope, resolve_models, type_hints
 from ._websockets import WebSocket
 
 
@@ -108,15 +110,28 @@ class Plan:
 
 
 class DependencyOverrides(dict[Callable[..., Any], Callable[..., Any]]):
-    """``app.dependency_overrides``: a dict that counts its changes so plans can be recompiled."""
+    """``app.dependency_overrides``: a dict that counts its changes so plans can be recompiled.
+
+    It also remembers the scope each override was set in (a test function, usually), so an
+    override defined there resolves its annotations there, like a route declared there.
+    """
 
     version = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._scopes: dict[Callable[..., Any], Scope] = {}
 
     def _bump(self) -> None:
         self.version += 1
 
+    def scope_of(self, key: Callable[..., Any]) -> Scope:
+        """Where the override for ``key`` was set."""
+        return self._scopes.get(key, MODULE_SCOPE)
+
     def __setitem__(self, key: Callable[..., Any], value: Callable[..., Any]) -> None:
         super().__setitem__(key, value)
+        self._scopes[key] = declaring_scope(value)
         self._bump()
 
     def __delitem__(self, key: Callable[..., Any]) -> None:
@@ -133,7 +148,10 @@ class DependencyOverrides(dict[Callable[..., Any], Callable[..., Any]]):
         return result
 
     def update(self, *args: Any, **kwargs: Any) -> None:
-        super().update(*args, **kwargs)
+        pairs = dict(*args, **kwargs)
+        super().update(pairs)
+        for key, value in pairs.items():
+            self._scopes[key] = declaring_scope(value)
         self._bump()
 
 
@@ -159,20 +177,6 @@ def _kind_of(call: Callable[..., Any]) -> CallKind:
     return CallKind.SYNC
 
 
-def _type_hints(call: Callable[..., Any]) -> dict[str, Any]:
-    target: Any = call
-    while isinstance(target, functools.partial):
-        target = target.func
-    if inspect.isclass(target):
-        target = target.__init__
-    elif not inspect.isfunction(target) and not inspect.ismethod(target):
-        target = getattr(target, "__call__", target)  # noqa: B004
-    try:
-        return typing.get_type_hints(target, include_extras=True)
-    except Exception as error:
-        raise TypeError(f"cannot resolve the annotations of {call!r}: {error}") from error
-
-
 def _split_annotated(annotation: Any) -> tuple[Any, list[Any]]:
     if typing.get_origin(annotation) is Annotated:
         base, *extras = typing.get_args(annotation)
@@ -188,9 +192,15 @@ class Compiler:
     """Compiles callables into ``Dependant`` plans for one route."""
 
     def __init__(
-        self, path_params: tuple[str, ...], overrides: Mapping[Any, Any], *, websocket: bool = False
+        self,
+        path_params: tuple[str, ...],
+        overrides: Mapping[Any, Any],
+        *,
+        websocket: bool = False,
+        scope: Scope = MODULE_SCOPE,
     ) -> None:
         self._path_params = path_params
+        self._scope = scope  # where the route was declared: annotations resolve there
         self._websocket = websocket  # compiling a WebSocket route: inject the WebSocket
         self._overrides = overrides
         self._done: dict[Any, Dependant] = {}
@@ -234,14 +244,18 @@ class Compiler:
         extra: list[DependsInfo] | None = None,
         is_handler: bool = False,
     ) -> Dependant:
-        call = self._overrides.get(call, call)
+        scope = self._scope
+        if call in self._overrides:
+            scope_of = getattr(self._overrides, "scope_of", None)
+            scope = scope_of(call) if scope_of is not None else scope
+            call = self._overrides[call]
         if call in self._done and not extra:
             return self._done[call]
         if call in self._visiting:
             raise TypeError(f"dependency cycle through {call!r}")
         self._visiting.add(call)
         try:
-            dependant = self._compile(call, extra or [], is_handler)
+            dependant = self._compile(call, extra or [], is_handler, scope)
         finally:
             self._visiting.discard(call)
         if not extra:
@@ -249,12 +263,12 @@ class Compiler:
         return dependant
 
     def _compile(
-        self, call: Callable[..., Any], extra: list[DependsInfo], is_handler: bool
+        self, call: Callable[..., Any], extra: list[DependsInfo], is_handler: bool, scope: Scope
     ) -> Dependant:
         kind = _kind_of(call)
         if is_handler and kind in (CallKind.ASYNC_GEN, CallKind.SYNC_GEN):
             raise TypeError(f"a path operation cannot be a generator: {call!r}")
-        hints = _type_hints(call)
+        hints = type_hints(call, scope)
         params: list[ParamSpec] = []
         body: list[BodySpec] = []
         deps = [self._sub(None, marker, None) for marker in extra]
@@ -271,15 +285,18 @@ class Compiler:
                 deps.append(self._sub(parameter.name, marker, annotation))
                 continue
             if marker is None:
-                if _is_subclass(annotation, HTTPConnection):
+                # ``request: Request | None = None`` asks for the request too (it is never a
+                # value a client could send).
+                injected, _ = strip_optional(annotation)
+                if _is_subclass(injected, HTTPConnection):
                     # The connection object: the pipeline passes its own as ``request``.
-                    self._check_connection(call, parameter.name, annotation)
+                    self._check_connection(call, parameter.name, injected)
                     request_arg = parameter.name
                     continue
-                if _is_subclass(annotation, BackgroundTasks):
+                if _is_subclass(injected, BackgroundTasks):
                     tasks_arg = parameter.name
                     continue
-                if _is_subclass(annotation, Response):
+                if _is_subclass(injected, Response):
                     response_arg = parameter.name
                     continue
                 if parameter.name in self._path_params:
@@ -291,7 +308,16 @@ class Compiler:
             if marker.default is not REQUIRED:
                 default = marker.default
             required = default is parameter.empty or default is REQUIRED
+            marker.check_applies(annotation, f"parameter {parameter.name!r} of {call!r}")
             if marker.source == "body":
+                resolve_models(annotation, scope)
+                problem = json_type_problem(annotation, reading=True)
+                if problem is not None:
+                    raise TypeError(
+                        f"body parameter {parameter.name!r} of {call!r}: triobg cannot read "
+                        f"{problem} from JSON (use an attrs class, a dataclass, a pydantic v2 "
+                        "model, or the types listed in the parameters tutorial)"
+                    )
                 wire = marker.alias or parameter.name
                 body.append(
                     BodySpec(

@@ -1,25 +1,32 @@
 # Encoding handler return values as JSON.
 #
 # The fast path is ``json.dumps`` on plain dicts and lists; values json cannot encode (attrs
-# instances, datetimes, UUIDs, enums, sets) go through one ``default`` hook that uses the same
-# cattrs converter that structures request bodies, so a model round-trips the same way in and out.
+# instances, dataclasses, pydantic models, datetimes, UUIDs, enums, sets, ``Decimal``,
+# ``timedelta``, ``bytes``, paths) go through one ``default`` hook that uses the same cattrs
+# converter that structures request bodies, so a model round-trips the same way in and out. The
+# choices for types JSON lacks follow FastAPI's ``jsonable_encoder``: ``Decimal`` -> number,
+# ``timedelta`` -> seconds as a float, ``bytes`` -> UTF-8 text, paths -> text, sets -> arrays.
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import decimal
 import enum
 import json
+import pathlib
 import uuid
 from typing import Any
 
 import attrs
 
-from ._convert import make_body_converter
+from ._convert import bytes_to_json, decimal_to_json, make_body_converter, pydantic_model_class
 
 converter = make_body_converter()
 
 
 def _default(value: Any) -> Any:
-    if attrs.has(type(value)):
+    cls = type(value)
+    if attrs.has(cls) or dataclasses.is_dataclass(cls) or pydantic_model_class(cls):
         return converter.unstructure(value)
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
@@ -29,7 +36,15 @@ def _default(value: Any) -> Any:
         return value.value
     if isinstance(value, set | frozenset | tuple):
         return list(value)
-    raise TypeError(f"cannot encode a {type(value).__name__} as JSON")
+    if isinstance(value, decimal.Decimal):
+        return decimal_to_json(value)
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes):
+        return bytes_to_json(value)
+    if isinstance(value, pathlib.PurePath):
+        return str(value)
+    raise TypeError(f"cannot encode a {cls.__name__} as JSON")
 
 
 _encoder = json.JSONEncoder(

@@ -1,16 +1,21 @@
 # JSON Schema (2020-12, as OpenAPI 3.1 uses it) for the Python types a route declares.
 #
 # Part of the OpenAPI generation (``_openapi.py``), which asks this module for the schema of each
-# parameter, body and response type. Pure: no I/O. attrs classes and enums become named entries in
-# ``components/schemas`` and are referred to with ``$ref``; everything else is written inline. The
+# parameter, body and response type. Pure: no I/O. attrs classes, dataclasses, pydantic models
+# (described by pydantic itself) and enums become named entries in ``components/schemas`` and
+# are referred to with ``$ref``; everything else is written inline. The
 # schemas describe what triobg's own converters (``_convert.py``) accept and produce, so a client
 # generated from them sends what the server takes.
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime as dt
+import decimal
 import enum
 import inspect
 import json
+import pathlib
 import types
 import typing
 import uuid
@@ -19,7 +24,13 @@ from typing import Annotated, Any, Literal, Union
 
 import attrs
 
-from ._convert import strip_optional
+from ._convert import (
+    DECIMAL_PATTERN,
+    DURATION_PATTERN,
+    MAX_DURATION_SECONDS,
+    pydantic_model_class,
+    strip_optional,
+)
 from ._params import ParamInfo
 
 Schema = dict[str, Any]
@@ -35,6 +46,17 @@ _SCALARS: dict[Any, Schema] = {
     dt.date: {"type": "string", "format": "date"},
     dt.time: {"type": "string", "format": "time"},
     bytes: {"type": "string", "format": "binary"},
+    # Read from a number or a numeric string (every digit kept), written as a number.
+    decimal.Decimal: {
+        "anyOf": [{"type": "number"}, {"type": "string", "pattern": DECIMAL_PATTERN}]
+    },
+    # Read from seconds or an ISO 8601 duration, written as seconds.
+    dt.timedelta: {
+        "anyOf": [
+            {"type": "number", "minimum": -MAX_DURATION_SECONDS, "maximum": MAX_DURATION_SECONDS},
+            {"type": "string", "pattern": DURATION_PATTERN},
+        ]
+    },
 }
 
 _REF_PREFIX = "#/components/schemas/"
@@ -52,6 +74,7 @@ class SchemaRegistry:
         self._schemas: dict[type, Schema] = {}
         self._refs: dict[type, list[Schema]] = {}
         self._fixed: dict[type, str] = {}  # hand-written schemas keep their own names
+        self._pydantic: dict[type, list[Schema]] = {}  # pydantic models, described at the end
 
     def ref(self, cls: type) -> Schema:
         """A ``{"$ref": ...}`` to ``cls``'s named schema, generating that schema the first time."""
@@ -65,13 +88,13 @@ class SchemaRegistry:
 
     def finish(self) -> dict[str, Schema]:
         """Name every collected schema uniquely and return ``components/schemas``."""
-        counts: dict[str, int] = {}
+        result = self._pydantic_schemas()  # pydantic's names come first: its refs use them
+        counts: dict[str, int] = dict.fromkeys(result, 1)
         for cls in self._schemas:
-            base = self._fixed.get(cls, cls.__name__)
+            base = self._base_name(cls)
             counts[base] = counts.get(base, 0) + 1
-        result: dict[str, Schema] = {}
         for cls, schema in self._schemas.items():
-            name = self._fixed.get(cls, cls.__name__)
+            name = self._base_name(cls)
             if counts[name] > 1 and cls not in self._fixed:
                 name = f"{cls.__module__}.{cls.__qualname__}".replace("<", "").replace(">", "")
             base, number = name, 2
@@ -82,6 +105,30 @@ class SchemaRegistry:
             for ref in self._refs[cls]:
                 ref["$ref"] = _REF_PREFIX + name
         return dict(sorted(result.items()))
+
+    def _pydantic_schemas(self) -> dict[str, Schema]:
+        """Every pydantic model met, described by pydantic in one pass (as FastAPI does), so
+        that pydantic names them uniquely across modules; the refs handed out are filled in."""
+        if not self._pydantic:
+            return {}
+        # Only an app with pydantic models gets here, so pydantic is imported already.
+        from pydantic.json_schema import models_json_schema
+
+        models = [(cls, "validation") for cls in self._pydantic]
+        refs, document = models_json_schema(models, ref_template=_REF_PREFIX + "{model}")  # type: ignore[arg-type]
+        for cls, handed_out in self._pydantic.items():
+            for ref in handed_out:
+                ref["$ref"] = refs[cls, "validation"]["$ref"]
+        return dict(document.get("$defs", {}))
+
+    def _base_name(self, key: type) -> str:
+        return self._fixed.get(key, key.__name__)
+
+    def _pydantic_ref(self, cls: Any) -> Schema:
+        """A ``$ref`` to a pydantic model's schema, which pydantic writes in ``finish``."""
+        ref: Schema = {"$ref": ""}
+        self._pydantic.setdefault(cls, []).append(ref)
+        return ref
 
     def has(self, cls: type) -> bool:
         return cls in self._schemas
@@ -105,13 +152,19 @@ class SchemaRegistry:
             return self.schema(typing.get_args(annotation)[0])
         found = _SCALARS.get(annotation)
         if found is not None:
-            return dict(found)
+            return copy.deepcopy(found)  # ``bounds`` adds to it in place
         if annotation is Any or annotation is object:
             return {}
         if isinstance(annotation, type) and (
-            attrs.has(annotation) or issubclass(annotation, enum.Enum)
+            attrs.has(annotation)
+            or dataclasses.is_dataclass(annotation)
+            or issubclass(annotation, enum.Enum)
         ):
             return self.ref(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, pathlib.PurePath):
+            return {"type": "string", "format": "path"}
+        if pydantic_model_class(annotation):
+            return self._pydantic_ref(annotation)
         origin = typing.get_origin(annotation)
         args = typing.get_args(annotation)
         if origin is Union or origin is types.UnionType:
@@ -130,11 +183,9 @@ class SchemaRegistry:
         if origin in (list, Sequence) or annotation in (list, Sequence):
             return {"type": "array", "items": self.schema(args[0]) if args else {}}
         if origin in (set, frozenset) or annotation in (set, frozenset):
-            return {
-                "type": "array",
-                "uniqueItems": True,
-                "items": self.schema(args[0]) if args else {},
-            }
+            # No ``uniqueItems``: duplicates are accepted and merged, as pydantic does, so the
+            # document does not promise a uniqueness the server would not check.
+            return {"type": "array", "items": self.schema(args[0]) if args else {}}
         if origin is tuple or annotation is tuple:
             if not args or args[-1:] == (Ellipsis,):
                 return {"type": "array", "items": self.schema(args[0]) if args else {}}
@@ -159,31 +210,47 @@ class SchemaRegistry:
             return schema
         try:
             hints = typing.get_type_hints(cls, include_extras=True)
-        except Exception:  # unresolvable forward references: fall back to attrs' own record
+        except Exception:  # unresolvable forward references: fall back to the fields' record
             hints = {}
         properties: dict[str, Schema] = {}
         required: list[str] = []
-        model: Any = cls
-        for field in attrs.fields(model):
-            if not field.init:
-                continue
-            annotation = hints.get(field.name, field.type if field.type is not None else Any)
+        for name, field_type, default in _model_fields(cls):
+            annotation = hints.get(name, field_type if field_type is not None else Any)
+            if isinstance(annotation, str):
+                annotation = Any  # never resolved: documented as any value
             prop = self.schema(annotation)
-            default = field.default
             if default is attrs.NOTHING:
-                required.append(field.name)
+                required.append(name)
             else:
                 found = _json_default(default)
                 if found is not _NO_DEFAULT:
                     prop = _with(prop, default=found)
-            properties[field.name] = prop
+            properties[name] = prop
         schema = {"title": cls.__name__, "type": "object", "properties": properties}
         if required:
             schema["required"] = required
         doc = cls.__doc__
-        if doc and not doc.startswith(f"{cls.__name__}("):  # attrs' generated repr-like doc
+        if doc and not doc.startswith(f"{cls.__name__}("):  # attrs' and dataclasses' own doc
             schema["description"] = _clean_doc(doc)
         return schema
+
+
+def _model_fields(cls: Any) -> list[tuple[str, Any, Any]]:
+    """``(name, type, default)`` of each field a client sends, for attrs classes and dataclasses
+    alike (``attrs.NOTHING`` for no default; a dataclass factory as an ``attrs.Factory``)."""
+    if attrs.has(cls):
+        return [(f.name, f.type, f.default) for f in attrs.fields(cls) if f.init]
+    found: list[tuple[str, Any, Any]] = []
+    for field in dataclasses.fields(cls):
+        if not field.init:
+            continue
+        default: Any = attrs.NOTHING
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = attrs.Factory(field.default_factory)
+        found.append((field.name, field.type, default))
+    return found
 
 
 def _with(schema: Schema, **extra: Any) -> Schema:
@@ -264,7 +331,7 @@ def clean_doc(doc: str | None) -> str | None:
 
 
 def bounds(schema: Schema, marker: ParamInfo, annotation: Any) -> Schema:
-    """``schema`` with the numeric and length bounds ``marker`` declares.
+    """``schema`` with the numeric and length bounds and the ``pattern`` ``marker`` declares.
 
     Bounds apply to the value, so for ``int | None`` they go on the ``int`` branch. Length
     bounds are ``minLength``/``maxLength`` on strings and ``minItems``/``maxItems`` on arrays, as
@@ -272,6 +339,15 @@ def bounds(schema: Schema, marker: ParamInfo, annotation: Any) -> Schema:
     """
     if not marker.has_bounds:
         return schema
+    numeric = (marker.gt, marker.ge, marker.lt, marker.le)
+    inner, nullable = strip_optional(annotation)
+    if inner is decimal.Decimal and any(bound is not None for bound in numeric):
+        # A numeric string's value cannot be bounded in JSON Schema: a bounded decimal is
+        # documented as a number only (strings within the bounds are still accepted).
+        schema.clear()
+        schema.update({"anyOf": [{"type": "number"}, {"type": "null"}]} if nullable else {})
+        if not nullable:
+            schema["type"] = "number"
     if "anyOf" in schema:
         for option in schema["anyOf"]:
             bounds(option, marker, annotation)
@@ -292,9 +368,14 @@ def bounds(schema: Schema, marker: ParamInfo, annotation: Any) -> Schema:
             result["minLength"] = marker.min_length
         if marker.max_length is not None:
             result["maxLength"] = marker.max_length
+        if marker.pattern is not None:
+            result["pattern"] = marker.pattern  # unanchored in JSON Schema too
     elif kind == "array":
         if marker.min_length is not None:
             result["minItems"] = marker.min_length
         if marker.max_length is not None:
             result["maxItems"] = marker.max_length
+        items = result.get("items")
+        if marker.pattern is not None and isinstance(items, dict) and items.get("type") == "string":
+            items["pattern"] = marker.pattern  # checked on each string of the list
     return result

@@ -274,8 +274,8 @@ def _responses(route: Route, registry: SchemaRegistry) -> dict[str, Any]:
     status = str(route.status_code)
     success: dict[str, Any] = {"description": route.response_description}
     if not no_body_status(route.status_code):
-        model = effective_model(route.endpoint, route.response_model)
-        annotation = return_annotation(route.endpoint)
+        model = effective_model(route.endpoint, route.response_model, route.scope)
+        annotation = return_annotation(route.endpoint, route.scope)
         response_class = route.response_class
         if isinstance(annotation, type) and issubclass(annotation, Response):
             response_class = annotation

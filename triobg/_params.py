@@ -7,10 +7,46 @@
 # or inside ``Annotated[str, Query()]``.
 from __future__ import annotations
 
+import decimal
+import re
 from collections.abc import Callable
 from typing import Any, Literal
 
 import attrs
+
+from ._convert import ErrorDetail, Loc, sequence_item, strip_optional
+
+
+def _end_means_end(pattern: str) -> str:
+    """``pattern`` with each ``$`` meaning the end of the value, as in JSON Schema and pydantic.
+
+    Python's ``$`` also matches before a final newline, so ``^[a-z]+$`` would accept
+    ``"abc\\n"``, which the OpenAPI document (ECMA-262) and FastAPI (pydantic's regex engine)
+    refuse. A ``$`` outside a character class becomes ``\\Z``; patterns in multiline mode are
+    left alone.
+    """
+    if "$" not in pattern or "(?m" in pattern:
+        return pattern
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        char = pattern[i]
+        if char == "\\":  # an escape: copied as it is (``\\$`` stays a literal dollar)
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if char == "[":  # a character class, where ``$`` is a literal: copied as it is
+            j = i + 1
+            j += pattern[j : j + 1] == "^"
+            j += pattern[j : j + 1] == "]"  # a ``]`` first in the class is a literal
+            while j < n and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            out.append(pattern[i : j + 1])
+            i = j + 1
+            continue
+        out.append(r"\Z" if char == "$" else char)
+        i += 1
+    return "".join(out)
 
 
 class _Required:
@@ -39,15 +75,89 @@ class ParamInfo:
     le: float | None = None
     min_length: int | None = None
     max_length: int | None = None
+    pattern: str | None = None
     convert_underscores: bool = True
     embed: bool = False
+    #: ``pattern`` compiled once, here: a bad expression fails where the marker is written.
+    regex: re.Pattern[str] | None = attrs.field(init=False, repr=False, eq=False)
     has_bounds: bool = attrs.field(init=False)
+
+    @regex.default
+    def _compile_pattern(self) -> re.Pattern[str] | None:
+        if self.pattern is None:
+            return None
+        try:
+            return re.compile(_end_means_end(self.pattern))
+        except re.error as error:
+            raise ValueError(
+                f"pattern {self.pattern!r} is not a valid regular expression: {error}"
+            ) from None
 
     @has_bounds.default
     def _any_bounds(self) -> bool:
         # Read on every request value; computed once here.
         bounds = (self.gt, self.ge, self.lt, self.le, self.min_length, self.max_length)
-        return any(bound is not None for bound in bounds)
+        return self.pattern is not None or any(bound is not None for bound in bounds)
+
+    def check(self, value: Any, loc: Loc) -> list[ErrorDetail]:
+        """Every constraint ``value`` breaks, located at ``loc``.
+
+        The one place constraints are checked, for every source (path, query, header, cookie,
+        body fields, form fields). Numbers (``Decimal`` too) are checked against ``gt``, ``ge``,
+        ``lt``, ``le``; ``min_length``/``max_length`` bound the length of a string or of a
+        list; ``pattern`` is searched for in a string (anywhere, as pydantic v2 and JSON Schema
+        do: anchor it with ``^...$`` to match the whole value), or in each string of a list,
+        located by index.
+        """
+        problems: list[ErrorDetail] = []
+        if isinstance(value, int | float | decimal.Decimal) and not isinstance(value, bool):
+            message = None
+            if self.gt is not None and not value > self.gt:
+                message = f"must be greater than {self.gt}"
+            elif self.ge is not None and not value >= self.ge:
+                message = f"must be greater than or equal to {self.ge}"
+            elif self.lt is not None and not value < self.lt:
+                message = f"must be less than {self.lt}"
+            elif self.le is not None and not value <= self.le:
+                message = f"must be less than or equal to {self.le}"
+            if message is not None:
+                problems.append(ErrorDetail(loc, message, "bounds"))
+        if isinstance(value, str | list | tuple | set | frozenset):
+            if self.min_length is not None and len(value) < self.min_length:
+                message = f"must have at least {self.min_length} characters or items"
+                problems.append(ErrorDetail(loc, message, "bounds"))
+            elif self.max_length is not None and len(value) > self.max_length:
+                message = f"must have at most {self.max_length} characters or items"
+                problems.append(ErrorDetail(loc, message, "bounds"))
+        if self.regex is not None:
+            if isinstance(value, str):
+                if self.regex.search(value) is None:
+                    problems.append(self._mismatch(loc))
+            elif isinstance(value, list | tuple):
+                problems.extend(
+                    self._mismatch((*loc, index))
+                    for index, item in enumerate(value)
+                    if isinstance(item, str) and self.regex.search(item) is None
+                )
+        return problems
+
+    def _mismatch(self, loc: Loc) -> ErrorDetail:
+        return ErrorDetail(
+            loc, f"must match the pattern {self.pattern!r}", "string_pattern_mismatch"
+        )
+
+    def check_applies(self, annotation: Any, what: str) -> None:
+        """Refuse, at declaration, a ``pattern`` on a parameter that is not a string.
+
+        Raises:
+            TypeError: ``pattern`` given for a non-string annotation (``what`` names it).
+        """
+        if self.pattern is None:
+            return
+        inner, _ = strip_optional(annotation)
+        item = sequence_item(inner)
+        if (item if item is not None else inner) not in (str, Any):
+            raise TypeError(f"{what}: pattern= applies to strings, not to {annotation!r}")
 
 
 @attrs.frozen
@@ -74,6 +184,7 @@ def Path(
     le: float | None = None,
     min_length: int | None = None,
     max_length: int | None = None,
+    pattern: str | None = None,
 ) -> Any:
     """A value from the URL path: ``/items/{item_id}``. Path values are always required.
 
@@ -83,10 +194,12 @@ def Path(
         description: For documentation.
         gt, ge, lt, le: Bounds a number must respect.
         min_length, max_length: Bounds on the length of a string.
+        pattern: A regular expression the value must contain a match for; anchor it
+            (``^[a-z]+$``) to match the whole value.
     """
     return ParamInfo(
         source="path", default=default, alias=alias, description=description, gt=gt, ge=ge,
-        lt=lt, le=le, min_length=min_length, max_length=max_length,
+        lt=lt, le=le, min_length=min_length, max_length=max_length, pattern=pattern,
     )  # fmt: skip
 
 
@@ -101,6 +214,7 @@ def Query(
     le: float | None = None,
     min_length: int | None = None,
     max_length: int | None = None,
+    pattern: str | None = None,
 ) -> Any:
     """A value from the query string; annotate ``list[X]`` to collect repeated keys.
 
@@ -110,10 +224,12 @@ def Query(
         description: For documentation.
         gt, ge, lt, le: Bounds a number must respect.
         min_length, max_length: Bounds on the length of a string or list.
+        pattern: A regular expression the string (or each string of a list) must contain a
+            match for; anchor it (``^[a-z]+$``) to match the whole value.
     """
     return ParamInfo(
         source="query", default=default, alias=alias, description=description, gt=gt, ge=ge,
-        lt=lt, le=le, min_length=min_length, max_length=max_length,
+        lt=lt, le=le, min_length=min_length, max_length=max_length, pattern=pattern,
     )  # fmt: skip
 
 
@@ -125,6 +241,7 @@ def Header(
     description: str | None = None,
     min_length: int | None = None,
     max_length: int | None = None,
+    pattern: str | None = None,
 ) -> Any:
     """A request header: ``user_agent`` reads ``User-Agent``.
 
@@ -134,10 +251,13 @@ def Header(
         convert_underscores: Read ``x_token`` as ``x-token`` (the default).
         description: For documentation.
         min_length, max_length: Bounds on the value's length.
+        pattern: A regular expression the value must contain a match for; anchor it
+            (``^[a-z]+$``) to match the whole value.
     """
     return ParamInfo(
         source="header", default=default, alias=alias, description=description,
         convert_underscores=convert_underscores, min_length=min_length, max_length=max_length,
+        pattern=pattern,
     )  # fmt: skip
 
 
@@ -148,6 +268,7 @@ def Cookie(
     description: str | None = None,
     min_length: int | None = None,
     max_length: int | None = None,
+    pattern: str | None = None,
 ) -> Any:
     """A request cookie, by name.
 
@@ -156,10 +277,12 @@ def Cookie(
         alias: The cookie name when it differs from the Python name.
         description: For documentation.
         min_length, max_length: Bounds on the value's length.
+        pattern: A regular expression the value must contain a match for; anchor it
+            (``^[a-z]+$``) to match the whole value.
     """
     return ParamInfo(
         source="cookie", default=default, alias=alias, description=description,
-        min_length=min_length, max_length=max_length,
+        min_length=min_length, max_length=max_length, pattern=pattern,
     )  # fmt: skip
 
 
@@ -175,6 +298,7 @@ def Body(
     le: float | None = None,
     min_length: int | None = None,
     max_length: int | None = None,
+    pattern: str | None = None,
 ) -> Any:
     """The JSON body, or with ``embed=True`` (or several body parameters) one key of it.
 
@@ -185,10 +309,12 @@ def Body(
         description: For documentation.
         gt, ge, lt, le: Bounds a number must respect.
         min_length, max_length: Bounds on the length of a string or list.
+        pattern: A regular expression the string (or each string of a list) must contain a
+            match for; anchor it (``^[a-z]+$``) to match the whole value.
     """
     return ParamInfo(
         source="body", default=default, embed=embed, alias=alias, description=description,
-        gt=gt, ge=ge, lt=lt, le=le, min_length=min_length, max_length=max_length,
+        gt=gt, ge=ge, lt=lt, le=le, min_length=min_length, max_length=max_length, pattern=pattern,
     )  # fmt: skip
 
 

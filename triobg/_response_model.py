@@ -9,15 +9,15 @@
 # sends only ``UserOut``'s fields. Routes without a model get no filter and pay nothing.
 from __future__ import annotations
 
+import types
 import typing
 from collections.abc import Callable
 from typing import Any
 
-import attrs
-
-from ._convert import ErrorDetail, errors_from_structuring
+from ._convert import ErrorDetail, errors_from_structuring, json_type_problem, model_class
 from ._encode import converter
 from ._responses import Response
+from ._scope import MODULE_SCOPE, Scope, resolve_models, type_hints
 
 
 class _Unset:
@@ -51,57 +51,76 @@ class ResponseValidationError(Exception):
         self.route = route
 
 
-def return_annotation(endpoint: Callable[..., Any]) -> Any:
+def return_annotation(endpoint: Callable[..., Any], scope: Scope = MODULE_SCOPE) -> Any:
     """The handler's resolved return annotation, or ``UNSET`` when it has none (or it cannot
-    be resolved: the parameters' annotations are checked elsewhere, this one only documents)."""
+    be resolved: the dependency compiler then refuses the route with the missing name)."""
     target: Any = endpoint
     if not callable(target):
         return UNSET
     try:
-        hints = typing.get_type_hints(target, include_extras=True)
-    except Exception:
+        hints = type_hints(target, scope)
+    except TypeError:
         return UNSET
     return hints.get("return", UNSET)
 
 
-def _mentions_attrs(annotation: Any) -> bool:
-    if isinstance(annotation, type) and attrs.has(annotation):
+def _mentions_model(annotation: Any) -> bool:
+    if model_class(annotation):
         return True
-    return any(_mentions_attrs(arg) for arg in typing.get_args(annotation))
+    return any(_mentions_model(arg) for arg in typing.get_args(annotation))
 
 
 def is_response_class(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, Response)
 
 
-def effective_model(endpoint: Callable[..., Any], response_model: Any) -> Any:
-    """The type the route's success body is documented (and, with attrs models, filtered) as.
+def effective_model(
+    endpoint: Callable[..., Any], response_model: Any, scope: Scope = MODULE_SCOPE
+) -> Any:
+    """The type the route's success body is documented (and, for models, filtered) as.
 
     ``UNSET`` means "not known": an explicit ``response_model=None``, no return annotation, or a
     ``Response`` class (those are documented by their media type only).
     """
-    model = return_annotation(endpoint) if response_model is UNSET else response_model
+    model = return_annotation(endpoint, scope) if response_model is UNSET else response_model
+    if typing.get_origin(model) in (typing.Union, types.UnionType):
+        # ``-> Item | JSONResponse``: a returned ``Response`` is sent as it is, so only the
+        # other members describe (and filter) the body.
+        kept = [a for a in typing.get_args(model) if not is_response_class(a)]
+        if len(kept) < len(typing.get_args(model)):
+            model = typing.Union[tuple(kept)] if kept else None  # noqa: UP007 - built at run time
     if model is None or model is type(None) or is_response_class(model):
         return UNSET
     return model
 
 
 def response_filter(
-    endpoint: Callable[..., Any], response_model: Any, path: str
+    endpoint: Callable[..., Any], response_model: Any, path: str, scope: Scope = MODULE_SCOPE
 ) -> ResponseFilter | None:
     """The validate-and-filter step for a route, or ``None`` when it has none.
 
     An explicit ``response_model`` always filters. A return annotation filters only when it
-    names an attrs model (``-> UserOut``, ``-> list[UserOut]``, ``-> UserOut | None``): that is
-    where fields can leak; ``-> dict[str, Any]`` stays a plain, free, ``json.dumps``.
+    names a model (an attrs class, a dataclass or a pydantic model: ``-> UserOut``,
+    ``-> list[UserOut]``, ``-> UserOut | None``): that is where fields can leak;
+    ``-> dict[str, Any]`` stays a plain, free, ``json.dumps``.
 
     Raises:
-        TypeError: ``response_model`` is not a type the converter can structure.
+        TypeError: the model (explicit, or the return annotation) has a part triobg cannot write
+            as JSON; as FastAPI, ``response_model=None`` opts out of the check.
     """
-    model = effective_model(endpoint, response_model)
+    model = effective_model(endpoint, response_model, scope)
     if model is UNSET:
         return None
-    if response_model is UNSET and not _mentions_attrs(model):
+    resolve_models(model, scope)
+    problem = json_type_problem(model, reading=False)
+    if problem is not None:
+        source = "response_model" if response_model is not UNSET else "return annotation"
+        raise TypeError(
+            f"route {path!r}: cannot use {model!r} as a {source}: triobg cannot write "
+            f"{problem} as JSON (return a supported type, or pass response_model=None to send "
+            "the value unchecked)"
+        )
+    if response_model is UNSET and not _mentions_model(model):
         return None
     try:
         converter.get_structure_hook(model)
@@ -113,7 +132,7 @@ def response_filter(
 
 
 def _make_filter(model: Any, path: str) -> ResponseFilter:
-    exact = model if isinstance(model, type) and attrs.has(model) else None
+    exact = model if model_class(model) else None
     unstructure = converter.unstructure
     structure = converter.structure
 

@@ -16,6 +16,7 @@ from ._params import DependsInfo
 from ._response_model import UNSET, ResponseFilter, response_filter
 from ._responses import JSONResponse, Response, no_body_status
 from ._routing import compile_path
+from ._scope import Scope, declared_in, declaring_scope
 from ._solve import Solver, compile_solver
 from ._websocket_routes import WebSocketRoute
 
@@ -136,6 +137,12 @@ class Route:
     operation_id: str | None = attrs.field(default=None, kw_only=True)
     include_in_schema: bool = attrs.field(default=True, kw_only=True)
     openapi_extra: Mapping[str, Any] | None = attrs.field(default=None, kw_only=True)
+    #: Where the route was declared: its annotations are resolved there (``_scope.py``).
+    scope: Scope = attrs.field(
+        default=attrs.Factory(lambda route: declaring_scope(route.endpoint), takes_self=True),
+        kw_only=True,
+        repr=False,
+    )
     _solver: Solver | None = attrs.field(default=None, init=False, repr=False)
     # Facts ``make_response`` reads per request, worked out once.
     _plain_json: bool = attrs.field(default=False, init=False, repr=False)
@@ -152,17 +159,17 @@ class Route:
             )
         if not self.name:
             self.name = getattr(self.endpoint, "__name__", "endpoint")
-        self._filter = response_filter(self.endpoint, self.response_model, self.path)
+        self.solver(DependencyOverrides())  # fail at declaration, not at the first request
+        self._filter = response_filter(self.endpoint, self.response_model, self.path, self.scope)
         # Routes with a filter leave the fast path below, so routes without one pay nothing.
         self._plain_json = self.response_class is JSONResponse and self._filter is None
         self._no_body = no_body_status(self.status_code)
-        self.solver(DependencyOverrides())  # fail at declaration, not at the first request
 
     def solver(self, overrides: DependencyOverrides) -> Solver:
         """The compiled plan for this route, rebuilt when ``overrides`` has changed."""
         solver = self._solver
         if solver is None or self._solver_version != overrides.version:
-            compiler = Compiler(compile_path(self.path).param_names, overrides)
+            compiler = Compiler(compile_path(self.path).param_names, overrides, scope=self.scope)
             plan = compiler.plan(self.endpoint, self.dependencies)
             label = f"{'/'.join(sorted(self.methods))} {self.path}"
             solver = self._solver = compile_solver(plan, label)
@@ -341,29 +348,40 @@ class Router:
         if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
             raise ValueError(f"include prefix {prefix!r} must start with '/' and not end with '/'")
         for route in router.routes:
-            self.add_route(
-                prefix + route.path,
-                route.endpoint,
-                methods=route.methods,
-                status_code=route.status_code,
-                response_class=route.response_class,
-                dependencies=[*(dependencies or []), *route.dependencies],
-                name=route.name,
-                response_model=route.response_model,
-                tags=[*(tags or []), *route.tags],
-                summary=route.summary,
-                description=route.description,
-                response_description=route.response_description,
-                responses=route.responses,
-                deprecated=route.deprecated,
-                operation_id=route.operation_id,
-                include_in_schema=route.include_in_schema,
-                openapi_extra=route.openapi_extra,
-            )
+            with declared_in(route.scope):
+                self._add_copy(prefix, dependencies, tags, route)
         for ws_route in router.websocket_routes:
-            self.add_websocket_route(
-                prefix + ws_route.path,
-                ws_route.endpoint,
-                dependencies=[*(dependencies or []), *ws_route.dependencies],
-                name=ws_route.name,
-            )
+            with declared_in(ws_route.scope):
+                self.add_websocket_route(
+                    prefix + ws_route.path,
+                    ws_route.endpoint,
+                    dependencies=[*(dependencies or []), *ws_route.dependencies],
+                    name=ws_route.name,
+                )
+
+    def _add_copy(
+        self,
+        prefix: str,
+        dependencies: Sequence[DependsInfo] | None,
+        tags: Sequence[str] | None,
+        route: Route,
+    ) -> None:
+        self.add_route(
+            prefix + route.path,
+            route.endpoint,
+            methods=route.methods,
+            status_code=route.status_code,
+            response_class=route.response_class,
+            dependencies=[*(dependencies or []), *route.dependencies],
+            name=route.name,
+            response_model=route.response_model,
+            tags=[*(tags or []), *route.tags],
+            summary=route.summary,
+            description=route.description,
+            response_description=route.response_description,
+            responses=route.responses,
+            deprecated=route.deprecated,
+            operation_id=route.operation_id,
+            include_in_schema=route.include_in_schema,
+            openapi_extra=route.openapi_extra,
+        )

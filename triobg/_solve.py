@@ -38,21 +38,9 @@ from ._requests import Request
 
 
 def _check_bounds(value: Any, marker: ParamInfo) -> str | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if marker.gt is not None and not value > marker.gt:
-            return f"must be greater than {marker.gt}"
-        if marker.ge is not None and not value >= marker.ge:
-            return f"must be greater than or equal to {marker.ge}"
-        if marker.lt is not None and not value < marker.lt:
-            return f"must be less than {marker.lt}"
-        if marker.le is not None and not value <= marker.le:
-            return f"must be less than or equal to {marker.le}"
-    if isinstance(value, str | list | tuple | set | frozenset):
-        if marker.min_length is not None and len(value) < marker.min_length:
-            return f"must have at least {marker.min_length} characters or items"
-        if marker.max_length is not None and len(value) > marker.max_length:
-            return f"must have at most {marker.max_length} characters or items"
-    return None
+    """The first constraint ``value`` breaks, as a message (``ParamInfo.check`` has them all)."""
+    problems = marker.check(value, ())
+    return problems[0].msg if problems else None
 
 
 def read_param(
@@ -91,9 +79,7 @@ def read_param(
         errors.append(ErrorDetail((source, spec.wire), error.msg, error.kind))
         return None
     if spec.marker.has_bounds:
-        problem = _check_bounds(result, spec.marker)
-        if problem is not None:
-            errors.append(ErrorDetail((source, spec.wire), problem, "bounds"))
+        errors.extend(spec.marker.check(result, (source, spec.wire)))
     return result
 
 
@@ -127,9 +113,7 @@ def _structure(
         errors.extend(errors_from_structuring(error, loc))
         return None
     if spec.marker.has_bounds:
-        problem = _check_bounds(result, spec.marker)
-        if problem is not None:
-            errors.append(ErrorDetail(loc, problem, "bounds"))
+        errors.extend(spec.marker.check(result, loc))
     return result
 
 

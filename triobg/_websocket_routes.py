@@ -15,6 +15,7 @@ import attrs
 from ._dependencies import CallKind, Compiler, DependencyOverrides
 from ._params import DependsInfo
 from ._routing import compile_path
+from ._scope import Scope, declaring_scope
 from ._solve import Solver, compile_solver
 
 
@@ -26,6 +27,12 @@ class WebSocketRoute:
     endpoint: Callable[..., Any]
     dependencies: list[DependsInfo] = attrs.field(factory=list)
     name: str = ""
+    #: Where the route was declared: its annotations are resolved there (``_scope.py``).
+    scope: Scope = attrs.field(
+        default=attrs.Factory(lambda route: declaring_scope(route.endpoint), takes_self=True),
+        kw_only=True,
+        repr=False,
+    )
     _solver: Solver | None = attrs.field(default=None, init=False, repr=False)
     _solver_version: int = attrs.field(default=-1, init=False, repr=False)
 
@@ -44,7 +51,9 @@ class WebSocketRoute:
         solver = self._solver
         if solver is not None and self._solver_version == overrides.version:
             return solver
-        compiler = Compiler(compile_path(self.path).param_names, overrides, websocket=True)
+        compiler = Compiler(
+            compile_path(self.path).param_names, overrides, websocket=True, scope=self.scope
+        )
         plan = compiler.plan(self.endpoint, self.dependencies)
         where = f"WebSocket route {self.path!r}"
         if plan.root.kind is not CallKind.ASYNC:
