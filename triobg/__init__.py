@@ -26,6 +26,7 @@ from ._durable._task import TaskResult as TaskResult
 from ._durable._tasks import DurableTasks as DurableTasks
 from ._exceptions import HTTPException as HTTPException
 from ._exceptions import RequestValidationError as RequestValidationError
+from ._fileresponse import FileResponse as FileResponse
 from ._headers import Headers as Headers
 from ._headers import MutableHeaders as MutableHeaders
 from ._mount import Mount as Mount
@@ -106,6 +107,7 @@ __all__ = [
     "RedirectResponse",
     "same_site_path",
     "StreamingResponse",
+    "FileResponse",
     "EventSourceResponse",
     "ServerSentEvent",
     "StaticFiles",

@@ -320,7 +320,7 @@ class StaticFiles:
         if scope["method"] == "HEAD" or length == 0:
             await send({"type": "http.response.body", "body": b""})
             return
-        await _send_span(send, receive, fd, first, length, self.chunk_size)
+        await send_span(send, receive, fd, first, length, self.chunk_size)
 
 
 def _open_under(root: str, parts: tuple[str, ...]) -> tuple[int, os.stat_result] | None:
@@ -358,26 +358,35 @@ def _open_file(root: str, parts: tuple[str, ...]) -> tuple[int, os.stat_result] 
     return opened
 
 
-async def _send_span(
+async def send_span(
     send: Send, receive: Receive, fd: int, first: int, length: int, chunk_size: int
-) -> None:
+) -> bool:
     """Send ``length`` bytes of ``fd`` from ``first``, read chunk by chunk in worker threads.
 
     Stops early when the server reports the client gone (servers drop what is sent to a closed
     connection, so reading on would only waste the disk) or when the file shrank meanwhile (the
     response is then short of its ``Content-Length``, and the server closes the connection).
+
+    Returns:
+        Whether the client went away before the last byte (``FileResponse`` then discards the
+        request's tasks, as a streaming response does).
     """
+    gone = False
+    offset, left = first, length
 
     async def watch_disconnect(cancel_scope: trio.CancelScope) -> None:
+        nonlocal gone
         while (await receive())["type"] != "http.disconnect":
             pass
+        # A disconnect reported once the last chunk was handed over (as a test client does
+        # at once) does not undo a response that is complete.
+        gone = left > 0
         cancel_scope.cancel()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch_disconnect, nursery.cancel_scope)
-        offset, left = first, length
         while left > 0:
-            chunk = await trio.to_thread.run_sync(_read_at, fd, offset, min(chunk_size, left))
+            chunk = await trio.to_thread.run_sync(read_at, fd, offset, min(chunk_size, left))
             if not chunk:
                 break
             offset += len(chunk)
@@ -386,9 +395,10 @@ async def _send_span(
         if left > 0:
             await send({"type": "http.response.body", "body": b""})  # short: the server closes
         nursery.cancel_scope.cancel()
+    return gone
 
 
-def _read_at(fd: int, offset: int, size: int) -> bytes:
+def read_at(fd: int, offset: int, size: int) -> bytes:
     try:
         return os.pread(fd, size, offset)
     except OSError as error:
