@@ -25,6 +25,8 @@ from ._headers import Headers
 
 if typing.TYPE_CHECKING:
     from ._app import App
+    from ._forms import FormData
+    from ._uploads import UploadFile, UploadLimits
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -132,12 +134,15 @@ class Request:
         "_body_started",
         "_cookies",
         "_disconnected",
+        "_form",
         "_headers",
         "_json",
         "_query",
         "_receive",
         "_received",
         "_started_stream",
+        "_upload_limits",
+        "_uploads",
         "app",
         "limits",
         "path_params",
@@ -160,6 +165,9 @@ class Request:
         self._body_started: float | None = None  # trio time of the first body read
         self._started_stream = False
         self._disconnected = False
+        self._form: FormData | None = None
+        self._uploads: list[UploadFile] = []  # every file made for this request, to delete
+        self._upload_limits: UploadLimits = app.upload_limits  # the route's, once matched
 
     @property
     def method(self) -> str:
@@ -226,13 +234,17 @@ class Request:
             HTTPException: 413 when the body grows past the limit.
             RuntimeError: the body was already consumed by ``body()`` or another ``stream()``.
         """
+        async for chunk in self._chunks(self.limits.max_body_size):
+            yield chunk
+
+    async def _chunks(self, limit: int) -> AsyncIterator[bytes]:
+        """``stream()`` with the size limit given: form uploads have their own."""
         if self._body is not None:
             yield self._body
             return
         if self._started_stream:
             raise RuntimeError("the request body has already been consumed")
         self._started_stream = True
-        limit = self.limits.max_body_size
         declared = self._declared_length()
         if declared is not None and declared > limit:
             # Refused from the header alone: not one byte of the body is asked for.
@@ -263,6 +275,34 @@ class Request:
             chunks = [chunk async for chunk in self.stream()]
             self._body = b"".join(chunks)
         return self._body
+
+    async def form(self) -> FormData:
+        """The body read as a form (``multipart/form-data`` or urlencoded), once, then cached.
+
+        Files are streamed to disk as they arrive and stay there until the request's
+        background tasks have finished (see ``UploadFile``); the limits are the route's
+        ``upload_limits`` (else the app's).
+
+        Raises:
+            HTTPException: 415 for a body that is not a form, 400 for a malformed one, 413 for
+                one over a limit, 408 for one that arrives too slowly.
+        """
+        if self._form is None:
+            from ._forms import read_form  # here: _forms imports this module
+
+            self._form = await read_form(self, self._upload_limits)
+        return self._form
+
+    def _delete_uploads(self) -> None:
+        """Close and delete the request's temporary files (at its very end, or on failure).
+
+        Plain blocking calls, on purpose: this runs in the pipeline's ``finally``, also while
+        the request is being cancelled, when awaiting a thread could be cut short and leave a
+        file behind. A close and an unlink do not wait on the disk's data.
+        """
+        uploads, self._uploads = self._uploads, []
+        for upload in uploads:
+            upload._discard()
 
     async def json(self) -> Any:
         """The body parsed as JSON.
