@@ -10,6 +10,7 @@
 # files already made are the request's (``Request._uploads``) and the pipeline deletes them.
 from __future__ import annotations
 
+import contextlib
 import typing
 
 import multipart
@@ -47,14 +48,15 @@ async def read_multipart(
         raise HTTPException(400, f"invalid multipart boundary: {error}") from None
     reader = _PartReader(request, limits, form)
     try:
-        async for chunk in request._chunks(limits.max_body_size):
-            for event in parser.parse(chunk):
-                if event is None:
-                    await reader.end_part()
-                elif isinstance(event, bytes):
-                    await reader.data(event)
-                else:
-                    await reader.start_part(event)
+        async with contextlib.aclosing(request._chunks(limits.max_body_size)) as chunks:
+            async for chunk in chunks:
+                for event in parser.parse(chunk):
+                    if event is None:
+                        await reader.end_part()
+                    elif isinstance(event, bytes):
+                        await reader.data(event)
+                    else:
+                        await reader.start_part(event)
         parser.close()  # raises if the body ended before the closing boundary
     except multipart.ParserLimitReached as error:
         raise HTTPException(413, f"multipart body: {_sentence(error)}") from None

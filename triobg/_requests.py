@@ -10,9 +10,10 @@
 # the connection can be kept alive: hypercorn's trio worker deadlocks otherwise (hypercorn#314).
 from __future__ import annotations
 
+import contextlib
 import json
 import typing
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -234,10 +235,11 @@ class Request:
             HTTPException: 413 when the body grows past the limit.
             RuntimeError: the body was already consumed by ``body()`` or another ``stream()``.
         """
-        async for chunk in self._chunks(self.limits.max_body_size):
-            yield chunk
+        async with contextlib.aclosing(self._chunks(self.limits.max_body_size)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
-    async def _chunks(self, limit: int) -> AsyncIterator[bytes]:
+    async def _chunks(self, limit: int) -> AsyncGenerator[bytes, None]:
         """``stream()`` with the size limit given: form uploads have their own."""
         if self._body is not None:
             yield self._body
