@@ -55,17 +55,17 @@ async def test_large_chunked_upload_while_ping_is_answered(
     size = MEGABYTES * 1024 * 1024
     digest = hashlib.sha256()
     pings: list[float] = []
-    uploading = True
+    uploaded = trio.Event()
     with trio.fail_after(60 + MEGABYTES):
         async with serve_live(upload.app) as server:
 
             async def ping_meanwhile() -> None:
                 # Paced (a ping every 10 ms), and a new connection every 200 pings, as
                 # hypercorn closes a connection after ``keep_alive_max_requests`` (1000).
-                while uploading:
+                while not uploaded.is_set():
                     async with await server.connect() as conn:
                         for _ in range(200):
-                            if not uploading:
+                            if uploaded.is_set():
                                 break
                             start = trio.current_time()
                             answer = await conn.request("GET", "/ping")
@@ -82,7 +82,7 @@ async def test_large_chunked_upload_while_ping_is_answered(
                         headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"},
                         body=multipart_stream(size, digest),
                     )
-                uploading = False
+                uploaded.set()
             assert response.status == 202, response
             upload_id = response.json()["id"]
         # Leaving ``serve_live`` waited for the background task: the report is written.
