@@ -132,9 +132,9 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
                     finally:
                         runner._lose(tasks)
         finally:
-            if request._uploads:  # uploaded files live until the request's last task is done
-                request._delete_uploads()
             tasks._closed = True
+            if request._uploads:  # uploaded files live until the request's last task is done
+                await request._delete_uploads()
 
 
 def _check_framing(headers: list[tuple[bytes, bytes]]) -> None:
