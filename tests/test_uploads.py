@@ -23,6 +23,7 @@ from triobg import (
     Request,
     UploadFile,
     UploadLimits,
+    WebSocket,
 )
 from triobg.testing import TestClient
 from triobg.testing._forms import encode_multipart
@@ -192,6 +193,17 @@ class TestFormFields:
 
             @app.post("/bad")
             async def bad(count: int = File()) -> None:
+                pass
+
+    def test_websocket_route_refuses_form_and_file_parameters(self) -> None:
+        """A WebSocket handshake has no body: ``Form``/``File`` there fail at declaration."""
+        app = App()
+        with pytest.raises(TypeError, match="name, photo would be read from a request body"):
+
+            @app.websocket("/ws")
+            async def ws(
+                websocket: WebSocket, name: str = Form(), photo: UploadFile = File()
+            ) -> None:
                 pass
 
 
