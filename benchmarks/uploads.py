@@ -254,12 +254,20 @@ def main() -> None:
     print(f"load average after: {Path('/proc/loadavg').read_text().split()[:3]}")
     print(f"\n{args.megabytes} MB upload, hypercorn --worker-class trio, one worker")
     print(f"cat to a file: {size / cat / 2**20:.0f} MiB/s (the 1.0x line)")
-    header = "app        upload/cat  MiB/s  idle RSS  peak RSS  ping p50  ping p99  ping max  pings"
+    print(
+        "RSS: hypercorn's whole process tree (its supervisor and the worker); growth: peak - idle"
+    )
+    header = (
+        "app        upload/cat  MiB/s  idle RSS  peak RSS  growth  ping p50  ping p99  ping max"
+        "  pings"
+    )
     print(header)
     for app, r in results.items():
+        growth = r["peak_rss_mib"] - r["idle_rss_mib"]
         print(
             f"{app:<10} {r['seconds'] / cat:>9.2f}x {size / r['seconds'] / 2**20:>6.0f} "
-            f"{r['idle_rss_mib']:>7.0f}M {r['peak_rss_mib']:>8.0f}M {r['ping_p50_ms']:>7.1f}ms "
+            f"{r['idle_rss_mib']:>7.0f}M {r['peak_rss_mib']:>8.0f}M {growth:>6.0f}M "
+            f"{r['ping_p50_ms']:>7.1f}ms "
             f"{r['ping_p99_ms']:>7.1f}ms {r['ping_max_ms']:>7.1f}ms {r['pings']:>6}"
         )
     if "triobg" in results and "fastapi" in results:
