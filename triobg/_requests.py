@@ -274,7 +274,7 @@ class Request:
     async def body(self) -> bytes:
         """The whole body (read once, then cached)."""
         if self._body is None:
-            chunks = [chunk async for chunk in self.stream()]
+            chunks = [chunk async for chunk in self._chunks(self.limits.max_body_size)]
             self._body = b"".join(chunks)
         return self._body
 
