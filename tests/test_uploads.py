@@ -21,10 +21,13 @@ from triobg import (
     Form,
     FormData,
     Request,
+    SQLiteTaskStore,
+    TaskStatus,
     UploadFile,
     UploadLimits,
     WebSocket,
 )
+from triobg._durable._files import sweep
 from triobg.testing import TestClient
 from triobg.testing._forms import encode_multipart
 
@@ -613,3 +616,115 @@ class TestOpenAPI:
         assert upload["properties"]["more"] == {"type": "array", "items": binary}
         assert upload["properties"]["maybe"] == {**binary, "description": "optional"}
         assert upload["required"] == ["file"]
+
+
+class TestDurableHandover:
+    """An ``UploadFile`` passed to a durable task lives in the store's file area with its task."""
+
+    def durable_app(self, store_path: Path, got: list[Any], *, fail: bool = False) -> App:
+        app = App(task_store=SQLiteTaskStore(store_path))
+
+        @app.task(retries=1)
+        async def ingest(file: UploadFile, label: str) -> int:
+            got.append((label, file.filename, file.content_type, await file.read(), file.path))
+            if fail:
+                raise RuntimeError("always fails")
+            return file.size
+
+        @app.post("/ingest")
+        async def start(file: UploadFile, tasks: BackgroundTasks) -> dict[str, Any]:
+            result = tasks.add_task(ingest, file, label="x")
+            assert result is not None  # a durable task's add_task returns its TaskResult
+            return {"id": result.id}
+
+        return app
+
+    async def wait_for(self, app: App, task_id: str, status: TaskStatus) -> None:
+        """Poll the store (bounded) until the task has ``status``: a state, not an event."""
+        with trio.fail_after(WAIT):
+            while (await app.tasks.get(task_id)).status is not status:  # noqa: ASYNC110
+                await trio.sleep(0.005)
+
+    async def test_moved_before_commit_read_by_the_task_then_deleted(self, tmp_path: Path) -> None:
+        """The file is in the area (not the upload dir) once stored; the task reads it; gone."""
+        got: list[Any] = []
+        app = self.durable_app(tmp_path / "t.sqlite3", got)
+        area = tmp_path / "t.sqlite3.files"
+        async with TestClient(app) as client:
+            response = await client.post("/ingest", files={"file": ("a.csv", b"1,2\n", "text/csv")})
+            task_id = response.json()["id"]
+            await self.wait_for(app, task_id, TaskStatus.SUCCEEDED)
+            assert (await app.tasks.get(task_id)).return_value == 4
+        assert got == [("x", "a.csv", "text/csv", b"1,2\n", area / f"{task_id}-0")]
+        assert list(area.iterdir()) == []
+        assert leftovers() == []
+
+    async def test_survives_a_crash_with_its_task(self, tmp_path: Path) -> None:
+        """Stored by one app whose worker never ran; a new app on the same store runs it."""
+        got: list[Any] = []
+        first = self.durable_app(tmp_path / "t.sqlite3", got)
+        first.tasks.run_worker = False  # the process "dies" before any worker takes the task
+        async with TestClient(first) as client:
+            response = await client.post("/ingest", files={"file": ("b.bin", b"payload")})
+            task_id = response.json()["id"]
+        assert leftovers() == []  # the request's own copy is gone: the area holds the file
+        assert [p.name for p in (tmp_path / "t.sqlite3.files").iterdir()] == [f"{task_id}-0"]
+        second = self.durable_app(tmp_path / "t.sqlite3", got)
+        async with TestClient(second):
+            await self.wait_for(second, task_id, TaskStatus.SUCCEEDED)
+        assert got[0][:4] == ("x", "b.bin", "application/octet-stream", b"payload")
+        assert list((tmp_path / "t.sqlite3.files").iterdir()) == []
+
+    async def test_kept_for_the_retry_then_deleted_when_it_fails_for_good(
+        self, tmp_path: Path
+    ) -> None:
+        """A retry reads the same file again; after the last attempt fails, it is deleted."""
+        got: list[Any] = []
+        app = self.durable_app(tmp_path / "t.sqlite3", got, fail=True)
+        app.tasks.run_worker = False  # our own worker below, with a retry delay of 1 ms
+        async with TestClient(app, raise_task_errors=False) as client:
+            response = await client.post("/ingest", files={"file": ("c", b"again")})
+            task_id = response.json()["id"]
+            worker = app.tasks.make_worker(backoff_base=0.001, backoff_cap=0.001)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(worker.run)
+                await self.wait_for(app, task_id, TaskStatus.FAILED)
+                await worker.stop()
+        assert [entry[3] for entry in got] == [b"again", b"again"]
+        assert list((tmp_path / "t.sqlite3.files").iterdir()) == []
+
+    async def test_orphans_are_swept_when_their_task_is_not_stored(self, tmp_path: Path) -> None:
+        """A file whose task never reached the store (the request failed) is swept."""
+        area = tmp_path / "area"
+        area.mkdir()
+        (area / "deadbeef-0").write_bytes(b"orphan")
+        (area / "cafe-0").write_bytes(b"kept")
+
+        async def exists(task_id: str) -> bool:
+            return task_id == "cafe"
+
+        assert await sweep(area, exists, min_age=0) == 1
+        assert [p.name for p in area.iterdir()] == ["cafe-0"]
+
+    async def test_an_upload_inside_a_list_is_refused_naming_it(self, tmp_path: Path) -> None:
+        """Only direct arguments are handed over; one nested in a list is a clear TypeError."""
+        app = App(task_store=SQLiteTaskStore(tmp_path / "t.sqlite3"))
+        app.tasks.run_worker = False
+        failures: list[str] = []
+
+        @app.task()
+        async def many(files: list[UploadFile]) -> None:
+            pass
+
+        @app.post("/many")
+        async def start(files: list[UploadFile], tasks: BackgroundTasks) -> None:
+            try:
+                tasks.add_task(many, files)
+            except TypeError as error:
+                failures.append(str(error))
+
+        async with TestClient(app) as client:
+            await client.post("/many", files={"files": ("a", b"1")})
+        assert len(failures) == 1
+        assert "argument 'files'" in failures[0]
+        assert "only as a direct argument" in failures[0]
