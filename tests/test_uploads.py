@@ -160,6 +160,19 @@ class TestFormFields:
         assert response.status_code == 422
         assert response.json()["detail"][0]["loc"] == ["body", "age"]
 
+    async def test_a_repeated_scalar_field_is_a_422(self) -> None:
+        """A name sent twice for a non-list parameter is refused, not "last one wins"."""
+        async with TestClient(form_app()) as client:
+            response = await client.post("/profile", data={"username": ["ann", "bob"], "age": 1})
+        assert response.status_code == 422
+        assert response.json()["detail"] == [
+            {
+                "loc": ["body", "username"],
+                "msg": "expected one value, got 2 values",
+                "type": "too_many_values",
+            }
+        ]
+
     async def test_no_body_lists_the_required_fields(self) -> None:
         """A request without a body gets a 422 naming each required field."""
         async with TestClient(form_app()) as client:

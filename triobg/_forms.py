@@ -144,7 +144,8 @@ def read_form_param(
     """The value of one ``Form()``/``File()`` parameter from the form already read.
 
     An empty string counts as absent (what a browser sends for an empty input), as in FastAPI;
-    so does a file part with no name and no bytes (a file input left empty).
+    so does a file part with no name and no bytes (a file input left empty). A name sent twice
+    for a parameter that is not a list is a 422.
     """
     form = request._form
     assert form is not None, "the solver reads the form before its parameters"
@@ -170,6 +171,14 @@ def read_form_param(
         if spec.required:
             errors.append(ErrorDetail(loc, "field required", "missing"))
         return spec.default
+    if len(found) > 1 and not spec.many:
+        # Unlike a query string, a form repeats a name only when it means a list: taking one
+        # of the values silently would drop the others.
+        kind = "files" if spec.source == "file" else "values"
+        errors.append(
+            ErrorDetail(loc, f"expected one value, got {len(found)} {kind}", "too_many_values")
+        )
+        return None
     try:
         result = [spec.convert(v) for v in found] if spec.many else spec.convert(found[-1])
     except ConversionError as error:
