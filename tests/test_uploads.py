@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import pytest
 import trio
 import trio.testing
+from _postgres import shared_server
 from _support import call_asgi
 
 from triobg import (
@@ -27,7 +28,9 @@ from triobg import (
     UploadLimits,
     WebSocket,
 )
-from triobg._durable._files import sweep
+from triobg._durable._files import FILES_ENV, sweep
+from triobg._durable._postgres import PostgresTaskStore
+from triobg._durable._store import TaskStore
 from triobg.testing import TestClient
 from triobg.testing._forms import encode_multipart
 
@@ -634,8 +637,8 @@ class TestOpenAPI:
 class TestDurableHandover:
     """An ``UploadFile`` passed to a durable task lives in the store's file area with its task."""
 
-    def durable_app(self, store_path: Path, got: list[Any], *, fail: bool = False) -> App:
-        app = App(task_store=SQLiteTaskStore(store_path))
+    def durable_app(self, store: Path | TaskStore, got: list[Any], *, fail: bool = False) -> App:
+        app = App(task_store=SQLiteTaskStore(store) if isinstance(store, Path) else store)
 
         @app.task(retries=1)
         async def ingest(file: UploadFile, label: str) -> int:
@@ -672,21 +675,37 @@ class TestDurableHandover:
         assert list(area.iterdir()) == []
         assert leftovers() == []
 
-    async def test_survives_a_crash_with_its_task(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+    async def test_survives_a_crash_with_its_task(
+        self, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """Stored by one app whose worker never ran; a new app on the same store runs it."""
         got: list[Any] = []
-        first = self.durable_app(tmp_path / "t.sqlite3", got)
+        if kind == "sqlite":
+            area = tmp_path / "t.sqlite3.files"  # next to the database file
+
+            def store() -> Path | TaskStore:
+                return tmp_path / "t.sqlite3"
+        else:
+            area = tmp_path / "shared-area"  # workers on several machines share it
+            monkeypatch.setenv(FILES_ENV, str(area))
+            url = shared_server().new_database()
+
+            def store() -> Path | TaskStore:
+                return PostgresTaskStore(url)
+
+        first = self.durable_app(store(), got)
         first.tasks.run_worker = False  # the process "dies" before any worker takes the task
         async with TestClient(first) as client:
             response = await client.post("/ingest", files={"file": ("b.bin", b"payload")})
             task_id = response.json()["id"]
         assert leftovers() == []  # the request's own copy is gone: the area holds the file
-        assert [p.name for p in (tmp_path / "t.sqlite3.files").iterdir()] == [f"{task_id}-0"]
-        second = self.durable_app(tmp_path / "t.sqlite3", got)
+        assert [p.name for p in area.iterdir()] == [f"{task_id}-0"]
+        second = self.durable_app(store(), got)
         async with TestClient(second):
             await self.wait_for(second, task_id, TaskStatus.SUCCEEDED)
         assert got[0][:4] == ("x", "b.bin", "application/octet-stream", b"payload")
-        assert list((tmp_path / "t.sqlite3.files").iterdir()) == []
+        assert list(area.iterdir()) == []
 
     async def test_kept_for_the_retry_then_deleted_when_it_fails_for_good(
         self, tmp_path: Path
