@@ -60,3 +60,4 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks.postgres_store")
     for store in ("sqlite", "postgres"):
         session.run("python", "-m", "benchmarks.durable_http", "--store", store)
+    session.run("python", "-m", "benchmarks.uploads")

@@ -34,6 +34,7 @@ PAGES = [
     "tutorial/index.html",
     "tutorial/first-app.html",
     "tutorial/background-tasks.html",
+    "tutorial/uploads.html",
     "tutorial/testing.html",
     "howto/migrate-from-fastapi.html",
     "howto/graceful-shutdown.html",

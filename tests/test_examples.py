@@ -12,6 +12,7 @@ the state a client can observe while the task is still running.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -34,6 +35,7 @@ from examples import (
     send_notification,
     sync_and_async,
     task_failures,
+    upload,
     yield_dependency,
 )
 from triobg import App, BackgroundRunner, SQLiteTaskStore
@@ -286,6 +288,53 @@ class TestAcceptedFile:
         async with TestClient(accepted_file.app) as client:
             assert (await client.get("/files/..%2F..%2Fetc")).status_code == 404
             assert (await client.get("/files/0123456789abcdef")).status_code == 202
+
+
+class TestUpload:
+    DATA = b"one\ntwo\n" * 40_000  # 320 kB: more than one write to disk
+
+    async def test_accepts_with_202_then_reports_from_the_streamed_file(
+        self, out: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """202 at once while the task waits; the task reads the whole upload after the response,
+        then the temporary file is gone."""
+        release = trio.Event()
+        real = upload.process_upload
+
+        async def held(upload_id: str, file: Any, note: str) -> None:
+            await release.wait()
+            await real(upload_id, file, note)
+
+        monkeypatch.setattr(upload, "process_upload", held)
+        witness = Witness(upload.app, out)
+        async with TestClient(witness) as client:
+            with trio.fail_after(10):
+                response = await client.post(
+                    "/uploads", data={"note": "n"}, files={"file": ("a.txt", self.DATA)}
+                )
+                assert response.status_code == 202
+                upload_id = response.json()["id"]
+                pending = await client.get(f"/uploads/{upload_id}")
+                assert pending.json() == {"id": upload_id, "status": "processing"}
+                release.set()
+                await client.wait_background()
+            done = await client.get(f"/uploads/{upload_id}")
+        assert witness.at_response[0] == {}
+        assert done.json() == {
+            "id": upload_id,
+            "filename": "a.txt",
+            "bytes": len(self.DATA),
+            "lines": 80_000,
+            "sha256": hashlib.sha256(self.DATA).hexdigest(),
+            "note": "n",
+        }
+
+    async def test_file_is_required(self, out: Path) -> None:
+        """No file is a 422 located at ["body", "file"]."""
+        async with TestClient(upload.app) as client:
+            response = await client.post("/uploads", data={"note": "n"})
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == ["body", "file"]
 
 
 class TestTaskFailures:

@@ -78,6 +78,7 @@ APPS: dict[str, Callable[[], App]] = {
         "send_notification",
         "sync_and_async",
         "task_failures",
+        "upload",
         "yield_dependency",
     )
 }

@@ -27,6 +27,7 @@ from ._durable._tasks import DurableTasks as DurableTasks
 from ._exceptions import HTTPException as HTTPException
 from ._exceptions import RequestValidationError as RequestValidationError
 from ._fileresponse import FileResponse as FileResponse
+from ._forms import FormData as FormData
 from ._headers import Headers as Headers
 from ._headers import MutableHeaders as MutableHeaders
 from ._mount import Mount as Mount
@@ -35,6 +36,8 @@ from ._params import Body as Body
 from ._params import Cookie as Cookie
 from ._params import Depends as Depends
 from ._params import DependsInfo as DependsInfo
+from ._params import File as File
+from ._params import Form as Form
 from ._params import Header as Header
 from ._params import ParamInfo as ParamInfo
 from ._params import Path as Path
@@ -62,6 +65,8 @@ from ._sse import ServerSentEvent as ServerSentEvent
 from ._staticfiles import StaticFiles as StaticFiles
 from ._url import URL as URL
 from ._url import Address as Address
+from ._uploads import UploadFile as UploadFile
+from ._uploads import UploadLimits as UploadLimits
 from ._websocket_pipeline import WebSocketSessions as WebSocketSessions
 from ._websocket_pipeline import WebSocketStatistics as WebSocketStatistics
 from ._websocket_routes import WebSocketRoute as WebSocketRoute
@@ -97,8 +102,14 @@ __all__ = [
     "Header",
     "Cookie",
     "Body",
+    "Form",
+    "File",
     "DependsInfo",
     "ParamInfo",
+    # forms and uploads
+    "FormData",
+    "UploadFile",
+    "UploadLimits",
     # responses
     "Response",
     "JSONResponse",

@@ -31,6 +31,7 @@ from ._requests import Receive, RequestLimits, State
 from ._responses import RedirectResponse, Send, is_same_site_reference
 from ._routes import Handler, Route, RouteOptions, Router
 from ._routing import PathTable, compile_path
+from ._uploads import UploadLimits
 from ._url import split_root
 from ._websocket_pipeline import WebSocketSessions, handle_websocket
 from ._websocket_routes import WebSocketRoute
@@ -134,6 +135,8 @@ class App:
             without durable tasks never creates it).
         websocket_limits: Message size and send timeout for every WebSocket; see
             ``WebSocketLimits``.
+        upload_limits: Sizes and counts a form body may reach, and where uploaded files are
+            written; see ``UploadLimits``. A route's ``upload_limits=`` overrides it.
     """
 
     def __init__(
@@ -163,6 +166,7 @@ class App:
         swagger_css_url: str | None = None,
         task_store: TaskStore | str | None = None,
         websocket_limits: WebSocketLimits | None = None,
+        upload_limits: UploadLimits | None = None,
     ) -> None:
         if not drain_timeout >= 0 or math.isnan(drain_timeout):
             raise ValueError("drain_timeout must be a number of seconds >= 0")
@@ -184,6 +188,7 @@ class App:
         )
         self.tasks = DurableTasks(task_store, self.background)
         self.websocket_limits = websocket_limits or WebSocketLimits()
+        self.upload_limits = upload_limits or UploadLimits()
         self.websockets = WebSocketSessions(self.background)
         self.exception_handlers: dict[type[BaseException], ExceptionHandler] = {
             **DEFAULT_HANDLERS,

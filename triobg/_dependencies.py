@@ -35,6 +35,7 @@ from ._params import REQUIRED, DependsInfo, ParamInfo
 from ._requests import HTTPConnection, Request
 from ._responses import Response
 from ._scope import MODULE_SCOPE, Scope, declaring_scope, resolve_models, type_hints
+from ._uploads import UploadFile
 from ._websockets import WebSocket
 
 
@@ -177,6 +178,19 @@ def _kind_of(call: Callable[..., Any]) -> CallKind:
     return CallKind.SYNC
 
 
+def _upload_item(annotation: Any) -> Any | None:
+    """``UploadFile`` for ``UploadFile``, ``UploadFile | None`` and ``list[UploadFile]``."""
+    inner, _ = strip_optional(annotation)
+    item = sequence_item(inner)
+    candidate = item if item is not None else inner
+    return candidate if _is_subclass(candidate, UploadFile) else None
+
+
+def _same(value: Any) -> Any:
+    """The converter of a file parameter: the ``UploadFile`` is already the value."""
+    return value
+
+
 def _split_annotated(annotation: Any) -> tuple[Any, list[Any]]:
     if typing.get_origin(annotation) is Annotated:
         base, *extras = typing.get_args(annotation)
@@ -228,6 +242,12 @@ class Compiler:
 
         visit(root)
         body = tuple(spec for reader in readers for spec in reader.body)
+        if body and any(p.source in ("form", "file") for r in readers for p in r.params):
+            raise TypeError(
+                f"{getattr(handler, '__name__', handler)!r} reads both a JSON body "
+                f"({body[0].name!r}) and form fields or files: a request has one body, "
+                "so declare them all as Form()/File() (or all as JSON)"
+            )
         wires = [spec.wire for spec in body]
         distinct = {spec.wire: spec for spec in body}
         embed = len(distinct) > 1 or any(spec.embed for spec in body)
@@ -299,7 +319,9 @@ class Compiler:
                 if _is_subclass(injected, Response):
                     response_arg = parameter.name
                     continue
-                if parameter.name in self._path_params:
+                if _upload_item(annotation) is not None:
+                    marker = ParamInfo(source="file")  # ``file: UploadFile`` needs no marker
+                elif parameter.name in self._path_params:
                     marker = ParamInfo(source="path")
                 elif is_scalar(annotation):
                     marker = ParamInfo(source="query")
@@ -372,6 +394,16 @@ class Compiler:
         inner, _ = strip_optional(annotation)
         item = sequence_item(inner)
         many = item is not None and marker.source != "path"
+        if marker.source == "file":
+            if _upload_item(annotation) is None:
+                raise TypeError(
+                    f"parameter {name!r} of {call!r}: File() needs an UploadFile, "
+                    f"list[UploadFile] or UploadFile | None annotation, not {annotation!r}"
+                )
+            if many and default is REQUIRED and not required:
+                default = []
+            wire = marker.alias or name
+            return ParamSpec(name, wire, "file", _same, many, required, default, marker, annotation)
         try:
             convert = scalar_converter(item if many else annotation)
         except TypeError as error:

@@ -18,6 +18,7 @@ import attrs
 
 from ._dependencies import DependencyOverrides, Plan
 from ._encode import dump_json
+from ._forms import FORM_SOURCES, MULTIPART, URLENCODED
 from ._jsonschema import Schema, SchemaRegistry, bounds, clean_doc, has_json_value, json_value
 from ._response_model import UNSET, effective_model, return_annotation
 from ._responses import JSONResponse, Response, StreamingResponse, no_body_status
@@ -214,7 +215,7 @@ def _parameters(route: Route, plan: Plan, registry: SchemaRegistry) -> list[dict
     for reader in plan.readers:
         for spec in reader.params:
             key = (spec.source, spec.wire)
-            if key in found:  # read by two dependencies: one parameter on the wire
+            if key in found or spec.source in FORM_SOURCES:  # read twice, or a body field
                 continue
             annotation = spec.annotation
             schema = bounds(registry.schema(annotation), spec.marker, annotation)
@@ -241,9 +242,47 @@ def _parameters(route: Route, plan: Plan, registry: SchemaRegistry) -> list[dict
     return list(found.values())
 
 
+def _form_body(plan: Plan, registry: SchemaRegistry) -> dict[str, Any] | None:
+    """A form's fields and files as one object schema, under its media type.
+
+    Files are strings of ``format: binary`` (what Swagger UI turns into a file picker), in an
+    array for ``list[UploadFile]``. A form with a file is ``multipart/form-data``, one without
+    is documented as ``application/x-www-form-urlencoded`` (both are accepted either way).
+    """
+    properties: dict[str, Schema] = {}
+    needed: list[str] = []
+    has_file = False
+    for reader in plan.readers:
+        for spec in reader.params:
+            if spec.source not in FORM_SOURCES or spec.wire in properties:
+                continue
+            if spec.source == "file":
+                has_file = True
+                prop: Schema = {"type": "string", "format": "binary"}
+                if spec.many:
+                    prop = bounds({"type": "array", "items": prop}, spec.marker, list)
+            else:
+                prop = bounds(registry.schema(spec.annotation), spec.marker, spec.annotation)
+                default = spec.default
+                if not spec.required and has_json_value(default) and default is not None:
+                    prop["default"] = json_value(default)
+            if spec.marker.description:
+                prop["description"] = spec.marker.description
+            if spec.required:
+                needed.append(spec.wire)
+            properties[spec.wire] = prop
+    if not properties:
+        return None
+    schema: Schema = {"type": "object", "properties": properties}
+    if needed:
+        schema["required"] = needed
+    media = MULTIPART if has_file else URLENCODED
+    return {"content": {media: {"schema": schema}}, "required": bool(needed)}
+
+
 def _request_body(plan: Plan, registry: SchemaRegistry) -> dict[str, Any] | None:
     if not plan.body:
-        return None
+        return _form_body(plan, registry)
     if not plan.embed_body:
         spec = plan.body[0]
         schema = bounds(registry.schema(spec.annotation), spec.marker, spec.annotation)

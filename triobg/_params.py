@@ -58,7 +58,7 @@ class _Required:
 
 REQUIRED: Any = _Required()
 
-Source = Literal["path", "query", "header", "cookie", "body"]
+Source = Literal["path", "query", "header", "cookie", "body", "form", "file"]
 
 
 @attrs.frozen(kw_only=True)
@@ -315,6 +315,64 @@ def Body(
     return ParamInfo(
         source="body", default=default, embed=embed, alias=alias, description=description,
         gt=gt, ge=ge, lt=lt, le=le, min_length=min_length, max_length=max_length, pattern=pattern,
+    )  # fmt: skip
+
+
+def Form(
+    default: Any = REQUIRED,
+    *,
+    alias: str | None = None,
+    description: str | None = None,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    min_length: int | None = None,
+    max_length: int | None = None,
+) -> Any:
+    """A field of a form body (urlencoded or multipart), typed like a query parameter.
+
+    ``list[X]`` collects a repeated field. An empty value counts as absent, as browsers send
+    one for every empty input. Errors are located at ``["body", name]``.
+
+    Args:
+        default: Used when the field is absent; omitted (or ``...``), it is required.
+        alias: The field's name in the form when it differs from the Python name.
+        description: For documentation.
+        gt, ge, lt, le: Bounds a number must respect.
+        min_length, max_length: Bounds on the length of a string or list.
+    """
+    return ParamInfo(
+        source="form", default=REQUIRED if default is ... else default, alias=alias,
+        description=description, gt=gt, ge=ge, lt=lt, le=le, min_length=min_length,
+        max_length=max_length,
+    )  # fmt: skip
+
+
+def File(
+    default: Any = REQUIRED,
+    *,
+    alias: str | None = None,
+    description: str | None = None,
+    min_length: int | None = None,
+    max_length: int | None = None,
+) -> Any:
+    """A file of a ``multipart/form-data`` body: annotate ``UploadFile``, ``list[UploadFile]``
+    or ``UploadFile | None``.
+
+    An ``UploadFile`` parameter needs no marker; ``File()`` gives it a default, an alias or a
+    description. How large files may be is the app's (or the route's) ``UploadLimits``.
+
+    Args:
+        default: Used when no file was sent (``None`` for an optional file); omitted (or
+            ``...``), a file is required.
+        alias: The field's name in the form when it differs from the Python name.
+        description: For documentation.
+        min_length, max_length: How many files a ``list[UploadFile]`` takes.
+    """
+    return ParamInfo(
+        source="file", default=REQUIRED if default is ... else default, alias=alias,
+        description=description, min_length=min_length, max_length=max_length,
     )  # fmt: skip
 
 

@@ -55,6 +55,8 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
             _check_framing(scope["headers"])
             route, path_params = app._find_route(scope)
             request.path_params = path_params
+            if route.upload_limits is not None:
+                request._upload_limits = route.upload_limits
             overrides = app.dependency_overrides
             solver = route._solver  # compiled at declaration; again only if overrides changed
             if solver is None or route._solver_version != overrides.version:
@@ -123,15 +125,20 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
         tasks._durable = DURABLE_CLOSED
         if tasks._next < len(tasks._tasks):
             runner._lose(tasks)
-        if teardown is not None and teardown.stack is not None:
-            await _tear_down(teardown, failure, request)
-            if tasks._next < len(tasks._tasks):
-                # A teardown added tasks (after the first batch ran): run them, never drop them.
-                try:
-                    await runner.run(tasks)
-                finally:
-                    runner._lose(tasks)
-        tasks._closed = True
+        try:
+            if teardown is not None and teardown.stack is not None:
+                await _tear_down(teardown, failure, request)
+                if tasks._next < len(tasks._tasks):
+                    # A teardown added tasks (after the first batch ran): run them, never drop
+                    # them.
+                    try:
+                        await runner.run(tasks)
+                    finally:
+                        runner._lose(tasks)
+        finally:
+            tasks._closed = True
+            if request._uploads:  # uploaded files live until the request's last task is done
+                await request._delete_uploads()
 
 
 def _check_framing(headers: list[tuple[bytes, bytes]]) -> None:

@@ -10,9 +10,10 @@
 # the connection can be kept alive: hypercorn's trio worker deadlocks otherwise (hypercorn#314).
 from __future__ import annotations
 
+import contextlib
 import json
 import typing
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -26,6 +27,8 @@ from ._url import URL, Address
 
 if typing.TYPE_CHECKING:
     from ._app import App
+    from ._forms import FormData
+    from ._uploads import UploadFile, UploadLimits
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -231,10 +234,13 @@ class Request(HTTPConnection):
         "_body_done",
         "_body_started",
         "_disconnected",
+        "_form",
         "_json",
         "_receive",
         "_received",
         "_started_stream",
+        "_upload_limits",
+        "_uploads",
         "limits",
     )
 
@@ -257,6 +263,9 @@ class Request(HTTPConnection):
         self._body_started: float | None = None  # trio time of the first body read
         self._started_stream = False
         self._disconnected = False
+        self._form: FormData | None = None
+        self._uploads: list[UploadFile] = []  # every file made for this request, to delete
+        self._upload_limits: UploadLimits = app.upload_limits  # the route's, once matched
 
     @property
     def method(self) -> str:
@@ -286,13 +295,18 @@ class Request(HTTPConnection):
             HTTPException: 413 when the body grows past the limit.
             RuntimeError: the body was already consumed by ``body()`` or another ``stream()``.
         """
+        async with contextlib.aclosing(self._chunks(self.limits.max_body_size)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def _chunks(self, limit: int) -> AsyncGenerator[bytes, None]:
+        """``stream()`` with the size limit given: form uploads have their own."""
         if self._body is not None:
             yield self._body
             return
         if self._started_stream:
             raise RuntimeError("the request body has already been consumed")
         self._started_stream = True
-        limit = self.limits.max_body_size
         declared = self._declared_length()
         if declared is not None and declared > limit:
             # Refused from the header alone: not one byte of the body is asked for.
@@ -320,9 +334,39 @@ class Request(HTTPConnection):
     async def body(self) -> bytes:
         """The whole body (read once, then cached)."""
         if self._body is None:
-            chunks = [chunk async for chunk in self.stream()]
+            chunks = [chunk async for chunk in self._chunks(self.limits.max_body_size)]
             self._body = b"".join(chunks)
         return self._body
+
+    async def form(self) -> FormData:
+        """The body read as a form (``multipart/form-data`` or urlencoded), once, then cached.
+
+        Files are streamed to disk as they arrive and stay there until the request's
+        background tasks have finished (see ``UploadFile``); the limits are the route's
+        ``upload_limits`` (else the app's).
+
+        Raises:
+            HTTPException: 415 for a body that is not a form, 400 for a malformed one, 413 for
+                one over a limit, 408 for one that arrives too slowly.
+        """
+        if self._form is None:
+            from ._forms import read_form  # here: _forms imports this module
+
+            self._form = await read_form(self, self._upload_limits)
+        return self._form
+
+    async def _delete_uploads(self) -> None:
+        """Close and delete the request's temporary files (at its very end, or on failure).
+
+        In a worker thread, because unlinking a large file takes the kernel tens of
+        milliseconds (it frees every page), which would stall every other request; shielded,
+        because this runs in the pipeline's ``finally``, also while the request is being
+        cancelled, and must not be cut short and leave a file behind. The work is bounded: a
+        close and an unlink per file.
+        """
+        uploads, self._uploads = self._uploads, []
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(_discard_all, uploads)
 
     async def json(self) -> Any:
         """The body parsed as JSON.
@@ -428,6 +472,11 @@ class Request(HTTPConnection):
                 return False
         self._body_done = True
         return True
+
+
+def _discard_all(uploads: list[UploadFile]) -> None:
+    for upload in uploads:
+        upload._discard()
 
 
 def parse_cookie_header(header: str, into: dict[str, str]) -> None:

@@ -18,6 +18,7 @@ from ._responses import JSONResponse, Response, no_body_status
 from ._routing import compile_path
 from ._scope import Scope, declared_in, declaring_scope
 from ._solve import Solver, compile_solver
+from ._uploads import UploadLimits
 from ._websocket_routes import WebSocketRoute
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
@@ -46,6 +47,8 @@ class RouteOptions(TypedDict, total=False):
         include_in_schema: ``False`` leaves the route out of the OpenAPI document.
         openapi_extra: Merged into the operation's OpenAPI object last (nested dicts key by
             key), for what triobg cannot see, such as a raw body read from ``Request``.
+        upload_limits: This route's form and upload limits (an ``UploadLimits``) instead of
+            the app's: a route that takes videos may allow more than the rest.
     """
 
     status_code: int
@@ -62,6 +65,7 @@ class RouteOptions(TypedDict, total=False):
     operation_id: str | None
     include_in_schema: bool
     openapi_extra: Mapping[str, Any] | None
+    upload_limits: UploadLimits | None
 
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -143,6 +147,8 @@ class Route:
         kw_only=True,
         repr=False,
     )
+    #: Form and upload limits for this route (``None``: the app's).
+    upload_limits: UploadLimits | None = attrs.field(default=None, kw_only=True)
     _solver: Solver | None = attrs.field(default=None, init=False, repr=False)
     # Facts ``make_response`` reads per request, worked out once.
     _plain_json: bool = attrs.field(default=False, init=False, repr=False)
@@ -257,6 +263,7 @@ class Router:
             operation_id=options.get("operation_id"),
             include_in_schema=options.get("include_in_schema", True),
             openapi_extra=options.get("openapi_extra"),
+            upload_limits=options.get("upload_limits"),
         )
         self.routes.append(route)
         self.version += 1
@@ -384,4 +391,5 @@ class Router:
             operation_id=route.operation_id,
             include_in_schema=route.include_in_schema,
             openapi_extra=route.openapi_extra,
+            upload_limits=route.upload_limits,
         )

@@ -31,6 +31,7 @@ from ._convert import ConversionError, ErrorDetail, errors_from_structuring, sca
 from ._dependencies import BodySpec, CallKind, Dependant, ParamSpec, Plan, SubDependency
 from ._encode import converter as body_converter
 from ._exceptions import HTTPException, RequestValidationError
+from ._forms import FORM_SOURCES, read_form_param
 from ._params import ParamInfo
 from ._requests import Request
 
@@ -47,6 +48,8 @@ def read_param(
     spec: ParamSpec, request: Request, path_params: Mapping[str, str], errors: list[ErrorDetail]
 ) -> Any:
     source = spec.source
+    if source in FORM_SOURCES:
+        return read_form_param(spec, request, errors, _check_bounds)
     found: str | list[str] | None
     if spec.many:
         if source == "query":
@@ -136,6 +139,11 @@ async def load_body(plan: Plan, request: Request, errors: list[ErrorDetail]) -> 
         raise _wrong_type(media)
     payload = await request.json()
     return _read_body(plan, payload, errors)
+
+
+async def load_form(request: Request) -> None:
+    """Read the form (``Form``/``File`` parameters), streaming its files to disk."""
+    await request.form()
 
 
 def _wrong_type(media: str) -> HTTPException:
@@ -276,6 +284,7 @@ class _SolverWriter:
             "_RequestValidationError": RequestValidationError,
             "_read_param": read_param,
             "_load_body": load_body,
+            "_load_form": load_form,
             "_run_sync": run_sync,
             "_enter_generator": enter_generator,
             "_plan": plan,
@@ -302,6 +311,8 @@ class _SolverWriter:
         self.line("errors = []")
         if self.plan.body:
             self.line("body = await _load_body(_plan, request, errors)")
+        if any(spec.source in FORM_SOURCES for r in self.plan.readers for spec in r.params):
+            self.line("await _load_form(request)")
         if any(_inline_source(spec) == "query" for r in self.plan.readers for spec in r.params):
             self.line("query = request.query_params")
         for index, reader in enumerate(self.plan.readers):

@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from ._dependencies import CallKind, Compiler, DependencyOverrides
+from ._forms import FORM_SOURCES
 from ._params import DependsInfo
 from ._routing import compile_path
 from ._scope import Scope, declaring_scope
@@ -58,8 +59,10 @@ class WebSocketRoute:
         where = f"WebSocket route {self.path!r}"
         if plan.root.kind is not CallKind.ASYNC:
             raise TypeError(f"{where}: the handler must be an 'async def' function")
-        if plan.body:
-            names = ", ".join(spec.name for spec in plan.body)
+        from_body = [spec.name for spec in plan.body]
+        from_body += [p.name for r in plan.readers for p in r.params if p.source in FORM_SOURCES]
+        if from_body:
+            names = ", ".join(from_body)
             raise TypeError(
                 f"{where}: parameter(s) {names} would be read from a request body, which a "
                 "WebSocket handshake does not have; receive them as messages, or declare them "

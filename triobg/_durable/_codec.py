@@ -15,7 +15,13 @@ from typing import Any, Final
 
 import cattrs
 
+from .._uploads import UploadFile
+from ._files import structure_upload, unstructure_upload
+
 converter: Final = cattrs.Converter()
+# An UploadFile argument is stored as a reference to its file in the task file area.
+converter.register_unstructure_hook(UploadFile, unstructure_upload)
+converter.register_structure_hook(UploadFile, structure_upload)
 
 
 def _dumps(data: Any) -> str:

@@ -16,7 +16,9 @@ from typing import Any, Generic, ParamSpec, TypeVar, final
 
 import attrs
 
+from .._uploads import UploadFile
 from ._codec import decode_arguments, encode_arguments, type_hints
+from ._files import files_dir, hand_over
 from ._status import TaskStatus
 from ._store import NewTask, TaskError, TaskRecord
 
@@ -184,10 +186,14 @@ class DurableTask(Generic[P, R]):
         return decode_arguments(hints, self._signature, text)
 
     def _new(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> NewTask:
+        task_id = uuid.uuid4().hex
+        uploads = [v for v in (*args, *kwargs.values()) if isinstance(v, UploadFile)]
+        if uploads:  # moved into the task file area now, before the task is stored
+            hand_over(uploads, files_dir(self._tasks.store), task_id)
         arguments = encode_arguments(self.name, self._signature, args, kwargs)
         now = self._tasks.clock()
         return NewTask(
-            id=uuid.uuid4().hex,
+            id=task_id,
             name=self.name,
             arguments=arguments,
             enqueued_at=now,

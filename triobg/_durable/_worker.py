@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._codec import encode_result
-from ._store import TaskError, TaskRecord, TaskStore
+from ._files import close_uploads, delete_task_files, files_dir, sweep
+from ._store import TaskError, TaskNotFound, TaskRecord, TaskStore
 
 if TYPE_CHECKING:
     from ._task import DurableTask
@@ -315,6 +316,7 @@ class Worker:
 
     async def _run_one(self, record: TaskRecord, scope: trio.CancelScope) -> None:
         label = f"{record.name} (id {record.id}, attempt {record.attempts}/{record.max_attempts})"
+        opened: list[Any] = []
         try:
             task = self.registry.get(record.name)
             if task is None:
@@ -329,6 +331,7 @@ class Worker:
             except ValueError as error:
                 await self._record_failure(record, label, error, final=True)
                 return
+            opened = [*args, *kwargs.values()]  # UploadFiles among them are closed after
             logger.info("durable task %s started", label, extra=self._extra(record, "started"))
             if task.timeout is not None:
                 scope.deadline = trio.current_time() + task.timeout
@@ -367,7 +370,10 @@ class Worker:
             if await self._write(self.store.succeed(record.id, self.owner, result), label):
                 self.completed += 1
                 logger.info("durable task %s succeeded", label, extra=self._extra(record, "ok"))
+                await self._delete_files(record)
         finally:
+            if opened:
+                close_uploads(opened)
             del self._running[record.id]
             self._given_up.discard(record.id)
             self._recording.discard(record.id)
@@ -389,6 +395,7 @@ class Worker:
             if retry_at is not None:
                 self.due(retry_at)
             if retry_at is None:
+                await self._delete_files(record)
                 logger.error(
                     "durable task %s failed for good",
                     label,
@@ -403,6 +410,11 @@ class Worker:
                     exc_info=error,
                     extra=self._extra(record, "retrying"),
                 )
+
+    async def _delete_files(self, record: TaskRecord) -> None:
+        """The task finished for good: the files handed over to it go (if it had any)."""
+        if "triobg.upload" in record.arguments:
+            await trio.to_thread.run_sync(delete_task_files, files_dir(self.store), record.id)
 
     async def _write(self, operation: Any, label: str) -> bool:
         try:
@@ -488,3 +500,17 @@ class Worker:
             return
         if pruned:
             logger.info("pruned %d finished durable tasks", pruned)
+        try:
+            swept = await sweep(files_dir(self.store), self._task_exists)
+        except Exception:
+            logger.exception("deleting the files of finished durable tasks failed")
+            return
+        if swept:
+            logger.info("deleted %d file(s) of durable tasks no longer stored", swept)
+
+    async def _task_exists(self, task_id: str) -> bool:
+        try:
+            await self.store.get(task_id)
+        except TaskNotFound:
+            return False
+        return True

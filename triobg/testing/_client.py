@@ -22,6 +22,7 @@ import trio
 
 from .._background import TaskFailure
 from .._headers import Headers
+from ._forms import Files, FormFields, encode_form
 from ._websocket import WebSocketTestSession
 
 ASGIApp = Callable[
@@ -318,12 +319,20 @@ class TestClient:
         params: Params | None = None,
         json: Any = None,
         content: bytes | str | None = None,
-        data: Mapping[str, str] | None = None,
+        data: FormFields | None = None,
+        files: Files | None = None,
         headers: Mapping[str, str] | None = None,
         cookies: Mapping[str, str] | None = None,
     ) -> TestResponse:
-        """Send one request and return once its response is complete (tasks may still run)."""
-        call = self._start(method, path, params, json, content, data, headers, cookies, buffer=64)
+        """Send one request and return once its response is complete (tasks may still run).
+
+        ``data=`` sends a form (urlencoded; a list value repeats the field) and ``files=`` a
+        ``multipart/form-data`` body with those fields and files, as httpx takes them:
+        ``files={"upload": ("a.txt", b"bytes", "text/plain")}``.
+        """
+        call = self._start(
+            method, path, params, json, content, data, headers, cookies, buffer=64, files=files
+        )
         status, response_headers = await call.start()
         body = b"".join([chunk async for chunk in _Chunks(call)])
         self._store_cookies(response_headers)
@@ -444,11 +453,12 @@ class TestClient:
         params: Params | None,
         json: Any,
         content: bytes | str | None,
-        data: Mapping[str, str] | None,
+        data: FormFields | None,
         headers: Mapping[str, str] | None,
         cookies: Mapping[str, str] | None,
         *,
         buffer: float,
+        files: Files | None = None,
     ) -> _Call:
         if self._nursery is None:
             raise RuntimeError("use the client inside 'async with TestClient(app) as client:'")
@@ -457,9 +467,9 @@ class TestClient:
         if json is not None:
             body = jsonlib.dumps(json).encode()
             raw.append((b"content-type", b"application/json"))
-        elif data is not None:
-            body = urlencode(data).encode()
-            raw.append((b"content-type", b"application/x-www-form-urlencoded"))
+        elif data is not None or files is not None:
+            body, form_type = encode_form(data, files)
+            raw.append((b"content-type", form_type.encode()))
         elif content is not None:
             body = content.encode() if isinstance(content, str) else content
         if body:
