@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 import h11
 import trio
 
+from ._heads import response_head
 from ._scope import date_header, reason
 
 if TYPE_CHECKING:
@@ -209,7 +210,7 @@ class RequestCycle:
         headers.append((b"date", date_header()))
         if conn.server_header is not None:
             headers.append((b"server", conn.server_header))
-        return h11.Response(status_code=status, headers=headers, reason=reason(status))
+        return response_head(status, headers)
 
     # --- the end -----------------------------------------------------------------------------
 
