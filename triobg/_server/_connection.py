@@ -40,7 +40,6 @@ _RECEIVE_SIZE: Final = 64 * 1024
 _Request: Final = h11.Request
 _NEED_DATA: Final = h11.NEED_DATA
 _DONE: Final = h11.DONE
-_MUST_CLOSE: Final = h11.MUST_CLOSE
 #: The name of every request's task (given, so trio need not work it out per request).
 _APP_TASK: Final = f"{__name__}.HTTPConnection._run_app"
 
@@ -200,9 +199,10 @@ class HTTPConnection:
                 return False
             if cycle.body_unread():
                 return True
-            if cycle.close or events.our_state is _MUST_CLOSE or self.registry.closing:
-                return False
-            if events.our_state is not _DONE or events.their_state is not _DONE:
+            ours = events.our_state  # a property: read once
+            if cycle.close or ours is not _DONE or self.registry.closing:
+                return False  # MUST_CLOSE, or anything but a finished exchange, ends it
+            if events.their_state is not _DONE:
                 return False
             events.start_next_cycle()
 
