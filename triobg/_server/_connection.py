@@ -40,7 +40,8 @@ _RECEIVE_SIZE: Final = 64 * 1024
 _Request: Final = h11.Request
 _NEED_DATA: Final = h11.NEED_DATA
 _DONE: Final = h11.DONE
-_MUST_CLOSE: Final = h11.MUST_CLOSE
+#: The name of every request's task (given, so trio need not work it out per request).
+_APP_TASK: Final = f"{__name__}.HTTPConnection._run_app"
 
 
 class ConnectionRegistry:
@@ -190,7 +191,7 @@ class HTTPConnection:
             while self._in_flight >= config.max_requests_in_flight:
                 await self._slot_freed.park()
             self._in_flight += 1
-            nursery.start_soon(self._run_app, cycle)
+            nursery.start_soon(self._run_app, cycle, name=_APP_TASK)
             await cycle.done.wait()
             if config.access_log:
                 self._log_access(cycle)
@@ -198,19 +199,22 @@ class HTTPConnection:
                 return False
             if cycle.body_unread():
                 return True
-            if cycle.close or events.our_state is _MUST_CLOSE or self.registry.closing:
-                return False
-            if events.our_state is not _DONE or events.their_state is not _DONE:
+            ours = events.our_state  # a property: read once
+            if cycle.close or ours is not _DONE or self.registry.closing:
+                return False  # MUST_CLOSE, or anything but a finished exchange, ends it
+            if events.their_state is not _DONE:
                 return False
             events.start_next_cycle()
 
     async def _next_request(self, first: bool) -> h11.Request | None:
         # The next request head, or None when the connection should end (after answering any
         # error). A keep-alive connection waiting with nothing buffered is idle: it gets
-        # ``keep_alive_timeout`` and is closed at once on shutdown.
+        # ``keep_alive_timeout`` and is closed at once on shutdown. Once bytes of a head have
+        # come, the rest of it gets ``header_timeout``; that deadline is only worked out if the
+        # head did not come whole, which at load it nearly always does.
         events = self.h11
-        config = self.config
         deadline: float | None = None
+        idle = not first
         while True:
             try:
                 event = events.next_event()
@@ -224,20 +228,19 @@ class HTTPConnection:
             if self.registry.closing:
                 return None
             try:
-                if not first and not events.trailing_data[0] and deadline is None:
+                if idle and not events.trailing_data[0]:
                     data = await self._receive_idle()
                     if data is None:
                         return None
                 else:
                     if deadline is None:
-                        deadline = trio.current_time() + config.header_timeout
+                        deadline = trio.current_time() + self.config.header_timeout
                     data = await self.receive_bytes(max(deadline - trio.current_time(), 0))
             except ClientGone as why:
                 if isinstance(why.__cause__, trio.TooSlowError) and events.trailing_data[0]:
                     await self._refuse(408, "the request head did not arrive in time")
                 return None
-            if deadline is None:
-                deadline = trio.current_time() + config.header_timeout
+            idle = False
             events.receive_data(data)
 
     async def _receive_idle(self) -> bytes | None:
@@ -278,7 +281,9 @@ class HTTPConnection:
         )
 
     def _start_cycle(self, request: h11.Request) -> RequestCycle | None:
-        headers = list(request.headers)  # (name, value) pairs, names lower-cased by h11
+        # (name, value) pairs, names lower-cased as h11 does (``raw_items`` is a plain list;
+        # iterating h11's ``Headers`` costs a Python call per header).
+        headers = [(name.lower(), value) for name, value in request.headers.raw_items()]
         length: bytes | None = None
         chunked = False
         for name, value in headers:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 import h11
 import trio
 
+from ._heads import response_head
 from ._scope import date_header, reason
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ logger = logging.getLogger("triobg.server")
 _CONTINUE: Final = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
 _Data: Final = h11.Data
 _EndOfMessage: Final = h11.EndOfMessage
+_END: Final = h11.EndOfMessage()  # events are immutable: one serves every response
 _NEED_DATA: Final = h11.NEED_DATA
 
 
@@ -155,21 +157,23 @@ class RequestCycle:
             more: bool = message.get("more_body", False)
             conn = self._conn
             events = conn.h11
+            send = events.send_with_data_passthrough  # pieces, joined once below
             try:
                 if self._head_pending:
-                    out = events.send(self._response_head(body, more)) or b""
+                    pieces = send(self._response_head(body, more)) or []
                     self._head_pending = False
                     if body and not self.head:
-                        out += events.send(_Data(data=body)) or b""
+                        pieces += send(_Data(data=body)) or ()
                 elif body and not self.head:
-                    out = events.send(_Data(data=body)) or b""
+                    pieces = send(_Data(data=body)) or []
                 else:
-                    out = b""
+                    pieces = []
                 if not more:
-                    out += events.send(_EndOfMessage()) or b""
+                    pieces += send(_END) or ()
             except h11.LocalProtocolError:
                 self._fail()
                 raise
+            out = b"".join(pieces)
             if out:
                 try:
                     await conn.send_bytes(out)
@@ -209,7 +213,7 @@ class RequestCycle:
         headers.append((b"date", date_header()))
         if conn.server_header is not None:
             headers.append((b"server", conn.server_header))
-        return h11.Response(status_code=status, headers=headers, reason=reason(status))
+        return response_head(status, headers)
 
     # --- the end -----------------------------------------------------------------------------
 
