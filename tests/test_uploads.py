@@ -633,6 +633,23 @@ class TestOpenAPI:
         assert upload["properties"]["maybe"] == {**binary, "description": "optional"}
         assert upload["required"] == ["file"]
 
+    def test_form_routes_document_their_400_and_413(self) -> None:
+        """A malformed form (400) and one over the limits (413) are answers the document
+        allows, with the ``detail`` body they carry; routes without a form do not list them."""
+        document = form_app().openapi()
+        for path in ("/profile", "/files"):
+            responses = document["paths"][path]["post"]["responses"]
+            for status in ("400", "413"):
+                schema = responses[status]["content"]["application/json"]["schema"]
+                assert schema["required"] == ["detail"]
+        plain = App()
+
+        @plain.post("/items")
+        async def items(count: int) -> int:
+            return count
+
+        assert set(plain.openapi()["paths"]["/items"]["post"]["responses"]) == {"200", "422"}
+
 
 class TestDurableHandover:
     """An ``UploadFile`` passed to a durable task lives in the store's file area with its task."""

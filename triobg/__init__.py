@@ -63,10 +63,10 @@ from ._server import ServerConfig as ServerConfig
 from ._sse import EventSourceResponse as EventSourceResponse
 from ._sse import ServerSentEvent as ServerSentEvent
 from ._staticfiles import StaticFiles as StaticFiles
-from ._url import URL as URL
-from ._url import Address as Address
 from ._uploads import UploadFile as UploadFile
 from ._uploads import UploadLimits as UploadLimits
+from ._url import URL as URL
+from ._url import Address as Address
 from ._websocket_pipeline import WebSocketSessions as WebSocketSessions
 from ._websocket_pipeline import WebSocketStatistics as WebSocketStatistics
 from ._websocket_routes import WebSocketRoute as WebSocketRoute

@@ -89,6 +89,9 @@ def openapi_document(
                         "content": {"application/json": {"schema": _validation_error(registry)}},
                     },
                 )
+            if _reads_form(plan):  # a form's body is parsed, and limited, before validation
+                for status, description in _FORM_ERRORS:
+                    operation["responses"].setdefault(status, _detail_response(description))
             paths.setdefault(template, {})[method.lower()] = operation
     document_info: dict[str, Any] = {"title": info.title, "version": info.version}
     if info.description:
@@ -240,6 +243,28 @@ def _parameters(route: Route, plan: Plan, registry: SchemaRegistry) -> list[dict
                 "schema": {"type": "string"},
             }
     return list(found.values())
+
+
+#: What a form route may answer before its values are validated (``_multipart.py``,
+#: ``_forms.py``): a body that is not a well-formed form, and one over the upload limits.
+_FORM_ERRORS = (
+    ("400", "Malformed form body (a bad multipart boundary, part or header)"),
+    ("413", "Body, file, field or part count over the upload limits"),
+)
+
+
+def _reads_form(plan: Plan) -> bool:
+    return any(spec.source in FORM_SOURCES for reader in plan.readers for spec in reader.params)
+
+
+def _detail_response(description: str) -> dict[str, Any]:
+    """An error answered as ``{"detail": "..."}`` (``HTTPException``'s body)."""
+    schema = {
+        "type": "object",
+        "properties": {"detail": {"type": "string"}},
+        "required": ["detail"],
+    }
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def _form_body(plan: Plan, registry: SchemaRegistry) -> dict[str, Any] | None:
