@@ -46,10 +46,10 @@ class FailingStore(MemoryTaskStore):
         super().__init__()
         self.broken = True
 
-    async def enqueue(self, tasks: Any) -> Any:
+    async def enqueue(self, tasks: Any, *, claim: Any = None) -> Any:
         if self.broken:
             raise OSError(28, "No space left on device")
-        return await super().enqueue(tasks)
+        return await super().enqueue(tasks, claim=claim)
 
 
 async def wait_status(app: App, task_id: str, *statuses: TaskStatus) -> TaskResult:
@@ -204,7 +204,8 @@ class TestPipelineStep:
             assert response.status_code == 200
             task_id = response.json()["id"]
             assert response.json()["status"] == "ready"
-            assert seen_at_start == [["ready"]]
+            # Stored, already claimed by this process's idle worker, which starts it after.
+            assert seen_at_start == [["running"]]
             done = await wait_status(app, task_id, TaskStatus.SUCCEEDED)
         assert done.return_value == {"sum": 5}
         assert done.attempts == 1
@@ -239,6 +240,32 @@ class TestPipelineStep:
         assert (Point(4, 4), "hi") in ran
         assert "never stored" not in caplog.text
         assert "could not be delivered" in caplog.text
+
+    async def test_a_stored_task_still_runs_when_the_request_is_cancelled_while_sending(
+        self,
+    ) -> None:
+        """Stored already claimed, then the request is cancelled mid-send: the task runs."""
+        store = MemoryTaskStore()
+        app, ran = make_app(store)
+
+        async def cancelled_mid_send(scope: Message, receive: Any, send: Any) -> None:
+            with trio.CancelScope() as cancel_scope:
+
+                async def cancelling_send(message: Message) -> None:
+                    if message["type"] == "http.response.body":
+                        cancel_scope.cancel()
+                        await trio.lowlevel.checkpoint()
+                    await send(message)
+
+                await app(scope, receive, cancelling_send)
+
+        async with TestClient(cancelled_mid_send, raise_task_errors=False) as client:
+            await worker_started(app)
+            with pytest.raises(RuntimeError, match="without completing its response"):
+                await client.post("/points?x=5&y=5")
+            (record,) = await store.list()
+            await wait_status(app, record.id, TaskStatus.SUCCEEDED)
+        assert (Point(5, 5), "hi") in ran
 
     async def test_adding_a_durable_task_after_the_response_is_refused_loudly(
         self, caplog: pytest.LogCaptureFixture

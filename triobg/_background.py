@@ -182,7 +182,7 @@ class BackgroundTasks:
     then run after the injected object's tasks.
     """
 
-    __slots__ = ("_closed", "_durable", "_next", "_runner", "_scope", "_tasks")
+    __slots__ = ("_after_response", "_closed", "_durable", "_next", "_runner", "_scope", "_tasks")
 
     def __init__(self) -> None:
         self._tasks: list[_Task] = []
@@ -191,6 +191,7 @@ class BackgroundTasks:
         self._scope: Mapping[str, Any] | None = None  # the request's ASGI scope, for log lines
         self._closed = False  # set once the request is over: nothing would run a new task
         self._durable: list[NewTask] | None = None  # stored before the response (_durable/)
+        self._after_response: Callable[[], None] | None = None  # starts the stored ones
 
     @classmethod
     def _for_request(cls, runner: BackgroundRunner, scope: Mapping[str, Any]) -> BackgroundTasks:
@@ -202,6 +203,7 @@ class BackgroundTasks:
         tasks._scope = scope
         tasks._closed = False
         tasks._durable = None
+        tasks._after_response = None
         return tasks
 
     def add_task(

@@ -49,11 +49,14 @@ from ._status import TaskStatus
 from ._store import (
     RECORD_COLUMNS,
     NewTask,
+    Preclaim,
     TaskError,
     TaskNotFound,
     TaskRecord,
     TaskStatistics,
     TaskStore,
+    claimed_record,
+    preclaims,
     ready_record,
     record_from_row,
     recovered,
@@ -120,26 +123,24 @@ _SQL: Final = {
     "holder": f"""
         SELECT {_COLUMNS} FROM triobg_tasks WHERE key = %s AND status IN {_UNFINISHED}
     """,
-    "insert": """
-        INSERT INTO triobg_tasks (id, name, arguments, status, priority, key, attempts,
-            max_attempts, enqueued_at, run_after)
-        VALUES (%s, %s, %s, 'ready', %s, %s, 0, %s, %s, %s)
-    """,
-    # Many tasks without a key in one statement, in the order given (their ``seq`` order).
+    # Many tasks without a key in one statement, in the order given (their ``seq`` order);
+    # each READY, or RUNNING when stored already claimed (``Preclaim``).
     "insert_many": """
         INSERT INTO triobg_tasks (id, name, arguments, status, priority, key, attempts,
-            max_attempts, enqueued_at, run_after)
-        SELECT id, name, arguments, 'ready', priority, NULL, 0, max_attempts, enqueued_at,
-            run_after
-        FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::int[], %s::float8[],
-            %s::float8[]) WITH ORDINALITY
-            AS t(id, name, arguments, priority, max_attempts, enqueued_at, run_after, n)
+            max_attempts, enqueued_at, run_after, started_at, owner, lease_until)
+        SELECT id, name, arguments, status, priority, NULL, attempts, max_attempts,
+            enqueued_at, run_after, started_at, owner, lease_until
+        FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::int[],
+            %s::int[], %s::float8[], %s::float8[], %s::float8[], %s::text[], %s::float8[])
+            WITH ORDINALITY
+            AS t(id, name, arguments, status, priority, attempts, max_attempts, enqueued_at,
+                run_after, started_at, owner, lease_until, n)
         ORDER BY n
     """,
     "insert_keyed": f"""
         INSERT INTO triobg_tasks (id, name, arguments, status, priority, key, attempts,
-            max_attempts, enqueued_at, run_after)
-        VALUES (%s, %s, %s, 'ready', %s, %s, 0, %s, %s, %s)
+            max_attempts, enqueued_at, run_after, started_at, owner, lease_until)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (key) WHERE key IS NOT NULL AND status IN {_UNFINISHED} DO NOTHING
         RETURNING id
     """,
@@ -240,6 +241,22 @@ _SQL: Final = {
 
 def _record(row: Sequence[Any]) -> TaskRecord:
     return record_from_row(row, row[15])
+
+
+def _row(r: TaskRecord) -> tuple[Any, ...]:
+    """The values of ``insert_keyed`` for a record about to be stored."""
+    return (
+        r.id, r.name, r.arguments, r.status.value, r.priority, r.key, r.attempts,
+        r.max_attempts, r.enqueued_at, r.run_after, r.started_at, r.owner, r.lease_until,
+    )  # fmt: skip
+
+
+def _plain_row(r: TaskRecord) -> tuple[Any, ...]:
+    """The values of ``insert_many`` for one record (the statement takes them as columns)."""
+    return (
+        r.id, r.name, r.arguments, r.status.value, r.priority, r.attempts, r.max_attempts,
+        r.enqueued_at, r.run_after, r.started_at, r.owner, r.lease_until,
+    )  # fmt: skip
 
 
 def _error_json(error: TaskError) -> str:
@@ -434,52 +451,45 @@ class PostgresTaskStore(TaskStore):
 
     # --- the contract ------------------------------------------------------------------------
 
-    async def enqueue(self, tasks: Sequence[NewTask]) -> builtins.list[TaskRecord]:
+    async def enqueue(
+        self, tasks: Sequence[NewTask], *, claim: Preclaim | None = None
+    ) -> builtins.list[TaskRecord]:
         if len({task.id for task in tasks}) != len(tasks):
             raise ValueError("task ids must be unique")
 
         def apply(db: psycopg.Connection[Any]) -> builtins.list[TaskRecord]:
+            now = self.clock()
+            claimed = 0
             out: builtins.list[TaskRecord] = []
             plain: builtins.list[TaskRecord] = []  # no key: inserted together below
-            stored = False
+            ready = False  # whether any task was stored claimable by others (NOTIFY)
             with db.cursor() as cursor:
                 for task in tasks:
-                    record = ready_record(task)
+                    if preclaims(task, claim, claimed, now):
+                        assert claim is not None
+                        record = claimed_record(task, claim, now)
+                    else:
+                        record = ready_record(task)
                     if task.key is None:
                         plain.append(record)
                     else:
-                        values = (
-                            task.id,
-                            task.name,
-                            task.arguments,
-                            task.priority,
-                            task.key,
-                            task.max_attempts,
-                            task.enqueued_at,
-                            record.run_after,
-                        )
-                        cursor.execute(_SQL["insert_keyed"], values)
+                        cursor.execute(_SQL["insert_keyed"], _row(record))
                         if cursor.fetchone() is None:  # the key is held: return the holder
                             held = cursor.execute(_SQL["holder"], (task.key,)).fetchone()
                             assert held is not None
-                            record = _record(held)
-                        else:
-                            stored = True
+                            out.append(_record(held))
+                            continue
+                    if record.status is TaskStatus.RUNNING:
+                        claimed += 1
+                    else:
+                        ready = True
                     out.append(record)
                 if plain:
                     cursor.execute(
                         _SQL["insert_many"],
-                        [
-                            [r.id for r in plain],
-                            [r.name for r in plain],
-                            [r.arguments for r in plain],
-                            [r.priority for r in plain],
-                            [r.max_attempts for r in plain],
-                            [r.enqueued_at for r in plain],
-                            [r.run_after for r in plain],
-                        ],
+                        [list(c) for c in zip(*map(_plain_row, plain), strict=True)],
                     )
-                if plain or stored:
+                if ready:
                     cursor.execute(_SQL["notify"])
             return out
 

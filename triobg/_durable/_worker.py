@@ -7,6 +7,10 @@
 #
 #   claim loop   claims as many ready tasks as it has free slots; woken at once by a local
 #                enqueue (``wake``), else polls every ``poll_interval`` seconds
+#   pre-claims   a task this process stores while the worker has free slots and nothing else
+#                is waiting in the store is stored already claimed by this worker (``reserve``,
+#                ``adopt``: no claim write of its own) and started when the caller says so
+#                (``start_held``: after the response)
 #   runs         one trio task per claimed task: ``async def`` in the loop, ``def`` in a thread,
 #                each attempt under its ``timeout``; success -> ``succeed``; failure -> ``fail``
 #                with a retry time (exponential backoff, jitter) while attempts are left
@@ -38,7 +42,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._codec import encode_result
-from ._store import TaskError, TaskRecord, TaskStore
+from ._status import TaskStatus
+from ._store import Preclaim, TaskError, TaskRecord, TaskStore
 
 if TYPE_CHECKING:
     from ._task import DurableTask
@@ -186,6 +191,12 @@ class Worker:
         self._given_up: set[str] = set()  # released or lost: record nothing for them
         self._recording: set[str] = set()  # run over, outcome being written: not "lost"
         self._wakeup = trio.Event()
+        self._claim_wanted = True  # a claim is due (woken by new work, or a poll)
+        self._backlog = True  # the last claim may have left claimable tasks in the store
+        self._reserved = 0  # slots promised to pre-claims whose enqueue is being committed
+        self._to_start: list[TaskRecord] = []  # pre-claimed, released to run (``start_held``)
+        self._closed = False  # set once the worker no longer starts anything
+        self._changed = trio.Event()  # set whenever ``idle`` may have become true
         self._due: list[float] = []  # wall-clock times local tasks become claimable (a heap)
         self._slot = trio.Event()
         self._stopping = False
@@ -199,19 +210,91 @@ class Worker:
 
     def wake(self) -> None:
         """Claim now: tasks were just stored (after a response, by ``enqueue``)."""
+        self._claim_wanted = True
         self._wakeup.set()
+
+    # --- pre-claims: tasks this process stores, run by this worker -----------------------------
+
+    def reserve(self, count: int) -> Preclaim | None:
+        """Slots for up to ``count`` tasks about to be stored here, to store them claimed.
+
+        ``None`` (store them READY, to be claimed as usual) when the worker is stopping, has no
+        free slot, or its last claim may have left older tasks waiting in the store: those
+        keep their turn (priority and ``run_after`` order the claims). Otherwise the slots are
+        held until ``adopt`` is called with the result, which the caller must do, also when
+        the enqueue fails.
+        """
+        if self._stopping or self._backlog or count <= 0:
+            return None
+        free = self.concurrency - len(self._running) - self._reserved
+        if free <= 0:
+            return None
+        limit = min(count, free)
+        self._reserved += limit
+        return Preclaim(owner=self.owner, lease=self.lease, limit=limit)
+
+    def adopt(
+        self, claim: Preclaim, records: list[TaskRecord] | None
+    ) -> tuple[list[TaskRecord], list[str]]:
+        """Take the tasks ``enqueue(claim=claim)`` stored claimed for this worker.
+
+        Args:
+            records: What the enqueue returned; ``None`` when it failed.
+
+        Returns:
+            The tasks now held (leases renewed by the heartbeat; each starts once passed to
+            ``start_held``), and the ids stored claimed after this worker stopped: the caller
+            must ``release`` those in the store.
+        """
+        self._reserved -= claim.limit
+        self._slot.set()
+        self._changed.set()
+        mine = [
+            r
+            for r in records or ()
+            if r.status is TaskStatus.RUNNING and r.owner == self.owner and r.attempts == 1
+            and r.id not in self._running
+        ]  # fmt: skip
+        if self._closed:
+            return [], [r.id for r in mine]
+        for record in mine:
+            self._running[record.id] = trio.CancelScope()
+        return mine, []
+
+    def start_held(self, records: list[TaskRecord]) -> None:
+        """Start held tasks (``adopt``) now: their request's response has been sent."""
+        if records and not self._closed:
+            self._to_start.extend(records)
+            self._wakeup.set()
+            self._slot.set()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing running, held or about to be, and nothing claimable left by the last claim."""
+        return not (
+            self._running or self._reserved or self._to_start or self._claim_wanted or self._backlog
+        )
+
+    async def wait_idle(self) -> None:
+        """Return once ``idle``: every task stored so far that was claimable has run (tasks
+        delayed by ``run_after`` or a retry's backoff are not waited for)."""
+        while not self.idle and not self._closed:
+            self._changed = trio.Event()
+            await self._changed.wait()
 
     def due(self, at: float, *, wake: bool = True) -> None:
         """Claim at ``at`` (wall clock), when a task stored here becomes claimable, rather than
         at the next poll (a delay, a retry's backoff).
 
         Args:
-            wake: Re-plan the idle wait now (a claim happens at once). ``False`` leaves that to
+            wake: Re-plan the idle wait now. ``False`` leaves that to
                 the next ``wake``: the pipeline notes a request's delays before its response
                 is sent, and must not start the request's other tasks before it is.
         """
         if at > self.clock():
             heapq.heappush(self._due, at)
+        elif wake:
+            self._claim_wanted = True  # claimable already
         if wake:
             self._wakeup.set()
 
@@ -240,53 +323,84 @@ class Worker:
                 async with trio.open_nursery() as runs:
                     await self._claim_loop(runs, task_status)
                     with trio.move_on_at(self._deadline):
-                        while self._running:
+                        while self._running or self._reserved:
+                            self._start_held(runs)
                             self._slot = trio.Event()
                             await self._slot.wait()
+                    self._closed = True  # from here on nothing starts
                     if self._running:
                         await self._release_running()
                     runs.cancel_scope.cancel()
                 services.cancel_scope.cancel()
         finally:
+            self._closed = True
+            self._running.clear()  # what is left was held and never started: released above
+            self._to_start.clear()
             _LIVE_OWNERS.discard(self.owner)
             self._stopped.set()
+            self._changed.set()
         logger.info("durable task worker %s stopped", self.owner)
 
     async def _claim_loop(self, runs: trio.Nursery, task_status: trio.TaskStatus[None]) -> None:
         starting = True
         while not self._stopping:
-            free = self.concurrency - len(self._running)
+            self._start_held(runs)
+            free = self.concurrency - len(self._running) - self._reserved
             if free <= 0:
                 self._slot = trio.Event()
                 await self._slot.wait()
                 continue
-            self._wakeup = trio.Event()  # before claiming: a wake during the claim counts
-            try:
-                records = await self.store.claim(self.owner, free, self.lease)
-            except Exception:
-                logger.exception("claiming durable tasks failed; trying again shortly")
-                records = []
-            for record in records:
-                scope = trio.CancelScope()
-                self._running[record.id] = scope
+            if self._claim_wanted:
+                self._claim_wanted = False
+                self._wakeup = trio.Event()  # before claiming: a wake during the claim counts
+                try:
+                    records = await self.store.claim(self.owner, free, self.lease)
+                except Exception:
+                    logger.exception("claiming durable tasks failed; trying again shortly")
+                    records = []
+                for record in records:
+                    scope = trio.CancelScope()
+                    self._running[record.id] = scope
+                    runs.start_soon(self._run_one, record, scope)
+                # A full claim may have left more behind: claim again as slots free up, and
+                # store new local tasks READY meanwhile so they do not jump the queue.
+                self._backlog = len(records) >= free
+                self._claim_wanted = self._claim_wanted or self._backlog
+                self._changed.set()
+                if starting:
+                    starting = False
+                    self.started = True
+                    task_status.started()
+                if self._claim_wanted:
+                    continue
+            if self._to_start:
+                continue
+            await self._idle()
+
+    def _start_held(self, runs: trio.Nursery) -> None:
+        to_start, self._to_start = self._to_start, []
+        for record in to_start:
+            scope = self._running.get(record.id)
+            if scope is not None:  # not dropped meanwhile
                 runs.start_soon(self._run_one, record, scope)
-            if starting:
-                starting = False
-                self.started = True
-                task_status.started()
-            if len(records) < free and not self._stopping:
-                await self._idle()
 
     async def _idle(self) -> None:
-        # Until woken, the next poll, or the moment a known delayed task becomes due.
+        # Until woken, the next poll, or the moment a known delayed task becomes due; a claim
+        # is due unless only held tasks were released (``start_held``).
         now = self.clock()
-        while self._due and self._due[0] <= now:
-            heapq.heappop(self._due)
+        if self._due and self._due[0] <= now:
+            while self._due and self._due[0] <= now:
+                heapq.heappop(self._due)
+            self._claim_wanted = True  # a delayed task became claimable meanwhile
+            return
         wait = self.poll_interval
         if self._due:
             wait = min(wait, self._due[0] - now)
-        with trio.move_on_after(wait):
+        with trio.move_on_after(wait) as timer:
             await self._wakeup.wait()
+        if timer.cancelled_caught:
+            self._claim_wanted = True
+        self._wakeup = trio.Event()
 
     async def _every(self, seconds: float, job: Callable[[], Any]) -> None:
         while True:
@@ -372,6 +486,7 @@ class Worker:
             self._given_up.discard(record.id)
             self._recording.discard(record.id)
             self._slot.set()
+            self._changed.set()
 
     async def _record_failure(
         self, record: TaskRecord, label: str, error: BaseException, *, final: bool = False
