@@ -175,6 +175,61 @@ class TestDeclaring:
             BackgroundTasks().add_task(task)
 
 
+class TestTestClient:
+    @pytest.mark.parametrize("kind", ["memory", "sqlite"])
+    async def test_wait_background_waits_for_durable_tasks(self, kind: str, tmp_path: Path) -> None:
+        """``wait_background()`` returns once the request's durable tasks have run."""
+        store: TaskStore = (
+            MemoryTaskStore() if kind == "memory" else SQLiteTaskStore(tmp_path / "t.sqlite3")
+        )
+        app = App(task_store=store)
+        app.tasks.poll_interval = 60
+        done: list[str] = []
+
+        @app.task()
+        async def slow(tag: str) -> None:
+            for _ in range(20):  # several turns of the event loop, and a thread hop
+                await trio.lowlevel.checkpoint()
+            await trio.to_thread.run_sync(done.append, tag)
+
+        @app.task()
+        def blocking(tag: str) -> None:
+            done.append(tag)
+
+        @app.post("/")
+        async def handler(tasks: BackgroundTasks) -> None:
+            tasks.add_task(slow, "async")
+            tasks.add_task(blocking, "def")
+
+        async with TestClient(app) as client:
+            await worker_started(app)
+            for _ in range(3):
+                assert (await client.post("/")).status_code == 200
+            await client.wait_background()
+            assert sorted(done) == ["async"] * 3 + ["def"] * 3
+            assert (await app.tasks.statistics()).succeeded == 6
+
+    async def test_wait_for_tasks_waits_for_durable_tasks_too(self) -> None:
+        """With ``wait_for_tasks=True`` a call returns after its durable tasks have run."""
+        app = App(task_store=MemoryTaskStore())
+        done: list[int] = []
+
+        @app.task()
+        async def record(n: int) -> None:
+            await trio.to_thread.run_sync(done.append, n)
+
+        @app.post("/{n}")
+        async def handler(n: int, tasks: BackgroundTasks) -> None:
+            tasks.add_task(record, n)
+
+        async with TestClient(app, wait_for_tasks=True) as client:
+            await worker_started(app)
+            await client.post("/1")
+            assert done == [1]
+            await client.post("/2")
+            assert done == [1, 2]
+
+
 class TestPipelineStep:
     @pytest.mark.parametrize("kind", ["memory", "sqlite"])
     async def test_stored_before_the_first_byte_then_run_with_its_result(
