@@ -38,6 +38,7 @@ import builtins
 import json
 import threading
 import time
+import typing
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -377,19 +378,17 @@ class PostgresTaskStore(TaskStore):
         for attempt in range(3):
             try:
                 with self._connections().connection() as connection, connection.transaction():
-                    index = 0
-                    while index < len(batch):
-                        # A run of succeeds (the common case under load: many tasks finishing)
-                        # is one statement instead of one round trip each.
-                        end = index
-                        while end < len(batch) and isinstance(batch[end].apply, _Succeed):
-                            end += 1
-                        if end - index > 1:
-                            _succeed_many(connection, batch[index:end], self.clock())
-                            index = end
+                    # The writes of a batch were all pending at once, so any order is one they
+                    # could have arrived in: the key-less enqueues first, in one statement, and
+                    # the succeeds last, in another (under load, most of a batch), instead of
+                    # one round trip each.
+                    inserts = [write for write in batch if type(write.apply) is _Insert]
+                    succeeds = [write for write in batch if type(write.apply) is _Succeed]
+                    if inserts:
+                        _insert_many(connection, inserts)
+                    for write in batch:
+                        if type(write.apply) in (_Insert, _Succeed):
                             continue
-                        write = batch[index]
-                        index += 1
                         write.error = None
                         try:
                             write.result = write.apply(connection)
@@ -397,6 +396,8 @@ class PostgresTaskStore(TaskStore):
                             raise
                         except Exception as error:  # a contract error raised before writing
                             write.error = error
+                    if succeeds:
+                        _succeed_many(connection, succeeds, self.clock())
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
                 if attempt == 2:
                     raise
@@ -456,6 +457,20 @@ class PostgresTaskStore(TaskStore):
     ) -> builtins.list[TaskRecord]:
         if len({task.id for task in tasks}) != len(tasks):
             raise ValueError("task ids must be unique")
+        if all(task.key is None for task in tasks):
+            # Nothing to look up first: the records are built here and the group commit
+            # inserts them together with the other key-less enqueues of its batch.
+            now = self.clock()
+            records = []
+            claimed = 0
+            for task in tasks:
+                if preclaims(task, claim, claimed, now):
+                    assert claim is not None
+                    records.append(claimed_record(task, claim, now))
+                    claimed += 1
+                else:
+                    records.append(ready_record(task))
+            return await self._write(_Insert(records))
 
         def apply(db: psycopg.Connection[Any]) -> builtins.list[TaskRecord]:
             now = self.clock()
@@ -658,6 +673,35 @@ class _Succeed:
     def __call__(self, db: psycopg.Connection[Any]) -> bool:
         args = (self.result, self.clock(), self.task_id, self.owner)
         return db.execute(_SQL["succeed"], args).rowcount > 0
+
+
+@attrs.frozen
+class _Insert:
+    """``enqueue`` of tasks without idempotency keys, as a write the group commit recognises
+    and inserts together with the others of its batch: its records are what it stores."""
+
+    records: list[TaskRecord]
+
+    def __call__(self, db: psycopg.Connection[Any]) -> builtins.list[TaskRecord]:
+        _insert_records(db, self.records)
+        return self.records
+
+
+def _insert_many(db: psycopg.Connection[Any], writes: Sequence[Write]) -> None:
+    inserts = [typing.cast(_Insert, write.apply) for write in writes]
+    _insert_records(db, [record for insert in inserts for record in insert.records])
+    for write, insert in zip(writes, inserts, strict=True):
+        write.error = None
+        write.result = insert.records
+
+
+def _insert_records(db: psycopg.Connection[Any], records: Sequence[TaskRecord]) -> None:
+    if not records:
+        return
+    columns = [list(column) for column in zip(*map(_plain_row, records), strict=True)]
+    db.execute(_SQL["insert_many"], columns)
+    if any(record.status is TaskStatus.READY for record in records):
+        db.execute(_SQL["notify"])  # claimable by any worker: wake those listening
 
 
 def _succeed_many(db: psycopg.Connection[Any], writes: Sequence[Write], now: float) -> None:
