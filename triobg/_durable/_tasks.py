@@ -249,6 +249,7 @@ class DurableTasks:
             "poll_interval": self.poll_interval,
             "retention": self.retention,
             "thread_limiter": self._background.thread_limiter,
+            "exit_grace": self._background.drain_timeout,
             **options,
         }
         return Worker(self.store, self.registry, **settings)

@@ -26,7 +26,6 @@
 # waiting for the lease to expire), is named in the log, and is cancelled.
 from __future__ import annotations
 
-import functools
 import heapq
 import logging
 import math
@@ -34,6 +33,7 @@ import os
 import random
 import secrets
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._exit_wait import wait_at_exit
 from ._codec import encode_result
 from ._status import TaskStatus
 from ._store import Preclaim, TaskError, TaskRecord, TaskStore
@@ -150,6 +151,8 @@ class Worker:
         retention: Seconds finished tasks are kept before they are pruned.
         thread_limiter: Limits the threads of ``def`` tasks.
         backoff_base, backoff_cap: The retry schedule; see ``backoff``.
+        exit_grace: Seconds the process waits at exit for a ``def`` task cut off while running
+            in its thread (the app's ``drain_timeout``); see ``_exit_wait.py``.
     """
 
     def __init__(
@@ -168,6 +171,7 @@ class Worker:
         backoff_cap: float = 300.0,
         clock: Callable[[], float] = time.time,
         owner: str | None = None,
+        exit_grace: float = 30.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be 1 or more")
@@ -184,6 +188,7 @@ class Worker:
         self.backoff_cap = backoff_cap
         self.clock = clock
         self.owner = owner or new_owner()
+        self.exit_grace = exit_grace
         self.completed = 0  # attempts recorded as succeeded by this worker
         self.failed = 0  # attempts recorded as failed by this worker
         self.started = False  # set once the first recovery and claim are done
@@ -452,11 +457,7 @@ class Worker:
                     if task.is_async:
                         value = await task.func(*args, **kwargs)
                     else:
-                        value = await trio.to_thread.run_sync(
-                            functools.partial(task.func, *args, **kwargs),
-                            limiter=self.thread_limiter,
-                            abandon_on_cancel=True,
-                        )
+                        value = await self._in_thread(task, args, kwargs, label)
             except Exception as error:
                 await self._record_failure(record, label, error)
                 return
@@ -487,6 +488,39 @@ class Worker:
             self._recording.discard(record.id)
             self._slot.set()
             self._changed.set()
+
+    async def _in_thread(
+        self, task: DurableTask[..., Any], args: Any, kwargs: Any, label: str
+    ) -> Any:
+        # A ``def`` task in a worker thread. Cancelled (its timeout, the drain deadline), the
+        # thread is abandoned: if the task had not started it never will, and if it is running
+        # it runs on, and the process waits for it at exit (``_exit_wait.py``).
+        lock = threading.Lock()
+        done = threading.Event()
+        started = skip = False
+
+        def call() -> Any:
+            nonlocal started
+            with lock:
+                if skip:
+                    return None
+                started = True
+            try:
+                return task.func(*args, **kwargs)
+            finally:
+                done.set()
+
+        try:
+            return await trio.to_thread.run_sync(
+                call, limiter=self.thread_limiter, abandon_on_cancel=True
+            )
+        except BaseException:
+            with lock:
+                skip = True
+                running = started and not done.is_set()
+            if running:
+                wait_at_exit(f"durable task {label}", done, self.exit_grace)
+            raise
 
     async def _record_failure(
         self, record: TaskRecord, label: str, error: BaseException, *, final: bool = False
