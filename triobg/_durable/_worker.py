@@ -201,6 +201,7 @@ class Worker:
         self._reserved = 0  # slots promised to pre-claims whose enqueue is being committed
         self._to_start: list[TaskRecord] = []  # pre-claimed, released to run (``start_held``)
         self._closed = False  # set once the worker no longer starts anything
+        self._runs: trio.Nursery | None = None  # where tasks run, while it is open
         self._changed = trio.Event()  # set whenever ``idle`` may have become true
         self._due: list[float] = []  # wall-clock times local tasks become claimable (a heap)
         self._slot = trio.Event()
@@ -268,10 +269,17 @@ class Worker:
 
     def start_held(self, records: list[TaskRecord]) -> None:
         """Start held tasks (``adopt``) now: their request's response has been sent."""
-        if records and not self._closed:
+        if not records or self._closed:
+            return
+        runs = self._runs
+        if runs is None:  # not running yet: the claim loop starts them once it is
             self._to_start.extend(records)
             self._wakeup.set()
-            self._slot.set()
+            return
+        for record in records:
+            scope = self._running.get(record.id)
+            if scope is not None:  # not dropped meanwhile
+                runs.start_soon(self._run_one, record, scope)
 
     @property
     def idle(self) -> bool:
@@ -326,6 +334,8 @@ class Worker:
                 services.start_soon(self._every, self.prune_interval, self._prune)
                 services.start_soon(self.store.watch, self.wake)  # other processes' work
                 async with trio.open_nursery() as runs:
+                    self._runs = runs
+                    self._start_held(runs)
                     await self._claim_loop(runs, task_status)
                     with trio.move_on_at(self._deadline):
                         while self._running or self._reserved:
@@ -333,12 +343,14 @@ class Worker:
                             self._slot = trio.Event()
                             await self._slot.wait()
                     self._closed = True  # from here on nothing starts
+                    self._runs = None
                     if self._running:
                         await self._release_running()
                     runs.cancel_scope.cancel()
                 services.cancel_scope.cancel()
         finally:
             self._closed = True
+            self._runs = None
             self._running.clear()  # what is left was held and never started: released above
             self._to_start.clear()
             _LIVE_OWNERS.discard(self.owner)
