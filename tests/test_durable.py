@@ -322,6 +322,49 @@ class TestPipelineStep:
             await wait_status(app, record.id, TaskStatus.SUCCEEDED)
         assert (Point(5, 5), "hi") in ran
 
+    async def test_a_request_cancelled_mid_commit_gives_its_preclaims_back(self) -> None:
+        """Cancelled while its commit went through: the pre-claimed task is released, READY."""
+
+        class CommitsThenHangs(MemoryTaskStore):
+            def __init__(self) -> None:
+                super().__init__()
+                self.stored = trio.Event()
+
+            async def enqueue(self, tasks: Any, *, claim: Any = None) -> Any:
+                await super().enqueue(tasks, claim=claim)
+                self.stored.set()
+                await trio.sleep_forever()  # the commit is done; its caller never learns it
+
+        store = CommitsThenHangs()
+        app, ran = make_app(store)
+        scopes: list[trio.CancelScope] = []
+
+        async def cancellable(scope: Message, receive: Any, send: Any) -> None:
+            with trio.CancelScope() as cancel_scope:
+                if scope["type"] == "http":
+                    scopes.append(cancel_scope)
+                await app(scope, receive, send)
+
+        async with TestClient(cancellable, raise_task_errors=False) as client:
+            await worker_started(app)
+            async with trio.open_nursery() as nursery:
+
+                async def post() -> None:
+                    with pytest.raises(RuntimeError, match="without completing its response"):
+                        await client.post("/points?x=6&y=6")
+
+                nursery.start_soon(post)
+                with trio.fail_after(5):
+                    await store.stored.wait()
+                (held,) = await store.list()
+                assert held.status is TaskStatus.RUNNING  # stored claimed for the worker
+                scopes[0].cancel()
+            (record,) = await store.list()
+            assert (record.status, record.attempts) == (TaskStatus.READY, 0)
+            worker = app.tasks.worker
+            assert worker is not None and worker.idle  # the reserved slot came back
+        assert ran == []
+
     async def test_adding_a_durable_task_after_the_response_is_refused_loudly(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:

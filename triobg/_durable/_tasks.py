@@ -166,6 +166,11 @@ class DurableTasks:
         claim = None if worker is None else worker.reserve(len(new))
         try:
             records = await self.store.enqueue(new, claim=claim)
+        except Exception:  # the store refused the batch: nothing of it was stored
+            if claim is not None:
+                assert worker is not None
+                worker.adopt(claim, None)
+            raise
         except BaseException:
             if claim is not None:
                 assert worker is not None
@@ -176,7 +181,7 @@ class DurableTasks:
                     try:
                         await self.store.release(claim.owner, [task.id for task in new])
                     except Exception:
-                        logger.exception("releasing the pre-claimed tasks of a failed enqueue")
+                        logger.exception("releasing the pre-claimed tasks of a cancelled enqueue")
             raise
         if worker is None:
             return records, None
