@@ -4,7 +4,10 @@ One ``hypercorn --worker-class trio`` server (pinned to one core when there are 
 other) serves both endpoints from one app: ``/inprocess/{email}`` adds two in-process no-op
 tasks, ``/durable/{email}`` two durable no-op tasks (stored with ``synchronous=FULL`` before the
 response, then run by the process's worker). Rounds alternate the two; the report is the median
-ratio of durable to in-process requests per second, and each one's p50 latency::
+ratio of durable to in-process requests per second, and each one's p50 latency; also the
+server's CPU time per request (its tasks' work included: each run waits for the store to empty),
+which a busy shared machine disturbs far less than requests per second, and the p50 latency of a
+lone client (one connection), where the added cost of storing shows without queueing::
 
     python -m benchmarks.durable_http [--rounds 3] [--seconds 10] [--no-worker]
         [--store sqlite|postgres]
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -29,7 +33,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from benchmarks._server import Cores, free_port, pinned
+from benchmarks._server import Cores, free_port, pinned, process_tree_cpu_seconds
 
 APP = """\
 import os
@@ -70,17 +74,33 @@ async def stats():
 WRK_SCRIPT = 'wrk.method = "POST"\n'
 
 
-def wrk(url: str, seconds: int, cpus: str | None, script: Path) -> tuple[float, float]:
-    """Requests per second and p50 latency (ms) of one wrk run."""
+def wrk(
+    url: str, seconds: int, cpus: str | None, script: Path, connections: int = 64
+) -> tuple[float, float, int]:
+    """Requests per second, p50 latency (ms) and the number of requests of one wrk run."""
     command = pinned(
-        ["wrk", "-t1", "-c64", f"-d{seconds}s", "--latency", "-s", str(script), url], cpus
+        [
+            *("wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"),
+            *("-s", str(script), url),
+        ],
+        cpus,
     )
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    count = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
     assert p50 is not None, out
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p50.group(2)]
-    return rate, float(p50.group(1)) * scale
+    return rate, float(p50.group(1)) * scale, count
+
+
+def settle(base: str) -> None:
+    """Wait (up to a minute) until the server's store has no task waiting or running."""
+    for _ in range(600):
+        stats = json.loads(urllib.request.urlopen(f"{base}/stats", timeout=10).read())
+        if stats["ready"] == 0 and stats["running"] == 0:
+            return
+        time.sleep(0.1)
 
 
 @contextlib.contextmanager
@@ -160,30 +180,43 @@ def main() -> None:
             wrk(f"{base}/inprocess/a@example.com", 1, cores.load, script)  # warm-up
             wrk(f"{base}/durable/a@example.com", 1, cores.load, script)
             ratios, inproc, durable = [], [], []
+            cpu: dict[str, list[float]] = {"inprocess": [], "durable": []}
             for n in range(args.rounds):
                 order = ["inprocess", "durable"] if n % 2 == 0 else ["durable", "inprocess"]
                 result = {}
                 for name in order:
                     url = f"{base}/{name}/a@example.com"
+                    before = process_tree_cpu_seconds(server.pid)
                     result[name] = wrk(url, args.seconds, cores.load, script)
+                    settle(base)  # the tasks' own work counts too, wherever it ran
+                    cpu[name].append(
+                        (process_tree_cpu_seconds(server.pid) - before) / result[name][2]
+                    )
                 inproc.append(result["inprocess"])
                 durable.append(result["durable"])
                 ratios.append(result["durable"][0] / result["inprocess"][0])
+            quiet = {}  # one connection: the latency a lone client sees
+            for name in ["inprocess", "durable"]:
+                url = f"{base}/{name}/a@example.com"
+                quiet[name] = wrk(url, args.seconds, cores.load, script, connections=1)[1]
             stats = urllib.request.urlopen(f"{base}/stats", timeout=10).read().decode()
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(30)
+    for name, runs in [("in-process", inproc), ("durable", durable)]:
+        key = "inprocess" if name == "in-process" else "durable"
+        print(
+            f"{name + ':':<12}{statistics.median(r for r, _, _ in runs):,.0f} req/s, "
+            f"p50 {statistics.median(p for _, p, _ in runs):.2f} ms (64 connections), "
+            f"{statistics.median(cpu[key]) * 1e6:,.0f} µs of server CPU per request, "
+            f"p50 {quiet[key]:.2f} ms alone (1 connection)"
+        )
+    cpu_ratio = statistics.median(cpu["inprocess"]) / statistics.median(cpu["durable"])
     print(
-        f"in-process: {statistics.median(r for r, _ in inproc):,.0f} req/s, "
-        f"p50 {statistics.median(p for _, p in inproc):.2f} ms"
-    )
-    print(
-        f"durable:    {statistics.median(r for r, _ in durable):,.0f} req/s, "
-        f"p50 {statistics.median(p for _, p in durable):.2f} ms"
-    )
-    print(
-        f"durable / in-process: {statistics.median(ratios):.2f} (median of {len(ratios)} rounds: "
-        f"{', '.join(f'{r:.2f}' for r in ratios)}); store at the end: {stats}"
+        f"durable / in-process: {statistics.median(ratios):.2f} req/s (median of {len(ratios)} "
+        f"rounds: {', '.join(f'{r:.2f}' for r in ratios)}); {cpu_ratio:.2f} by server CPU per "
+        f"request; added p50 alone {quiet['durable'] - quiet['inprocess']:+.2f} ms; "
+        f"load average {os.getloadavg()[0]:.1f}; store at the end: {stats}"
     )
 
 

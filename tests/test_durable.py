@@ -46,10 +46,10 @@ class FailingStore(MemoryTaskStore):
         super().__init__()
         self.broken = True
 
-    async def enqueue(self, tasks: Any) -> Any:
+    async def enqueue(self, tasks: Any, *, claim: Any = None) -> Any:
         if self.broken:
             raise OSError(28, "No space left on device")
-        return await super().enqueue(tasks)
+        return await super().enqueue(tasks, claim=claim)
 
 
 async def wait_status(app: App, task_id: str, *statuses: TaskStatus) -> TaskResult:
@@ -175,6 +175,61 @@ class TestDeclaring:
             BackgroundTasks().add_task(task)
 
 
+class TestTestClient:
+    @pytest.mark.parametrize("kind", ["memory", "sqlite"])
+    async def test_wait_background_waits_for_durable_tasks(self, kind: str, tmp_path: Path) -> None:
+        """``wait_background()`` returns once the request's durable tasks have run."""
+        store: TaskStore = (
+            MemoryTaskStore() if kind == "memory" else SQLiteTaskStore(tmp_path / "t.sqlite3")
+        )
+        app = App(task_store=store)
+        app.tasks.poll_interval = 60
+        done: list[str] = []
+
+        @app.task()
+        async def slow(tag: str) -> None:
+            for _ in range(20):  # several turns of the event loop, and a thread hop
+                await trio.lowlevel.checkpoint()
+            await trio.to_thread.run_sync(done.append, tag)
+
+        @app.task()
+        def blocking(tag: str) -> None:
+            done.append(tag)
+
+        @app.post("/")
+        async def handler(tasks: BackgroundTasks) -> None:
+            tasks.add_task(slow, "async")
+            tasks.add_task(blocking, "def")
+
+        async with TestClient(app) as client:
+            await worker_started(app)
+            for _ in range(3):
+                assert (await client.post("/")).status_code == 200
+            await client.wait_background()
+            assert sorted(done) == ["async"] * 3 + ["def"] * 3
+            assert (await app.tasks.statistics()).succeeded == 6
+
+    async def test_wait_for_tasks_waits_for_durable_tasks_too(self) -> None:
+        """With ``wait_for_tasks=True`` a call returns after its durable tasks have run."""
+        app = App(task_store=MemoryTaskStore())
+        done: list[int] = []
+
+        @app.task()
+        async def record(n: int) -> None:
+            await trio.to_thread.run_sync(done.append, n)
+
+        @app.post("/{n}")
+        async def handler(n: int, tasks: BackgroundTasks) -> None:
+            tasks.add_task(record, n)
+
+        async with TestClient(app, wait_for_tasks=True) as client:
+            await worker_started(app)
+            await client.post("/1")
+            assert done == [1]
+            await client.post("/2")
+            assert done == [1, 2]
+
+
 class TestPipelineStep:
     @pytest.mark.parametrize("kind", ["memory", "sqlite"])
     async def test_stored_before_the_first_byte_then_run_with_its_result(
@@ -204,7 +259,8 @@ class TestPipelineStep:
             assert response.status_code == 200
             task_id = response.json()["id"]
             assert response.json()["status"] == "ready"
-            assert seen_at_start == [["ready"]]
+            # Stored, already claimed by this process's idle worker, which starts it after.
+            assert seen_at_start == [["running"]]
             done = await wait_status(app, task_id, TaskStatus.SUCCEEDED)
         assert done.return_value == {"sum": 5}
         assert done.attempts == 1
@@ -239,6 +295,75 @@ class TestPipelineStep:
         assert (Point(4, 4), "hi") in ran
         assert "never stored" not in caplog.text
         assert "could not be delivered" in caplog.text
+
+    async def test_a_stored_task_still_runs_when_the_request_is_cancelled_while_sending(
+        self,
+    ) -> None:
+        """Stored already claimed, then the request is cancelled mid-send: the task runs."""
+        store = MemoryTaskStore()
+        app, ran = make_app(store)
+
+        async def cancelled_mid_send(scope: Message, receive: Any, send: Any) -> None:
+            with trio.CancelScope() as cancel_scope:
+
+                async def cancelling_send(message: Message) -> None:
+                    if message["type"] == "http.response.body":
+                        cancel_scope.cancel()
+                        await trio.lowlevel.checkpoint()
+                    await send(message)
+
+                await app(scope, receive, cancelling_send)
+
+        async with TestClient(cancelled_mid_send, raise_task_errors=False) as client:
+            await worker_started(app)
+            with pytest.raises(RuntimeError, match="without completing its response"):
+                await client.post("/points?x=5&y=5")
+            (record,) = await store.list()
+            await wait_status(app, record.id, TaskStatus.SUCCEEDED)
+        assert (Point(5, 5), "hi") in ran
+
+    async def test_a_request_cancelled_mid_commit_gives_its_preclaims_back(self) -> None:
+        """Cancelled while its commit went through: the pre-claimed task is released, READY."""
+
+        class CommitsThenHangs(MemoryTaskStore):
+            def __init__(self) -> None:
+                super().__init__()
+                self.stored = trio.Event()
+
+            async def enqueue(self, tasks: Any, *, claim: Any = None) -> Any:
+                await super().enqueue(tasks, claim=claim)
+                self.stored.set()
+                await trio.sleep_forever()  # the commit is done; its caller never learns it
+
+        store = CommitsThenHangs()
+        app, ran = make_app(store)
+        scopes: list[trio.CancelScope] = []
+
+        async def cancellable(scope: Message, receive: Any, send: Any) -> None:
+            with trio.CancelScope() as cancel_scope:
+                if scope["type"] == "http":
+                    scopes.append(cancel_scope)
+                await app(scope, receive, send)
+
+        async with TestClient(cancellable, raise_task_errors=False) as client:
+            await worker_started(app)
+            async with trio.open_nursery() as nursery:
+
+                async def post() -> None:
+                    with pytest.raises(RuntimeError, match="without completing its response"):
+                        await client.post("/points?x=6&y=6")
+
+                nursery.start_soon(post)
+                with trio.fail_after(5):
+                    await store.stored.wait()
+                (held,) = await store.list()
+                assert held.status is TaskStatus.RUNNING  # stored claimed for the worker
+                scopes[0].cancel()
+            (record,) = await store.list()
+            assert (record.status, record.attempts) == (TaskStatus.READY, 0)
+            worker = app.tasks.worker
+            assert worker is not None and worker.idle  # the reserved slot came back
+        assert ran == []
 
     async def test_adding_a_durable_task_after_the_response_is_refused_loudly(
         self, caplog: pytest.LogCaptureFixture

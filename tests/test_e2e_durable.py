@@ -140,6 +140,12 @@ class TestKill9:
             await first.wait_for("task one started")
             kill9(first)
             await first.wait_exit()
+        store = SQLiteTaskStore(tmp_path / "tasks.sqlite3")
+        stored = await store.get(task_id)
+        await store.aclose()
+        # Stored already claimed by the idle worker (no claim of its own), as the dead left it.
+        assert (stored.status, stored.attempts) == (TaskStatus.RUNNING, 1)
+        assert f":{first.process.pid}:" in (stored.owner or "")
         # The lease is 60 s: only telling the dead owner apart brings the task back this soon.
         async with server_process(ARGS, tmp_path, **env, TASK_DELAY="0") as second:
             await second.url(URL)

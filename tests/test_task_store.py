@@ -16,7 +16,7 @@ from _durable_support import STORE_FACTORIES, FakeClock, new_task
 
 from triobg._durable._sqlite import SQLiteTaskStore
 from triobg._durable._status import TaskStatus
-from triobg._durable._store import TaskError, TaskNotFound, TaskStore
+from triobg._durable._store import Preclaim, TaskError, TaskNotFound, TaskStore
 
 A, B = "host:1:1:a", "host:2:2:b"  # two owners
 LEASE = 10.0
@@ -157,6 +157,66 @@ class TestClaim:
             for n in range(4):
                 nursery.start_soon(claim, f"host:{n}:0:x")
         assert sorted(got) == sorted(f"t{i}" for i in range(40))
+
+
+class TestPreclaim:
+    async def test_stored_claimed_as_a_claim_would_leave_it(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """``enqueue(claim=...)`` stores a task RUNNING for the owner, attempt 1, leased."""
+        (record,) = await store.enqueue(
+            [new_task("t1", clock, max_attempts=3)], claim=Preclaim(owner=A, lease=LEASE, limit=5)
+        )
+        assert record.status is TaskStatus.RUNNING
+        assert (record.owner, record.attempts) == (A, 1)
+        assert record.started_at == clock.now
+        assert record.lease_until == clock.now + LEASE
+        assert await store.get("t1") == record
+        assert await store.owners() == {A}
+        assert await store.claim(B, 10, LEASE) == []
+        assert await store.heartbeat(A, ["t1"], LEASE) == {"t1"}
+        assert await store.succeed("t1", A, "7")
+        assert (await store.get("t1")).result == "7"
+
+    async def test_only_up_to_the_limit_and_only_tasks_due_now(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """Past ``limit``, a delayed task, and a key's holder's answer are not claimed."""
+        await store.enqueue([new_task("holder", clock, key="k")])
+        records = await store.enqueue(
+            [
+                new_task("later", clock, run_after=clock.now + 5),
+                new_task("dup", clock, key="k"),
+                new_task("t1", clock),
+                new_task("t2", clock),
+                new_task("t3", clock),
+            ],
+            claim=Preclaim(owner=A, lease=LEASE, limit=2),
+        )
+        assert [(r.id, r.status) for r in records] == [
+            ("later", TaskStatus.READY),
+            ("holder", TaskStatus.READY),
+            ("t1", TaskStatus.RUNNING),
+            ("t2", TaskStatus.RUNNING),
+            ("t3", TaskStatus.READY),
+        ]
+        assert [r.id for r in await store.claim(B, 10, LEASE)] == ["holder", "t3"]
+
+    async def test_a_preclaimed_task_of_a_dead_owner_is_recovered(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """Pre-claimed tasks come back like claimed ones: dead owner at once, else the lease."""
+        claim = Preclaim(owner=A, lease=LEASE, limit=5)
+        await store.enqueue([new_task("t1", clock, max_attempts=2)], claim=claim)
+        (recovered,) = await store.recover([A])
+        assert recovered.status is TaskStatus.READY
+        assert recovered.errors[-1].type == "triobg.WorkerLost"
+        assert recovered.errors[-1].attempt == 1
+        await store.enqueue([new_task("t2", clock)], claim=claim)
+        clock.advance(LEASE + 0.001)
+        (expired,) = await store.recover()
+        assert (expired.id, expired.status) == ("t2", TaskStatus.FAILED)  # no attempts left
+        assert not await store.succeed("t2", A, "null")
 
 
 class TestOwnerTransitions:

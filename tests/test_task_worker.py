@@ -54,6 +54,10 @@ async def running(app: App, store: MemoryTaskStore, **options: Any) -> AsyncIter
                 await worker.stop()
 
 
+async def noop() -> None:
+    await trio.lowlevel.checkpoint()
+
+
 class TestRunning:
     async def test_async_and_def_tasks_run_and_record_results(self) -> None:
         """An ``async def`` runs in the loop, a ``def`` in a thread; results are stored."""
@@ -250,6 +254,51 @@ class TestShutdown:
         assert slow.status is TaskStatus.READY
         assert slow.attempts == 0
         assert f"durable task {slow_id} released at shutdown" in caplog.text
+
+    async def test_held_tasks_never_started_are_released_at_the_deadline(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A pre-claimed task whose start never came is released like a running one."""
+        app, store = App(), MemoryTaskStore()
+        task = declare(app, noop)
+        async with running(app, store) as worker:
+            claim = worker.reserve(2)
+            assert claim is not None and claim.limit == 2
+            new = [task._new((), {}), task._new((), {})]
+            records = await store.enqueue(new, claim=claim)
+            held, orphans = worker.adopt(claim, records)
+            assert [r.id for r in held] == [t.id for t in new] and orphans == []
+            assert worker.running == 2 and not worker.idle
+            with trio.fail_after(WAIT):
+                await worker.stop(trio.current_time() + 0.05)
+            assert worker.running == 0
+            assert worker.adopt(claim, records)[1] == [t.id for t in new]  # too late: give back
+            worker.start_held(held)  # too late: starts nothing
+        for record in await store.list():
+            assert (record.status, record.attempts) == (TaskStatus.READY, 0)
+            assert f"durable task {record.id} released at shutdown" in caplog.text
+
+    async def test_no_preclaim_while_older_tasks_wait_or_slots_are_full(self) -> None:
+        """``reserve`` refuses while the last claim was full, and beyond the free slots."""
+        app, store = App(), MemoryTaskStore()
+        gate = trio.Event()
+
+        async def held() -> None:
+            await gate.wait()
+
+        task = declare(app, held)
+        for _ in range(3):
+            await stored(store, task)
+        async with running(app, store, concurrency=2) as worker:
+            assert worker.reserve(1) is None  # the first claim filled every slot: a backlog
+            gate.set()
+            with trio.fail_after(WAIT):
+                await worker.wait_idle()
+            claim = worker.reserve(5)
+            assert claim is not None and claim.limit == 2
+            assert worker.reserve(1) is None  # both slots promised
+            worker.adopt(claim, None)  # the enqueue failed: the slots come back
+            assert worker.idle
 
     async def test_a_cancelled_running_task_is_stopped_at_the_next_heartbeat(
         self, caplog: pytest.LogCaptureFixture

@@ -16,6 +16,7 @@ from ._durable._postgres import PostgresTaskStore as PostgresTaskStore
 from ._durable._sqlite import SQLiteTaskStore as SQLiteTaskStore
 from ._durable._status import TaskStatus as TaskStatus
 from ._durable._store import NewTask as NewTask
+from ._durable._store import Preclaim as Preclaim
 from ._durable._store import TaskError as TaskError
 from ._durable._store import TaskNotFound as TaskNotFound
 from ._durable._store import TaskRecord as TaskRecord
@@ -146,6 +147,7 @@ __all__ = [
     "TaskStore",
     "TaskRecord",
     "NewTask",
+    "Preclaim",
     "SQLiteTaskStore",
     "PostgresTaskStore",
     "MemoryTaskStore",

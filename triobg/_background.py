@@ -27,6 +27,7 @@ import trio
 from ._durable._store import NewTask
 from ._durable._task import DurableTask, TaskResult, new_result
 from ._exceptions import HTTPException
+from ._exit_wait import wait_at_exit
 
 logger = logging.getLogger("triobg.background")
 
@@ -182,7 +183,7 @@ class BackgroundTasks:
     then run after the injected object's tasks.
     """
 
-    __slots__ = ("_closed", "_durable", "_next", "_runner", "_scope", "_tasks")
+    __slots__ = ("_after_response", "_closed", "_durable", "_next", "_runner", "_scope", "_tasks")
 
     def __init__(self) -> None:
         self._tasks: list[_Task] = []
@@ -191,6 +192,7 @@ class BackgroundTasks:
         self._scope: Mapping[str, Any] | None = None  # the request's ASGI scope, for log lines
         self._closed = False  # set once the request is over: nothing would run a new task
         self._durable: list[NewTask] | None = None  # stored before the response (_durable/)
+        self._after_response: Callable[[], None] | None = None  # starts the stored ones
 
     @classmethod
     def _for_request(cls, runner: BackgroundRunner, scope: Mapping[str, Any]) -> BackgroundTasks:
@@ -202,6 +204,7 @@ class BackgroundTasks:
         tasks._scope = scope
         tasks._closed = False
         tasks._durable = None
+        tasks._after_response = None
         return tasks
 
     def add_task(
@@ -534,7 +537,15 @@ class BackgroundRunner:
         def abandoned() -> bool:  # a call, so that mypy sees the other thread may set it
             return stopped
 
+        done = threading.Event()  # the thread is finished with the group
+
         def work() -> None:
+            try:
+                run_group()
+            finally:
+                done.set()
+
+        def run_group() -> None:
             for func, args, kwargs, _ in group:
                 with gate:
                     if stopped:
@@ -570,12 +581,16 @@ class BackgroundRunner:
             try:
                 for (func, *_), outcome in zip(group, seen, strict=False):
                     if outcome is _STARTED:
+                        grace = self._exit_grace()
                         self._cancelled_running(
                             func,
                             tasks._label,
                             f"{self._why_cancelled()}; it was still running in a worker thread, "
-                            "which cannot be interrupted, and was abandoned there",
+                            "which cannot be interrupted: it runs on there, and the process "
+                            f"waits up to {grace:.1f} s for it before exiting",
                         )
+                        label = f"background task {callable_name(func)} of {tasks._label}"
+                        wait_at_exit(label, done, grace)
                     elif outcome is None:
                         self._completed += 1
                     elif isinstance(outcome, _Returned):
@@ -697,6 +712,12 @@ class BackgroundRunner:
 
     def _reset_drain(self) -> None:
         self._drain_deadline = None
+
+    def _exit_grace(self) -> float:
+        """Seconds a ``def`` task cut off now may still take in its thread before the process
+        exits (``_exit_wait.py``): one more ``drain_timeout``, whatever cut it off (a server's
+        graceful timeout may end the requests long before the app's drain would)."""
+        return self.drain_timeout
 
     def _why_cancelled(self) -> str:
         deadline = self._drain_deadline

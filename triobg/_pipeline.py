@@ -109,8 +109,9 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
             logger.exception("sending the response to %s %s failed", request.method, request.path)
             runner._discard(tasks, "the response could not be delivered")
         # The client now has the whole response; what follows cannot delay it.
-        if tasks._durable is not None:
-            app.tasks._wake()  # the local worker starts the stored tasks now
+        if tasks._after_response is not None:  # the local worker starts the stored tasks now
+            start, tasks._after_response = tasks._after_response, None
+            start()
         tasks._durable = DURABLE_CLOSED
         if tasks._tasks:
             await runner.run(tasks)
@@ -123,6 +124,9 @@ async def handle_http(app: App, scope: dict[str, Any], receive: Receive, send: S
         if tasks._durable:  # durable tasks never stored (cancelled before the store step)
             _discard_durable(tasks, "the request was cancelled before its response was sent")
         tasks._durable = DURABLE_CLOSED
+        if tasks._after_response is not None:  # stored, response cut short: they run anyway
+            start, tasks._after_response = tasks._after_response, None
+            start()
         if tasks._next < len(tasks._tasks):
             runner._lose(tasks)
         try:

@@ -41,18 +41,20 @@ def encode_arguments(
         bound = signature.bind(*args, **kwargs)
     except TypeError as error:
         raise TypeError(f"durable task {task_name}: {error}") from None
-    data: dict[str, Any] = {}
+    try:
+        return _dumps({name: converter.unstructure(v) for name, v in bound.arguments.items()})
+    except (TypeError, ValueError):
+        pass
+    # Which one? Checked one by one only now, so that the error can name the argument.
     for name, value in bound.arguments.items():
         try:
-            plain = converter.unstructure(value)
-            _dumps(plain)  # checked one by one so the error can name the argument
+            _dumps(converter.unstructure(value))
         except (TypeError, ValueError) as error:
             raise TypeError(
                 f"durable task {task_name}: argument {name!r} ({type(value).__name__}) cannot "
                 f"be stored as JSON: {error}"
             ) from None
-        data[name] = plain
-    return _dumps(data)
+    raise TypeError(f"durable task {task_name}: the arguments cannot be stored as JSON")
 
 
 def decode_arguments(

@@ -16,11 +16,14 @@ import trio
 from ._status import UNFINISHED, TaskStatus
 from ._store import (
     NewTask,
+    Preclaim,
     TaskError,
     TaskNotFound,
     TaskRecord,
     TaskStatistics,
     TaskStore,
+    claimed_record,
+    preclaims,
     ready_record,
     recovered,
 )
@@ -41,8 +44,12 @@ class MemoryTaskStore(TaskStore):
         self._order: dict[str, int] = {}  # enqueue order, for ties
         self._seq = 0
 
-    async def enqueue(self, tasks: Sequence[NewTask]) -> builtins.list[TaskRecord]:
+    async def enqueue(
+        self, tasks: Sequence[NewTask], *, claim: Preclaim | None = None
+    ) -> builtins.list[TaskRecord]:
         await trio.lowlevel.checkpoint()
+        now = self.clock()
+        claimed = 0
         if len({task.id for task in tasks}) != len(tasks) or any(
             task.id in self._tasks for task in tasks
         ):
@@ -53,7 +60,12 @@ class MemoryTaskStore(TaskStore):
             if held is not None:
                 out.append(held)
                 continue
-            record = ready_record(task)
+            if preclaims(task, claim, claimed, now):
+                assert claim is not None
+                record = claimed_record(task, claim, now)
+                claimed += 1
+            else:
+                record = ready_record(task)
             self._tasks[task.id] = record
             self._seq += 1
             self._order[task.id] = self._seq

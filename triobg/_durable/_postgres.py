@@ -38,6 +38,7 @@ import builtins
 import json
 import threading
 import time
+import typing
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -49,11 +50,14 @@ from ._status import TaskStatus
 from ._store import (
     RECORD_COLUMNS,
     NewTask,
+    Preclaim,
     TaskError,
     TaskNotFound,
     TaskRecord,
     TaskStatistics,
     TaskStore,
+    claimed_record,
+    preclaims,
     ready_record,
     record_from_row,
     recovered,
@@ -120,26 +124,24 @@ _SQL: Final = {
     "holder": f"""
         SELECT {_COLUMNS} FROM triobg_tasks WHERE key = %s AND status IN {_UNFINISHED}
     """,
-    "insert": """
-        INSERT INTO triobg_tasks (id, name, arguments, status, priority, key, attempts,
-            max_attempts, enqueued_at, run_after)
-        VALUES (%s, %s, %s, 'ready', %s, %s, 0, %s, %s, %s)
-    """,
-    # Many tasks without a key in one statement, in the order given (their ``seq`` order).
+    # Many tasks without a key in one statement, in the order given (their ``seq`` order);
+    # each READY, or RUNNING when stored already claimed (``Preclaim``).
     "insert_many": """
         INSERT INTO triobg_tasks (id, name, arguments, status, priority, key, attempts,
-            max_attempts, enqueued_at, run_after)
-        SELECT id, name, arguments, 'ready', priority, NULL, 0, max_attempts, enqueued_at,
-            run_after
-        FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::int[], %s::float8[],
-            %s::float8[]) WITH ORDINALITY
-            AS t(id, name, arguments, priority, max_attempts, enqueued_at, run_after, n)
+            max_attempts, enqueued_at, run_after, started_at, owner, lease_until)
+        SELECT id, name, arguments, status, priority, NULL, attempts, max_attempts,
+            enqueued_at, run_after, started_at, owner, lease_until
+        FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::int[],
+            %s::int[], %s::float8[], %s::float8[], %s::float8[], %s::text[], %s::float8[])
+            WITH ORDINALITY
+            AS t(id, name, arguments, status, priority, attempts, max_attempts, enqueued_at,
+                run_after, started_at, owner, lease_until, n)
         ORDER BY n
     """,
     "insert_keyed": f"""
         INSERT INTO triobg_tasks (id, name, arguments, status, priority, key, attempts,
-            max_attempts, enqueued_at, run_after)
-        VALUES (%s, %s, %s, 'ready', %s, %s, 0, %s, %s, %s)
+            max_attempts, enqueued_at, run_after, started_at, owner, lease_until)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (key) WHERE key IS NOT NULL AND status IN {_UNFINISHED} DO NOTHING
         RETURNING id
     """,
@@ -240,6 +242,22 @@ _SQL: Final = {
 
 def _record(row: Sequence[Any]) -> TaskRecord:
     return record_from_row(row, row[15])
+
+
+def _row(r: TaskRecord) -> tuple[Any, ...]:
+    """The values of ``insert_keyed`` for a record about to be stored."""
+    return (
+        r.id, r.name, r.arguments, r.status.value, r.priority, r.key, r.attempts,
+        r.max_attempts, r.enqueued_at, r.run_after, r.started_at, r.owner, r.lease_until,
+    )  # fmt: skip
+
+
+def _plain_row(r: TaskRecord) -> tuple[Any, ...]:
+    """The values of ``insert_many`` for one record (the statement takes them as columns)."""
+    return (
+        r.id, r.name, r.arguments, r.status.value, r.priority, r.attempts, r.max_attempts,
+        r.enqueued_at, r.run_after, r.started_at, r.owner, r.lease_until,
+    )  # fmt: skip
 
 
 def _error_json(error: TaskError) -> str:
@@ -360,19 +378,17 @@ class PostgresTaskStore(TaskStore):
         for attempt in range(3):
             try:
                 with self._connections().connection() as connection, connection.transaction():
-                    index = 0
-                    while index < len(batch):
-                        # A run of succeeds (the common case under load: many tasks finishing)
-                        # is one statement instead of one round trip each.
-                        end = index
-                        while end < len(batch) and isinstance(batch[end].apply, _Succeed):
-                            end += 1
-                        if end - index > 1:
-                            _succeed_many(connection, batch[index:end], self.clock())
-                            index = end
+                    # The writes of a batch were all pending at once, so any order is one they
+                    # could have arrived in: the key-less enqueues first, in one statement, and
+                    # the succeeds last, in another (under load, most of a batch), instead of
+                    # one round trip each.
+                    inserts = [write for write in batch if type(write.apply) is _Insert]
+                    succeeds = [write for write in batch if type(write.apply) is _Succeed]
+                    if inserts:
+                        _insert_many(connection, inserts)
+                    for write in batch:
+                        if type(write.apply) in (_Insert, _Succeed):
                             continue
-                        write = batch[index]
-                        index += 1
                         write.error = None
                         try:
                             write.result = write.apply(connection)
@@ -380,6 +396,8 @@ class PostgresTaskStore(TaskStore):
                             raise
                         except Exception as error:  # a contract error raised before writing
                             write.error = error
+                    if succeeds:
+                        _succeed_many(connection, succeeds, self.clock())
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
                 if attempt == 2:
                     raise
@@ -434,52 +452,59 @@ class PostgresTaskStore(TaskStore):
 
     # --- the contract ------------------------------------------------------------------------
 
-    async def enqueue(self, tasks: Sequence[NewTask]) -> builtins.list[TaskRecord]:
+    async def enqueue(
+        self, tasks: Sequence[NewTask], *, claim: Preclaim | None = None
+    ) -> builtins.list[TaskRecord]:
         if len({task.id for task in tasks}) != len(tasks):
             raise ValueError("task ids must be unique")
+        if all(task.key is None for task in tasks):
+            # Nothing to look up first: the records are built here and the group commit
+            # inserts them together with the other key-less enqueues of its batch.
+            now = self.clock()
+            records = []
+            claimed = 0
+            for task in tasks:
+                if preclaims(task, claim, claimed, now):
+                    assert claim is not None
+                    records.append(claimed_record(task, claim, now))
+                    claimed += 1
+                else:
+                    records.append(ready_record(task))
+            return await self._write(_Insert(records))
 
         def apply(db: psycopg.Connection[Any]) -> builtins.list[TaskRecord]:
+            now = self.clock()
+            claimed = 0
             out: builtins.list[TaskRecord] = []
             plain: builtins.list[TaskRecord] = []  # no key: inserted together below
-            stored = False
+            ready = False  # whether any task was stored claimable by others (NOTIFY)
             with db.cursor() as cursor:
                 for task in tasks:
-                    record = ready_record(task)
+                    if preclaims(task, claim, claimed, now):
+                        assert claim is not None
+                        record = claimed_record(task, claim, now)
+                    else:
+                        record = ready_record(task)
                     if task.key is None:
                         plain.append(record)
                     else:
-                        values = (
-                            task.id,
-                            task.name,
-                            task.arguments,
-                            task.priority,
-                            task.key,
-                            task.max_attempts,
-                            task.enqueued_at,
-                            record.run_after,
-                        )
-                        cursor.execute(_SQL["insert_keyed"], values)
+                        cursor.execute(_SQL["insert_keyed"], _row(record))
                         if cursor.fetchone() is None:  # the key is held: return the holder
                             held = cursor.execute(_SQL["holder"], (task.key,)).fetchone()
                             assert held is not None
-                            record = _record(held)
-                        else:
-                            stored = True
+                            out.append(_record(held))
+                            continue
+                    if record.status is TaskStatus.RUNNING:
+                        claimed += 1
+                    else:
+                        ready = True
                     out.append(record)
                 if plain:
                     cursor.execute(
                         _SQL["insert_many"],
-                        [
-                            [r.id for r in plain],
-                            [r.name for r in plain],
-                            [r.arguments for r in plain],
-                            [r.priority for r in plain],
-                            [r.max_attempts for r in plain],
-                            [r.enqueued_at for r in plain],
-                            [r.run_after for r in plain],
-                        ],
+                        [list(c) for c in zip(*map(_plain_row, plain), strict=True)],
                     )
-                if plain or stored:
+                if ready:
                     cursor.execute(_SQL["notify"])
             return out
 
@@ -648,6 +673,35 @@ class _Succeed:
     def __call__(self, db: psycopg.Connection[Any]) -> bool:
         args = (self.result, self.clock(), self.task_id, self.owner)
         return db.execute(_SQL["succeed"], args).rowcount > 0
+
+
+@attrs.frozen
+class _Insert:
+    """``enqueue`` of tasks without idempotency keys, as a write the group commit recognises
+    and inserts together with the others of its batch: its records are what it stores."""
+
+    records: list[TaskRecord]
+
+    def __call__(self, db: psycopg.Connection[Any]) -> builtins.list[TaskRecord]:
+        _insert_records(db, self.records)
+        return self.records
+
+
+def _insert_many(db: psycopg.Connection[Any], writes: Sequence[Write]) -> None:
+    inserts = [typing.cast(_Insert, write.apply) for write in writes]
+    _insert_records(db, [record for insert in inserts for record in insert.records])
+    for write, insert in zip(writes, inserts, strict=True):
+        write.error = None
+        write.result = insert.records
+
+
+def _insert_records(db: psycopg.Connection[Any], records: Sequence[TaskRecord]) -> None:
+    if not records:
+        return
+    columns = [list(column) for column in zip(*map(_plain_row, records), strict=True)]
+    db.execute(_SQL["insert_many"], columns)
+    if any(record.status is TaskStatus.READY for record in records):
+        db.execute(_SQL["notify"])  # claimable by any worker: wake those listening
 
 
 def _succeed_many(db: psycopg.Connection[Any], writes: Sequence[Write], now: float) -> None:

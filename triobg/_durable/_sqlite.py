@@ -18,10 +18,12 @@
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import os
 import sqlite3
 import time
+import typing
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -34,11 +36,14 @@ from ._status import TaskStatus
 from ._store import (
     RECORD_COLUMNS,
     NewTask,
+    Preclaim,
     TaskError,
     TaskNotFound,
     TaskRecord,
     TaskStatistics,
     TaskStore,
+    claimed_record,
+    preclaims,
     ready_record,
     record_from_row,
     recovered,
@@ -84,11 +89,6 @@ _SQL: Final = {
     "holder": f"""
         SELECT {_COLUMNS} FROM triobg_tasks
         WHERE key = ? AND status IN ('ready', 'running', 'retrying')
-    """,
-    "insert": """
-        INSERT INTO triobg_tasks (id, name, arguments, status, priority, key, attempts,
-            max_attempts, enqueued_at, run_after)
-        VALUES (?, ?, ?, 'ready', ?, ?, 0, ?, ?, ?)
     """,
     "claim": f"""
         UPDATE triobg_tasks
@@ -249,16 +249,30 @@ class SQLiteTaskStore(TaskStore):
         return await self._writes.write(apply)
 
     def _commit(self, batch: list[Write]) -> None:
+        # The writes of a batch were all pending at once, so any order of applying them is one
+        # in which they could have arrived: new tasks without a key go first, together, and
+        # the succeeds last, together (under load most of a batch is one or the other). Each
+        # statement costs a round trip for the GIL (``sqlite3`` lets it go while SQLite works,
+        # and a busy event loop may hold it for its whole switch interval before giving it
+        # back), so a batch is a handful of statements, not one per write.
         connection = self._connect()
+        inserts = [write for write in batch if type(write.apply) is _Insert]
+        succeeds = [write for write in batch if type(write.apply) is _Succeed]
         try:
             connection.execute("BEGIN IMMEDIATE")
+            if inserts:
+                _insert_many(connection, inserts)
             for write in batch:
+                if type(write.apply) in (_Insert, _Succeed):
+                    continue
                 try:
                     write.result = write.apply(connection)
                 except sqlite3.Error:
                     raise
                 except Exception as error:  # a contract error raised before writing
                     write.error = error
+            if succeeds:
+                _succeed_many(connection, succeeds, self.clock())
             connection.execute("COMMIT")
         except sqlite3.Error as error:
             if connection.in_transaction:
@@ -283,11 +297,29 @@ class SQLiteTaskStore(TaskStore):
 
     # --- the contract ------------------------------------------------------------------------
 
-    async def enqueue(self, tasks: Sequence[NewTask]) -> builtins.list[TaskRecord]:
+    async def enqueue(
+        self, tasks: Sequence[NewTask], *, claim: Preclaim | None = None
+    ) -> builtins.list[TaskRecord]:
         if len({task.id for task in tasks}) != len(tasks):
             raise ValueError("task ids must be unique")
+        if all(task.key is None for task in tasks):
+            # The common case: nothing to look up first, so the rows are built here and the
+            # group commit inserts them together with the other enqueues of its batch.
+            now = self.clock()
+            records = []
+            claimed = 0
+            for task in tasks:
+                if preclaims(task, claim, claimed, now):
+                    assert claim is not None
+                    records.append(claimed_record(task, claim, now))
+                    claimed += 1
+                else:
+                    records.append(ready_record(task))
+            return await self._write(_Insert(records))
 
         def apply(db: sqlite3.Connection) -> builtins.list[TaskRecord]:
+            now = self.clock()
+            claimed = 0
             out = []
             for task in tasks:
                 if task.key is not None:
@@ -295,21 +327,14 @@ class SQLiteTaskStore(TaskStore):
                     if held is not None:
                         out.append(_record(held))
                         continue
-                run_after = task.enqueued_at if task.run_after is None else task.run_after
-                db.execute(
-                    _SQL["insert"],
-                    (
-                        task.id,
-                        task.name,
-                        task.arguments,
-                        task.priority,
-                        task.key,
-                        task.max_attempts,
-                        task.enqueued_at,
-                        run_after,
-                    ),
-                )
-                out.append(ready_record(task))
+                if preclaims(task, claim, claimed, now):
+                    assert claim is not None
+                    record = claimed_record(task, claim, now)
+                    claimed += 1
+                else:
+                    record = ready_record(task)
+                _insert_rows(db, [_row(record)])
+                out.append(record)
             return out
 
         return await self._write(apply)
@@ -344,11 +369,7 @@ class SQLiteTaskStore(TaskStore):
         return await self._write(apply)
 
     async def succeed(self, task_id: str, owner: str, result: str) -> bool:
-        def apply(db: sqlite3.Connection) -> bool:
-            args = (result, self.clock(), task_id, owner)
-            return bool(db.execute(_SQL["succeed"], args).rowcount)
-
-        return await self._write(apply)
+        return await self._write(_Succeed(task_id, owner, result, self.clock))
 
     async def fail(
         self, task_id: str, owner: str, error: TaskError, retry_at: float | None
@@ -464,6 +485,104 @@ class SQLiteTaskStore(TaskStore):
             return db.execute(_SQL["prune"], (finished_before,)).rowcount
 
         return await self._write(apply)
+
+
+@attrs.frozen
+class _Succeed:
+    """``succeed`` as a write the group commit can recognise and merge with its neighbours."""
+
+    task_id: str
+    owner: str
+    result: str
+    clock: Callable[[], float]
+
+    def __call__(self, db: sqlite3.Connection) -> bool:
+        args = (self.result, self.clock(), self.task_id, self.owner)
+        return bool(db.execute(_SQL["succeed"], args).rowcount)
+
+
+def _succeed_many(db: sqlite3.Connection, writes: Sequence[Write], now: float) -> None:
+    """The succeeds of ``writes`` in as few statements as possible. Usually every one of them
+    applies (the worker still holds each task); if the count says otherwise (a lease lost, the
+    same task reported twice), that is undone and each succeed is applied on its own, so each
+    writer learns whether its task was still held."""
+    succeeds = [typing.cast(_Succeed, write.apply) for write in writes]
+    db.execute("SAVEPOINT succeed_many")
+    changed = 0
+    for at in range(0, len(succeeds), _CHUNK):
+        chunk = succeeds[at : at + _CHUNK]
+        values = [value for s in chunk for value in (s.task_id, s.result, s.owner)]
+        changed += db.execute(_succeed_sql(len(chunk)), (now, *values)).rowcount
+    if changed == len(succeeds):
+        db.execute("RELEASE succeed_many")
+        for write in writes:
+            write.result = True
+        return
+    db.execute("ROLLBACK TO succeed_many")
+    db.execute("RELEASE succeed_many")
+    for write, succeed in zip(writes, succeeds, strict=True):
+        write.result = succeed(db)
+
+
+@attrs.frozen
+class _Insert:
+    """``enqueue`` of tasks without idempotency keys, as a write the group commit recognises
+    and inserts together with the others of its batch: its records are what it stores."""
+
+    records: list[TaskRecord]
+
+    def __call__(self, db: sqlite3.Connection) -> builtins.list[TaskRecord]:
+        _insert_rows(db, [_row(record) for record in self.records])
+        return self.records
+
+
+def _insert_many(db: sqlite3.Connection, writes: Sequence[Write]) -> None:
+    inserts = [typing.cast(_Insert, write.apply) for write in writes]
+    _insert_rows(db, [_row(record) for insert in inserts for record in insert.records])
+    for write, insert in zip(writes, inserts, strict=True):
+        write.result = insert.records
+
+
+#: Rows per multi-row statement: few enough that the statement texts (one per row count up to
+#: this) stay in ``sqlite3``'s statement cache, and far below SQLite's limit on parameters.
+_CHUNK: Final = 50
+
+_INSERT_COLUMNS: Final = (
+    "id, name, arguments, status, priority, key, attempts, max_attempts, enqueued_at, "
+    "run_after, started_at, owner, lease_until"
+)
+
+
+def _row(r: TaskRecord) -> tuple[Any, ...]:
+    """A freshly stored record's values, in the order of ``_INSERT_COLUMNS``."""
+    return (
+        r.id, r.name, r.arguments, r.status.value, r.priority, r.key, r.attempts,
+        r.max_attempts, r.enqueued_at, r.run_after, r.started_at, r.owner, r.lease_until,
+    )  # fmt: skip
+
+
+def _insert_rows(db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    for at in range(0, len(rows), _CHUNK):
+        chunk = rows[at : at + _CHUNK]
+        db.execute(_insert_sql(len(chunk)), [value for row in chunk for value in row])
+
+
+@functools.cache
+def _insert_sql(rows: int) -> str:
+    one = "(" + ", ".join("?" * 13) + ")"
+    return f"INSERT INTO triobg_tasks ({_INSERT_COLUMNS}) VALUES " + ", ".join([one] * rows)
+
+
+@functools.cache
+def _succeed_sql(rows: int) -> str:
+    # ``changes()`` (the cursor's ``rowcount``) counts each task once even if it is listed
+    # twice, which is how ``_succeed_many`` notices a repeated report.
+    return (
+        "UPDATE triobg_tasks SET status = 'succeeded', result = v.column2, finished_at = ?, "
+        "lease_until = NULL FROM (VALUES " + ", ".join(["(?, ?, ?)"] * rows) + ") AS v "
+        "WHERE triobg_tasks.id = v.column1 AND triobg_tasks.status = 'running' "
+        "AND triobg_tasks.owner = v.column3"
+    )
 
 
 def store_from_url(url: str) -> TaskStore:

@@ -5,8 +5,9 @@
 # worker when the app declares durable tasks. It joins the flow in three places, each a line:
 #
 #   ``_pipeline.py``  after the handler, before the first byte: ``_store_for`` commits the
-#                     request's durable tasks (503 if it cannot); after the response:
-#                     ``_wake`` lets the local worker start them at once
+#                     request's durable tasks (503 if it cannot), most of them already
+#                     claimed by the local worker; after the response, the function it left
+#                     in ``tasks._after_response`` starts them at once
 #   ``_lifespan.py``  ``_serve_until`` runs the worker from startup until the shutdown
 #                     message, then drains it with the app's drain deadline
 #   ``_cli_tasks.py`` ``python -m triobg worker|tasks``
@@ -24,7 +25,7 @@ import trio
 
 from ._sqlite import store_from_url
 from ._status import TaskStatus
-from ._store import NewTask, TaskStatistics, TaskStore
+from ._store import NewTask, TaskRecord, TaskStatistics, TaskStore
 from ._task import DurableTask, TaskResult
 from ._worker import Worker
 
@@ -145,20 +146,73 @@ class DurableTasks:
     # --- the flow ------------------------------------------------------------------------------
 
     async def _enqueue(self, tasks: builtins.list[NewTask]) -> TaskResult:
-        records = await self.store.enqueue(tasks)
-        self._wake(tasks)
+        records, start = await self._commit_new(tasks)
+        if start is not None:
+            start()
         return TaskResult._from_record(records[0])
+
+    async def _commit_new(
+        self, new: builtins.list[NewTask]
+    ) -> tuple[builtins.list[TaskRecord], Callable[[], None] | None]:
+        """Store ``new`` in one commit; returns the records and what starts the tasks once
+        allowed (``None``: no worker here). Raises what the store raised (nothing stored).
+
+        The tasks this process's worker has room for, while nothing older waits in the store,
+        are stored already claimed by it (``Worker.reserve``): the claim costs no write of its
+        own, and the worker starts them when the returned function is called, without looking
+        at the store. The others are stored READY and the function wakes the worker to claim.
+        """
+        worker = self._worker
+        claim = None if worker is None else worker.reserve(len(new))
+        try:
+            records = await self.store.enqueue(new, claim=claim)
+        except Exception:  # the store refused the batch: nothing of it was stored
+            if claim is not None:
+                assert worker is not None
+                worker.adopt(claim, None)
+            raise
+        except BaseException:
+            if claim is not None:
+                assert worker is not None
+                worker.adopt(claim, None)
+                # Cancelled while the commit may still have gone through: give back what was
+                # stored claimed (nothing if it was not), so another claim runs it at once.
+                with trio.CancelScope(shield=True):
+                    try:
+                        await self.store.release(claim.owner, [task.id for task in new])
+                    except Exception:
+                        logger.exception("releasing the pre-claimed tasks of a cancelled enqueue")
+            raise
+        if worker is None:
+            return records, None
+        held: builtins.list[TaskRecord] = []
+        if claim is not None:
+            held, orphans = worker.adopt(claim, records)
+            if orphans:  # the worker stopped meanwhile: let another worker take them at once
+                await self.store.release(claim.owner, orphans)
+        rest = len(held) < len(new)
+        for task in new:
+            if task.run_after is not None:
+                worker.due(task.run_after, wake=False)  # noted now, woken by ``start`` below
+
+        def start() -> None:
+            worker.start_held(held)
+            if rest:
+                worker.wake()
+
+        return records, start
 
     async def _store_for(self, tasks: BackgroundTasks, response: Response) -> Response:
         """The pipeline step "store the durable tasks, then send": commit, or answer 503.
 
         On failure nothing of the request's work happens: its in-process tasks are discarded
-        too (named in the log), and the client gets a 503 instead of a success.
+        too (named in the log), and the client gets a 503 instead of a success. On success
+        ``tasks._after_response`` starts the stored tasks once the response is sent.
         """
         new = tasks._durable
         assert new is not None
         try:
-            await self.store.enqueue(new)
+            start = (await self._commit_new(new))[1]
         except Exception as error:
             logger.error(  # noqa: TRY400 - the traceback is passed explicitly (exc_info)
                 "could not store %d durable task(s) of %s (%s: %s); answering 503",
@@ -179,19 +233,12 @@ class DurableTasks:
             )
         # Stored: nothing of it is pending any more (a failed send must not call it discarded).
         tasks._durable = []
-        worker = self._worker
-        if worker is not None:
-            for task in new:
-                if task.run_after is not None:
-                    worker.due(task.run_after, wake=False)  # woken after the response
+        tasks._after_response = start
         return response
 
-    def _wake(self, stored: builtins.list[NewTask] = ()) -> None:  # type: ignore[assignment]
+    def _wake(self) -> None:
         worker = self._worker
         if worker is not None:
-            for task in stored:
-                if task.run_after is not None:
-                    worker.due(task.run_after)
             worker.wake()
 
     @property
@@ -207,6 +254,7 @@ class DurableTasks:
             "poll_interval": self.poll_interval,
             "retention": self.retention,
             "thread_limiter": self._background.thread_limiter,
+            "exit_grace": self._background.drain_timeout,
             **options,
         }
         return Worker(self.store, self.registry, **settings)

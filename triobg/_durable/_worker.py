@@ -7,6 +7,10 @@
 #
 #   claim loop   claims as many ready tasks as it has free slots; woken at once by a local
 #                enqueue (``wake``), else polls every ``poll_interval`` seconds
+#   pre-claims   a task this process stores while the worker has free slots and nothing else
+#                is waiting in the store is stored already claimed by this worker (``reserve``,
+#                ``adopt``: no claim write of its own) and started when the caller says so
+#                (``start_held``: after the response)
 #   runs         one trio task per claimed task: ``async def`` in the loop, ``def`` in a thread,
 #                each attempt under its ``timeout``; success -> ``succeed``; failure -> ``fail``
 #                with a retry time (exponential backoff, jitter) while attempts are left
@@ -22,7 +26,6 @@
 # waiting for the lease to expire), is named in the log, and is cancelled.
 from __future__ import annotations
 
-import functools
 import heapq
 import logging
 import math
@@ -30,6 +33,7 @@ import os
 import random
 import secrets
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -37,9 +41,11 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._exit_wait import wait_at_exit
 from ._codec import encode_result
 from ._files import close_uploads, delete_task_files, files_dir, sweep
-from ._store import TaskError, TaskNotFound, TaskRecord, TaskStore
+from ._status import TaskStatus
+from ._store import Preclaim, TaskError, TaskNotFound, TaskRecord, TaskStore
 
 if TYPE_CHECKING:
     from ._task import DurableTask
@@ -146,6 +152,8 @@ class Worker:
         retention: Seconds finished tasks are kept before they are pruned.
         thread_limiter: Limits the threads of ``def`` tasks.
         backoff_base, backoff_cap: The retry schedule; see ``backoff``.
+        exit_grace: Seconds the process waits at exit for a ``def`` task cut off while running
+            in its thread (the app's ``drain_timeout``); see ``_exit_wait.py``.
     """
 
     def __init__(
@@ -164,6 +172,7 @@ class Worker:
         backoff_cap: float = 300.0,
         clock: Callable[[], float] = time.time,
         owner: str | None = None,
+        exit_grace: float = 30.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be 1 or more")
@@ -180,6 +189,7 @@ class Worker:
         self.backoff_cap = backoff_cap
         self.clock = clock
         self.owner = owner or new_owner()
+        self.exit_grace = exit_grace
         self.completed = 0  # attempts recorded as succeeded by this worker
         self.failed = 0  # attempts recorded as failed by this worker
         self.started = False  # set once the first recovery and claim are done
@@ -187,6 +197,13 @@ class Worker:
         self._given_up: set[str] = set()  # released or lost: record nothing for them
         self._recording: set[str] = set()  # run over, outcome being written: not "lost"
         self._wakeup = trio.Event()
+        self._claim_wanted = True  # a claim is due (woken by new work, or a poll)
+        self._backlog = True  # the last claim may have left claimable tasks in the store
+        self._reserved = 0  # slots promised to pre-claims whose enqueue is being committed
+        self._to_start: list[TaskRecord] = []  # pre-claimed, released to run (``start_held``)
+        self._closed = False  # set once the worker no longer starts anything
+        self._runs: trio.Nursery | None = None  # where tasks run, while it is open
+        self._changed = trio.Event()  # set whenever ``idle`` may have become true
         self._due: list[float] = []  # wall-clock times local tasks become claimable (a heap)
         self._slot = trio.Event()
         self._stopping = False
@@ -200,19 +217,98 @@ class Worker:
 
     def wake(self) -> None:
         """Claim now: tasks were just stored (after a response, by ``enqueue``)."""
+        self._claim_wanted = True
         self._wakeup.set()
+
+    # --- pre-claims: tasks this process stores, run by this worker -----------------------------
+
+    def reserve(self, count: int) -> Preclaim | None:
+        """Slots for up to ``count`` tasks about to be stored here, to store them claimed.
+
+        ``None`` (store them READY, to be claimed as usual) when the worker is stopping, has no
+        free slot, or its last claim may have left older tasks waiting in the store: those
+        keep their turn (priority and ``run_after`` order the claims). Otherwise the slots are
+        held until ``adopt`` is called with the result, which the caller must do, also when
+        the enqueue fails.
+        """
+        if self._stopping or self._backlog or count <= 0:
+            return None
+        free = self.concurrency - len(self._running) - self._reserved
+        if free <= 0:
+            return None
+        limit = min(count, free)
+        self._reserved += limit
+        return Preclaim(owner=self.owner, lease=self.lease, limit=limit)
+
+    def adopt(
+        self, claim: Preclaim, records: list[TaskRecord] | None
+    ) -> tuple[list[TaskRecord], list[str]]:
+        """Take the tasks ``enqueue(claim=claim)`` stored claimed for this worker.
+
+        Args:
+            records: What the enqueue returned; ``None`` when it failed.
+
+        Returns:
+            The tasks now held (leases renewed by the heartbeat; each starts once passed to
+            ``start_held``), and the ids stored claimed after this worker stopped: the caller
+            must ``release`` those in the store.
+        """
+        self._reserved -= claim.limit
+        self._slot.set()
+        self._changed.set()
+        mine = [
+            r
+            for r in records or ()
+            if r.status is TaskStatus.RUNNING and r.owner == self.owner and r.attempts == 1
+            and r.id not in self._running
+        ]  # fmt: skip
+        if self._closed:
+            return [], [r.id for r in mine]
+        for record in mine:
+            self._running[record.id] = trio.CancelScope()
+        return mine, []
+
+    def start_held(self, records: list[TaskRecord]) -> None:
+        """Start held tasks (``adopt``) now: their request's response has been sent."""
+        if not records or self._closed:
+            return
+        runs = self._runs
+        if runs is None:  # not running yet: the claim loop starts them once it is
+            self._to_start.extend(records)
+            self._wakeup.set()
+            return
+        for record in records:
+            scope = self._running.get(record.id)
+            if scope is not None:  # not dropped meanwhile
+                runs.start_soon(self._run_one, record, scope)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing running, held or about to be, and nothing claimable left by the last claim."""
+        return not (
+            self._running or self._reserved or self._to_start or self._claim_wanted or self._backlog
+        )
+
+    async def wait_idle(self) -> None:
+        """Return once ``idle``: every task stored so far that was claimable has run (tasks
+        delayed by ``run_after`` or a retry's backoff are not waited for)."""
+        while not self.idle and not self._closed:
+            self._changed = trio.Event()
+            await self._changed.wait()
 
     def due(self, at: float, *, wake: bool = True) -> None:
         """Claim at ``at`` (wall clock), when a task stored here becomes claimable, rather than
         at the next poll (a delay, a retry's backoff).
 
         Args:
-            wake: Re-plan the idle wait now (a claim happens at once). ``False`` leaves that to
+            wake: Re-plan the idle wait now. ``False`` leaves that to
                 the next ``wake``: the pipeline notes a request's delays before its response
                 is sent, and must not start the request's other tasks before it is.
         """
         if at > self.clock():
             heapq.heappush(self._due, at)
+        elif wake:
+            self._claim_wanted = True  # claimable already
         if wake:
             self._wakeup.set()
 
@@ -239,55 +335,90 @@ class Worker:
                 services.start_soon(self._every, self.prune_interval, self._prune)
                 services.start_soon(self.store.watch, self.wake)  # other processes' work
                 async with trio.open_nursery() as runs:
+                    self._runs = runs
+                    self._start_held(runs)
                     await self._claim_loop(runs, task_status)
                     with trio.move_on_at(self._deadline):
-                        while self._running:
+                        while self._running or self._reserved:
+                            self._start_held(runs)
                             self._slot = trio.Event()
                             await self._slot.wait()
+                    self._closed = True  # from here on nothing starts
+                    self._runs = None
                     if self._running:
                         await self._release_running()
                     runs.cancel_scope.cancel()
                 services.cancel_scope.cancel()
         finally:
+            self._closed = True
+            self._runs = None
+            self._running.clear()  # what is left was held and never started: released above
+            self._to_start.clear()
             _LIVE_OWNERS.discard(self.owner)
             self._stopped.set()
+            self._changed.set()
         logger.info("durable task worker %s stopped", self.owner)
 
     async def _claim_loop(self, runs: trio.Nursery, task_status: trio.TaskStatus[None]) -> None:
         starting = True
         while not self._stopping:
-            free = self.concurrency - len(self._running)
+            self._start_held(runs)
+            free = self.concurrency - len(self._running) - self._reserved
             if free <= 0:
                 self._slot = trio.Event()
                 await self._slot.wait()
                 continue
-            self._wakeup = trio.Event()  # before claiming: a wake during the claim counts
-            try:
-                records = await self.store.claim(self.owner, free, self.lease)
-            except Exception:
-                logger.exception("claiming durable tasks failed; trying again shortly")
-                records = []
-            for record in records:
-                scope = trio.CancelScope()
-                self._running[record.id] = scope
+            if self._claim_wanted:
+                self._claim_wanted = False
+                self._wakeup = trio.Event()  # before claiming: a wake during the claim counts
+                try:
+                    records = await self.store.claim(self.owner, free, self.lease)
+                except Exception:
+                    logger.exception("claiming durable tasks failed; trying again shortly")
+                    records = []
+                for record in records:
+                    scope = trio.CancelScope()
+                    self._running[record.id] = scope
+                    runs.start_soon(self._run_one, record, scope)
+                # A full claim may have left more behind: claim again as slots free up, and
+                # store new local tasks READY meanwhile so they do not jump the queue.
+                self._backlog = len(records) >= free
+                self._claim_wanted = self._claim_wanted or self._backlog
+                self._changed.set()
+                if starting:
+                    starting = False
+                    self.started = True
+                    task_status.started()
+                if self._claim_wanted:
+                    continue
+            if self._to_start:
+                continue
+            await self._idle()
+
+    def _start_held(self, runs: trio.Nursery) -> None:
+        to_start, self._to_start = self._to_start, []
+        for record in to_start:
+            scope = self._running.get(record.id)
+            if scope is not None:  # not dropped meanwhile
                 runs.start_soon(self._run_one, record, scope)
-            if starting:
-                starting = False
-                self.started = True
-                task_status.started()
-            if len(records) < free and not self._stopping:
-                await self._idle()
 
     async def _idle(self) -> None:
-        # Until woken, the next poll, or the moment a known delayed task becomes due.
+        # Until woken, the next poll, or the moment a known delayed task becomes due; a claim
+        # is due unless only held tasks were released (``start_held``).
         now = self.clock()
-        while self._due and self._due[0] <= now:
-            heapq.heappop(self._due)
+        if self._due and self._due[0] <= now:
+            while self._due and self._due[0] <= now:
+                heapq.heappop(self._due)
+            self._claim_wanted = True  # a delayed task became claimable meanwhile
+            return
         wait = self.poll_interval
         if self._due:
             wait = min(wait, self._due[0] - now)
-        with trio.move_on_after(wait):
+        with trio.move_on_after(wait) as timer:
             await self._wakeup.wait()
+        if timer.cancelled_caught:
+            self._claim_wanted = True
+        self._wakeup = trio.Event()
 
     async def _every(self, seconds: float, job: Callable[[], Any]) -> None:
         while True:
@@ -341,11 +472,7 @@ class Worker:
                     if task.is_async:
                         value = await task.func(*args, **kwargs)
                     else:
-                        value = await trio.to_thread.run_sync(
-                            functools.partial(task.func, *args, **kwargs),
-                            limiter=self.thread_limiter,
-                            abandon_on_cancel=True,
-                        )
+                        value = await self._in_thread(task, args, kwargs, label)
             except Exception as error:
                 await self._record_failure(record, label, error)
                 return
@@ -378,6 +505,40 @@ class Worker:
             self._given_up.discard(record.id)
             self._recording.discard(record.id)
             self._slot.set()
+            self._changed.set()
+
+    async def _in_thread(
+        self, task: DurableTask[..., Any], args: Any, kwargs: Any, label: str
+    ) -> Any:
+        # A ``def`` task in a worker thread. Cancelled (its timeout, the drain deadline), the
+        # thread is abandoned: if the task had not started it never will, and if it is running
+        # it runs on, and the process waits for it at exit (``_exit_wait.py``).
+        lock = threading.Lock()
+        done = threading.Event()
+        started = skip = False
+
+        def call() -> Any:
+            nonlocal started
+            with lock:
+                if skip:
+                    return None
+                started = True
+            try:
+                return task.func(*args, **kwargs)
+            finally:
+                done.set()
+
+        try:
+            return await trio.to_thread.run_sync(
+                call, limiter=self.thread_limiter, abandon_on_cancel=True
+            )
+        except BaseException:
+            with lock:
+                skip = True
+                running = started and not done.is_set()
+            if running:
+                wait_at_exit(f"durable task {label}", done, self.exit_grace)
+            raise
 
     async def _record_failure(
         self, record: TaskRecord, label: str, error: BaseException, *, final: bool = False

@@ -162,7 +162,8 @@ class TestClient:
         headers: Sent with every request.
         cookies: Initial cookie jar; ``Set-Cookie`` responses update it.
         wait_for_tasks: Make every call also wait for that request's background tasks and
-            teardown (and raise their failures), like Starlette's client.
+            teardown (and raise their failures), like Starlette's client, and for the durable
+            tasks the app's worker can run by then.
         raise_task_errors: ``wait_background()`` and leaving the ``async with`` raise the
             exception of a failed background task (several: an ``ExceptionGroup``); with
             ``False`` failures are only logged, as in production.
@@ -338,6 +339,7 @@ class TestClient:
         self._store_cookies(response_headers)
         if self.wait_for_tasks:
             await call.app_done.wait()
+            await self._wait_durable()
             self._raise_failures()
         if call.error is not None:
             raise call.error
@@ -434,7 +436,12 @@ class TestClient:
             yield session
 
     async def wait_background(self) -> None:
-        """Wait until every request sent so far has finished its background tasks and teardown.
+        """Wait until every request sent so far has finished its background tasks and teardown,
+        and the app's worker has run every durable task it could start by then.
+
+        A durable task that failed is not raised here (read its ``errors`` with
+        ``app.tasks.get``); one waiting for its ``run_after`` or a retry's backoff is not
+        waited for.
 
         Raises:
             Exception: the exception of a background task that failed (an ``ExceptionGroup``
@@ -442,7 +449,13 @@ class TestClient:
         """
         for call in list(self._calls):
             await call.app_done.wait()
+        await self._wait_durable()
         self._raise_failures()
+
+    async def _wait_durable(self) -> None:
+        worker = getattr(getattr(self.app, "tasks", None), "worker", None)
+        if worker is not None:
+            await worker.wait_idle()
 
     # --- plumbing --------------------------------------------------------------------------
 
