@@ -197,3 +197,29 @@ def rss_kib() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+@attrs.define
+class LeavingClient:
+    """A client that sends an empty request, then leaves once the first body chunk has come.
+
+    Its ``send`` yields once per body message (a slow network), so the disconnect reaches the
+    app while it is still sending; ``bodies`` holds what arrived.
+    """
+
+    bodies: list[bytes] = attrs.Factory(list)
+    first_chunk: trio.Event = attrs.Factory(trio.Event)
+    asked: int = 0
+
+    async def receive(self) -> dict[str, Any]:
+        self.asked += 1
+        if self.asked == 1:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self.first_chunk.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            self.bodies.append(bytes(message["body"]))
+            self.first_chunk.set()
+            await trio.lowlevel.checkpoint()

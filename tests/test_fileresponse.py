@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from _support import LeavingClient
 
 from triobg import App, BackgroundTasks, FileResponse
 from triobg.testing import TestClient, serve_live
@@ -153,23 +154,7 @@ class TestFileResponse:
             tasks.add_task(events.append, "after huge")
             return FileResponse(root / "huge.bin")
 
-        first_chunk = trio.Event()
-        bodies: list[bytes] = []
-        asked = 0
-
-        async def receive() -> dict[str, object]:
-            nonlocal asked
-            asked += 1
-            if asked == 1:
-                return {"type": "http.request", "body": b"", "more_body": False}
-            await first_chunk.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, object]) -> None:
-            if message["type"] == "http.response.body":
-                bodies.append(bytes(message["body"]))  # type: ignore[call-overload]
-                first_chunk.set()
-                await trio.lowlevel.checkpoint()  # a slow network: the disconnect arrives meanwhile
+        client = LeavingClient()
 
         scope = {
             "type": "http", "method": "GET", "path": "/huge", "raw_path": b"/huge",
@@ -177,8 +162,8 @@ class TestFileResponse:
             "scheme": "http",
         }  # fmt: skip
         with caplog.at_level(logging.INFO, logger="triobg"), trio.fail_after(WAIT):
-            await app(scope, receive, send)
-        assert 1 <= len(bodies) < 50
+            await app(scope, client.receive, client.send)
+        assert 1 <= len(client.bodies) < 50
         assert events == []
         assert "list.append of GET /huge discarded" in caplog.text
 

@@ -11,7 +11,7 @@ from urllib.parse import quote, unquote
 import pytest
 import trio
 import trio.lowlevel
-from _support import Answer, call_asgi
+from _support import Answer, LeavingClient, call_asgi
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -405,29 +405,13 @@ class TestClientLeaves:
         far fewer body messages than the file has chunks."""
         (tmp_path / "huge.bin").write_bytes(b"x" * (64 * 1024 * 50))
         static = StaticFiles(directory=tmp_path, chunk_size=64 * 1024)
-        first_chunk = trio.Event()
-        bodies: list[bytes] = []
-        asked = 0
-
-        async def receive() -> dict[str, object]:
-            nonlocal asked
-            asked += 1
-            if asked == 1:
-                return {"type": "http.request", "body": b"", "more_body": False}
-            await first_chunk.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, object]) -> None:
-            if message["type"] == "http.response.body":
-                bodies.append(bytes(message["body"]))  # type: ignore[call-overload]
-                first_chunk.set()
-                await trio.lowlevel.checkpoint()  # a slow network: the disconnect arrives meanwhile
+        client = LeavingClient()
 
         scope = {
             "type": "http", "method": "GET", "path": "/huge.bin", "raw_path": b"/huge.bin",
             "root_path": "", "headers": [], "query_string": b"",
         }  # fmt: skip
         with trio.fail_after(5):
-            await receive()  # the server's first message: the (empty) request body
-            await static(scope, receive, send)
-        assert 1 <= len(bodies) < 50
+            await client.receive()  # the server's first message: the (empty) request body
+            await static(scope, client.receive, client.send)
+        assert 1 <= len(client.bodies) < 50
