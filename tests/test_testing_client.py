@@ -190,6 +190,34 @@ class TestLifecycle:
             async with TestClient(echo_app()):
                 raise LookupError("mine")
 
+    async def test_an_exception_from_the_block_closes_the_lifespans(self) -> None:
+        """The app's lifespan (and a mounted app's) is exited with the cancellation, its
+        generator closed, rather than left to the garbage collector (a ResourceWarning)."""
+        events: list[str] = []
+
+        def lifespan_of(name: str) -> Any:
+            @contextlib.asynccontextmanager
+            async def lifespan(app: App) -> AsyncIterator[None]:
+                events.append(f"{name} up")
+                try:
+                    yield
+                except trio.Cancelled:
+                    events.append(f"{name} cancelled")
+                    raise
+                finally:
+                    events.append(f"{name} closed")
+
+            return lifespan
+
+        app = App(lifespan=lifespan_of("app"))
+        app.mount("/sub", App(lifespan=lifespan_of("sub")))
+        with pytest.raises(LookupError, match="mine"):
+            async with TestClient(app):
+                raise LookupError("mine")
+        assert sorted(events) == [
+            "app cancelled", "app closed", "app up", "sub cancelled", "sub closed", "sub up"
+        ]  # fmt: skip
+
     async def test_lifespan_can_be_skipped(self) -> None:
         """``lifespan=False`` drives requests without startup/shutdown."""
         events: list[str] = []
