@@ -67,7 +67,7 @@ class TestScalars:
             (int, "1.5", "not a valid integer"),
             (int, "١٢", "not a valid integer"),  # non-ASCII digits are not accepted
             (int, "9" * 2000, "more than"),
-            (float, "nan", "finite"),
+            (float, "1e999", "finite"),
             (float, "abc", "not a valid number"),
             (bool, "maybe", "not a valid boolean"),
             (uuid.UUID, "nope", "not a valid UUID"),
@@ -81,6 +81,25 @@ class TestScalars:
         """The message quotes the bad value and, where useful, what would be accepted."""
         with pytest.raises(ConversionError, match=message):
             scalar_converter(annotation)(text)
+
+    @pytest.mark.parametrize(
+        "text", ["1_0", "1_000.5", "nan", "NaN", "inf", "-Infinity", "١٢", "0x1", "1.5.2", "", "."]
+    )
+    @pytest.mark.parametrize("annotation", [float, decimal.Decimal, dt.timedelta])
+    def test_numbers_are_as_strict_as_integers(self, annotation: object, text: str) -> None:
+        """Underscores, nan/inf and non-ASCII digits, which ``float()`` takes, are 422s."""
+        with pytest.raises(ConversionError):
+            scalar_converter(annotation)(text)
+        with pytest.raises(ConversionError, match="not a valid integer"):
+            scalar_converter(int)(text)
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [("1", 1.0), ("-2.5", -2.5), (" +3 ", 3.0), (".5", 0.5), ("5.", 5.0), ("1E-3", 0.001)],
+    )
+    def test_numbers_as_json_writes_them_are_floats(self, text: str, expected: float) -> None:
+        """A sign, digits, a fraction and an exponent are all a float may be written with."""
+        assert scalar_converter(float)(text) == expected
 
     def test_unreadable_annotations_fail_at_declaration(self) -> None:
         """A dict cannot come from a query string; that is known before any request."""

@@ -208,6 +208,8 @@ class TestWorksDifferently:
             ("limit=1.0", 422),
             ("limit=1_000", 422),
             ("ratio=nan", 422),
+            ("ratio=1_0", 422),
+            ("ratio=-1.5e3", 200),
             ("ratio=inf", 422),
             ("flag=YES", 200),
             ("flag=on", 200),

@@ -116,3 +116,63 @@ class TestPattern:
         problems = marker.check(text, ("query", "q"))
         expected = re.search(pattern.replace("$", r"\Z"), text) is not None
         assert (problems == []) == expected
+
+
+def _ellipsis_app() -> App:
+    app = App()
+
+    @app.post("/items/{item_id}")
+    async def defaults(
+        item_id: int = Path(...),
+        q: str = Query(...),
+        x_token: str = Header(...),
+        session: str = Cookie(...),
+        name: str = Body(..., embed=True),
+    ) -> list[Any]:
+        return [item_id, q, x_token, session, name]
+
+    @app.post("/annotated/{item_id}")
+    async def annotated(
+        item_id: Annotated[int, Path(...)],
+        q: Annotated[str, Query(...)],
+        x_token: Annotated[str, Header()] = ...,  # type: ignore[assignment]
+        session: Annotated[str, Cookie(...)] = ...,  # type: ignore[assignment]
+        name: Annotated[str, Body(..., embed=True)] = ...,  # type: ignore[assignment]
+    ) -> list[Any]:
+        return [item_id, q, x_token, session, name]
+
+    return app
+
+
+class TestEllipsisMeansRequired:
+    @pytest.mark.parametrize("path", ["/items/1", "/annotated/1"])
+    async def test_missing_values_are_located_422s(self, path: str) -> None:
+        """``...`` as a default, or as the marker's default, makes every source required."""
+        async with TestClient(_ellipsis_app()) as client:
+            missing = await client.post(path, json={})
+            given = await client.post(
+                path + "?q=a",
+                headers={"x-token": "t", "cookie": "session=s"},
+                json={"name": "n"},
+            )
+        assert missing.status_code == 422
+        assert sorted(e["loc"] for e in missing.json()["detail"]) == [
+            ["body", "name"], ["cookie", "session"], ["header", "x-token"], ["query", "q"]
+        ]  # fmt: skip
+        assert given.json() == [1, "a", "t", "s", "n"]
+
+    def test_openapi_lists_them_as_required(self) -> None:
+        """The OpenAPI document calls ``...`` parameters required and gives them no default."""
+        document = _ellipsis_app().openapi()
+        for path in ("/items/{item_id}", "/annotated/{item_id}"):
+            operation = document["paths"][path]["post"]
+            for parameter in operation["parameters"]:
+                assert parameter["required"] is True, (path, parameter)
+                assert "default" not in parameter["schema"], (path, parameter)
+            body = operation["requestBody"]
+            assert body["required"] is True
+            schema = body["content"]["application/json"]["schema"]
+            schema = document["components"]["schemas"].get(
+                schema.get("$ref", "").rsplit("/", 1)[-1], schema
+            )
+            assert schema["required"] == ["name"], schema

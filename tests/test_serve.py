@@ -618,6 +618,55 @@ class TestNoBodyStatuses:
         assert (not_modified.status, not_modified.body) == (304, b"")
         assert again.status == 204
 
+    async def test_204_and_304_carry_no_content_type_and_head_keeps_its_headers(
+        self, tmp_path: Path
+    ) -> None:
+        """No body, no ``Content-Type``: returned values, JSON/plain/file responses and a static
+        file's 304; a HEAD of a 200 keeps the type and length its GET would have."""
+        (tmp_path / "a.txt").write_text("file")
+        app = App()
+
+        @app.delete("/items/{n}", status_code=204)
+        async def delete_item(n: int) -> None:
+            return None
+
+        @app.get("/json")
+        async def json_204() -> triobg.JSONResponse:
+            return triobg.JSONResponse(None, status_code=204)
+
+        @app.get("/plain")
+        async def plain_304() -> triobg.PlainTextResponse:
+            return triobg.PlainTextResponse("stale", status_code=304)
+
+        @app.get("/file")
+        async def file_304() -> triobg.FileResponse:
+            return triobg.FileResponse(tmp_path / "a.txt", status_code=304)
+
+        @app.get("/item")
+        async def item() -> dict[str, int]:
+            return {"n": 1}
+
+        app.mount("/static", triobg.StaticFiles(directory=tmp_path))
+        async with serve_live(app) as server, await server.connect() as conn:
+            fresh = await conn.request("GET", "/static/a.txt")
+            etag = fresh.header("etag") or ""
+            no_bodies = [
+                await conn.request("DELETE", "/items/1"),
+                await conn.request("GET", "/json"),
+                await conn.request("GET", "/plain"),
+                await conn.request("GET", "/file"),
+                await conn.request("GET", "/static/a.txt", headers={"if-none-match": etag}),
+            ]
+            head = await conn.request("HEAD", "/item")
+        assert [(r.status, r.header("content-type")) for r in no_bodies] == [
+            (204, None), (204, None), (304, None), (304, None), (304, None)
+        ]  # fmt: skip
+        assert [r.header("content-length") for r in no_bodies] == [None] * 5
+        assert no_bodies[-1].header("etag") == etag
+        assert (head.status, head.body) == (200, b"")
+        assert head.header("content-type") == "application/json"
+        assert head.header("content-length") == "7"
+
 
 class TestServerChoice:
     async def test_an_app_with_websocket_routes_is_served_by_hypercorn(self) -> None:

@@ -12,7 +12,7 @@ import trio.lowlevel
 import trio.testing
 
 from triobg import App, BackgroundTasks, Request, Response, StreamingResponse
-from triobg.testing import TestClient
+from triobg.testing import SyncTestClient, TestClient, serve_live
 
 
 def echo_app() -> App:
@@ -190,6 +190,34 @@ class TestLifecycle:
             async with TestClient(echo_app()):
                 raise LookupError("mine")
 
+    async def test_an_exception_from_the_block_closes_the_lifespans(self) -> None:
+        """The app's lifespan (and a mounted app's) is exited with the cancellation, its
+        generator closed, rather than left to the garbage collector (a ResourceWarning)."""
+        events: list[str] = []
+
+        def lifespan_of(name: str) -> Any:
+            @contextlib.asynccontextmanager
+            async def lifespan(app: App) -> AsyncIterator[None]:
+                events.append(f"{name} up")
+                try:
+                    yield
+                except trio.Cancelled:
+                    events.append(f"{name} cancelled")
+                    raise
+                finally:
+                    events.append(f"{name} closed")
+
+            return lifespan
+
+        app = App(lifespan=lifespan_of("app"))
+        app.mount("/sub", App(lifespan=lifespan_of("sub")))
+        with pytest.raises(LookupError, match="mine"):
+            async with TestClient(app):
+                raise LookupError("mine")
+        assert sorted(events) == [
+            "app cancelled", "app closed", "app up", "sub cancelled", "sub closed", "sub up"
+        ]  # fmt: skip
+
     async def test_lifespan_can_be_skipped(self) -> None:
         """``lifespan=False`` drives requests without startup/shutdown."""
         events: list[str] = []
@@ -219,3 +247,63 @@ class TestLifecycle:
             async with TestClient(broken) as client:
                 with pytest.raises(RuntimeError, match="without completing its response"):
                     await client.get("/")
+
+
+TARGET = "/files/a b é%2Fx?q=é ü&q=%26"
+EXPECTED: dict[str, Any] = {
+    "name": "a b é/x",
+    "path": "/files/a b é/x",
+    "raw_path": "/files/a%20b%20%C3%A9%2Fx",
+    "query_string": "q=%C3%A9%20%C3%BC&q=%26",
+    "q": ["é ü", "&"],
+}
+
+
+def scope_app() -> App:
+    app = App()
+
+    @app.get("/files/{name}")
+    async def files(name: str, request: Request) -> dict[str, Any]:
+        scope = request.scope
+        return {
+            "name": name,
+            "path": scope["path"],
+            "raw_path": scope["raw_path"].decode("ascii"),
+            "query_string": scope["query_string"].decode("ascii"),
+            "q": request.query_params.getlist("q"),
+        }
+
+    return app
+
+
+class TestRequestTarget:
+    async def test_path_is_decoded_and_raw_path_encoded_as_a_server_gives_them(self) -> None:
+        """A space, ``é`` and ``%2F`` reach the app as they do behind hypercorn."""
+        async with TestClient(scope_app()) as client:
+            got = (await client.get(TARGET)).json()
+        assert got == EXPECTED
+        target = f"{EXPECTED['raw_path']}?{EXPECTED['query_string']}"
+        async with (
+            serve_live(scope_app(), server="hypercorn") as server,
+            await server.connect() as conn,
+        ):
+            live = (await conn.request("GET", target)).json()
+        assert live == EXPECTED
+
+    async def test_params_repeat_the_key_for_lists_as_httpx_does(self) -> None:
+        """``params=`` repeats a key for list values and writes booleans as httpx does."""
+        async with TestClient(echo_app()) as client:
+            got = await client.get("/echo?a=1", params={"q": ["x", "y z"], "n": 1, "f": True})
+            pairs = await client.get("/echo", params=[("q", "x"), ("q", ["y"])])
+        assert got.json()["query"] == [
+            ["a", "1"], ["q", "x"], ["q", "y z"], ["n", "1"], ["f", "true"]
+        ]  # fmt: skip
+        assert pairs.json()["query"] == [["q", "x"], ["q", "y"]]
+
+    def test_the_sync_client_sends_the_same_target(self) -> None:
+        """SyncTestClient encodes paths and params exactly as TestClient does."""
+        with SyncTestClient(scope_app()) as client:
+            got = client.get(TARGET).json()
+            listed = client.get("/files/x", params={"q": ["a b", "é"]}).json()
+        assert got == EXPECTED
+        assert (listed["query_string"], listed["q"]) == ("q=a+b&q=%C3%A9", ["a b", "é"])

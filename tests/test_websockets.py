@@ -383,6 +383,82 @@ class TestRejection:
         assert log.matching(r"unhandled ValueError in WebSocket /ws \(.*handler\)")
 
 
+class RoomFull(Exception):
+    pass
+
+
+def handled_app(seen: list[tuple[str, str]]) -> App:
+    app = App()
+
+    @app.exception_handler(RoomFull)
+    async def room_full(websocket: WebSocket, error: RoomFull) -> None:
+        seen.append((type(websocket).__name__, str(error)))
+        await websocket.close(4000, f"room full: {error}")
+
+    @app.exception_handler(Exception)
+    def everything_else(connection: Any, error: Exception) -> None:
+        seen.append((type(connection).__name__, repr(error)))  # leaves the socket open
+        if isinstance(error, KeyError):
+            raise RuntimeError("the handler itself fails")
+
+    def check_room(room: str) -> None:
+        if room == "early":
+            raise RoomFull("before accept")
+
+    @app.websocket("/rooms/{room}", dependencies=[Depends(check_room)])
+    async def rooms(websocket: WebSocket, room: str) -> None:
+        await websocket.accept()
+        errors: dict[str, Exception] = {
+            "late": RoomFull("after accept"),
+            "crash": ValueError("v"),
+            "forbidden": HTTPException(403, "no"),
+            "broken": KeyError("k"),
+        }
+        raise errors[room]
+
+    return app
+
+
+class TestExceptionHandlers:
+    async def test_a_registered_handler_gets_the_websocket_and_closes_it(self) -> None:
+        """The app's handler for the error runs, with the WebSocket, and its close code wins,
+        after accept and before it (where its close refuses the handshake)."""
+        seen: list[tuple[str, str]] = []
+        with recording("triobg.error") as log:
+            async with TestClient(handled_app(seen)) as client:
+                async with client.websocket_connect("/rooms/late") as ws:
+                    with pytest.raises(WebSocketDisconnect) as closed:
+                        await ws.receive()
+                with pytest.raises(WebSocketDisconnect) as refused:
+                    async with client.websocket_connect("/rooms/early"):
+                        pass
+        assert (closed.value.code, closed.value.reason) == (4000, "room full: after accept")
+        assert (refused.value.code, refused.value.reason) == (4000, "room full: before accept")
+        assert seen == [("WebSocket", "after accept"), ("WebSocket", "before accept")]
+        assert not log.records
+
+    async def test_a_socket_left_open_gets_the_default_close(self) -> None:
+        """A handler that does not close (or fails, logged) leaves the default: 1011 for an
+        error, 1008 for an HTTPException, whose built-in handler is never given a socket."""
+        seen: list[tuple[str, str]] = []
+        codes = []
+        with recording("triobg.error") as log:
+            async with TestClient(handled_app(seen)) as client:
+                for room in ("crash", "forbidden", "broken"):
+                    async with client.websocket_connect(f"/rooms/{room}") as ws:
+                        with pytest.raises(WebSocketDisconnect) as closed:
+                            await ws.receive()
+                        codes.append((closed.value.code, closed.value.reason))
+        assert codes == [
+            (1011, "Internal Server Error"),
+            (1008, "no"),
+            (1011, "Internal Server Error"),
+        ]
+        assert seen == [("WebSocket", "ValueError('v')"), ("WebSocket", "KeyError('k')")]
+        assert log.matching(r"exception handler .*everything_else.* failed \(RuntimeError\)")
+        assert log.matching(r"unhandled KeyError in WebSocket /rooms/broken")
+
+
 class TestBadInput:
     async def test_oversized_message_closes_with_1009(self) -> None:
         """A message over max_message_size closes with 1009 and ends the handler."""

@@ -416,7 +416,14 @@ class App:
         return declare
 
     def exception_handler(self, exc_class: type[BaseException]) -> Callable[[E], E]:
-        """Decorator: answer ``exc_class`` (and subclasses) with ``handler(request, exc)``."""
+        """Decorator: answer ``exc_class`` (and subclasses) with ``handler(request, exc)``.
+
+        In a WebSocket route the handler is given the ``WebSocket`` instead of a request: it
+        may close it with a code and reason (``await websocket.close(4000, "...")``), before or
+        after ``accept``; what it returns is ignored, and a socket it leaves open is closed
+        as without a handler (1008 for an ``HTTPException``, else 1011, or the handshake
+        refused).
+        """
 
         def register(handler: E) -> E:
             self.add_exception_handler(exc_class, handler)

@@ -80,12 +80,23 @@ def _to_int(value: str) -> int:
     return int(text)
 
 
+# A number as JSON and the OpenAPI document write it (an optional sign, ASCII digits, an
+# optional fraction and exponent), surrounded by optional whitespace as for integers. Python's
+# ``float()`` also takes ``1_0``, ``nan``, ``infinity`` and non-ASCII digits (``١٢``); none is a
+# number to a client, and integers already refuse them.
+_FLOAT = re.compile(r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*", re.ASCII)
+
+
+def _number(value: str) -> float | None:
+    """``value`` as a float if it is written as a number (maybe not a finite one), else None."""
+    return float(value) if _FLOAT.fullmatch(value) is not None else None
+
+
 def _to_float(value: str) -> float:
-    try:
-        result = float(value)
-    except ValueError:
-        raise ConversionError(f"{value!r} is not a valid number", "float_parsing") from None
-    if not math.isfinite(result):
+    result = _number(value)
+    if result is None:
+        raise ConversionError(f"{value!r} is not a valid number", "float_parsing")
+    if not math.isfinite(result):  # ``1e999``
         raise ConversionError(f"{value!r} is not a finite number", "finite_number")
     return result
 
@@ -168,11 +179,8 @@ def _to_decimal(value: str) -> decimal.Decimal:
     # document's number form, written out. ``1e999999999`` is neither, so never a giant integer.
     if _DECIMAL.match(value) is not None:
         return decimal.Decimal(value)
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number) or not value.isascii():
+    number = _number(value)
+    if number is None or not math.isfinite(number):
         raise ConversionError(f"{value!r} is not a valid decimal number", "decimal_parsing")
     return decimal.Decimal(value.strip())
 
@@ -201,11 +209,8 @@ def _iso_duration(value: str) -> dt.timedelta:
 
 def _to_timedelta(value: str) -> dt.timedelta:
     # In a query or a path: seconds (``90``, ``1.5``) or an ISO 8601 duration.
-    try:
-        number = float(value)
-    except ValueError:
-        return _iso_duration(value)
-    return _seconds(number)
+    number = _number(value)
+    return _iso_duration(value) if number is None else _seconds(number)
 
 
 def _enum_converter(cls: type[enum.Enum]) -> Callable[[str], Any]:

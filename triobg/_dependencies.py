@@ -329,6 +329,8 @@ class Compiler:
                     marker = ParamInfo(source="body")
             if marker.default is not REQUIRED:
                 default = marker.default
+            if default is ...:  # ``q: Annotated[int, Query()] = ...``: required, as in FastAPI
+                default = REQUIRED
             required = default is parameter.empty or default is REQUIRED
             marker.check_applies(annotation, f"parameter {parameter.name!r} of {call!r}")
             if marker.source == "body":

@@ -17,7 +17,9 @@ from ._responses import JSONResponse, Response, UnsafeRedirect
 
 logger = logging.getLogger("triobg.error")
 
-ExceptionHandler = Callable[[Request, Any], Response | Awaitable[Response]]
+# Given the ``Request`` (an HTTP route) or the ``WebSocket`` (a WebSocket route, where what it
+# returns is ignored), hence ``Any`` for both: a handler annotated for either one type-checks.
+ExceptionHandler = Callable[[Any, Any], Response | Awaitable[Response] | Awaitable[None] | None]
 
 
 def http_exception_handler(request: Request, error: HTTPException) -> Response:
@@ -54,6 +56,18 @@ DEFAULT_HANDLERS: dict[type[BaseException], ExceptionHandler] = {
     UnsafeRedirect: unsafe_redirect_handler,
     Exception: server_error_handler,
 }
+
+
+_BUILT_IN = frozenset(DEFAULT_HANDLERS.values())
+
+
+def registered_handler(
+    handlers: dict[type[BaseException], ExceptionHandler], error: BaseException
+) -> ExceptionHandler | None:
+    """The handler registered by the app for ``error`` (the most specific class in its MRO),
+    or ``None`` when that one is triobg's own default (WebSockets have their own defaults)."""
+    handler = next((handlers[c] for c in type(error).__mro__ if c in handlers), None)
+    return None if handler is None or handler in _BUILT_IN else handler
 
 
 async def error_response(

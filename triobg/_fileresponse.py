@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import trio
 
-from ._responses import ClientDisconnected, Response
+from ._responses import ClientDisconnected, Response, no_body_status
 from ._staticfiles import CHUNK_SIZE, FileInfo, send_span
 
 if typing.TYPE_CHECKING:
@@ -106,18 +106,13 @@ class FileResponse(Response):
         described = FileInfo.of(self.filename or self.path, info)
         names = {name for name, _ in self._raw}
         headers = list(self._raw)
-        content_type = self._media_type or described.content_type
-        for name, value in (
-            (b"content-type", content_type),
-            (b"etag", described.etag),
-            (b"last-modified", described.last_modified),
-        ):
-            if name not in names:
-                headers.append((name, value.encode("latin-1")))
         status = self.status_code
-        no_body = head or status < 200 or status in (204, 304) or described.size == 0
-        if status >= 200 and status not in (204, 304):
-            headers.append((b"content-length", str(described.size).encode()))
+        fields = [(b"etag", described.etag), (b"last-modified", described.last_modified)]
+        if not no_body_status(status):  # a 204 or 304 has no body: neither a type nor a length
+            fields.insert(0, (b"content-type", self._media_type or described.content_type))
+            fields.append((b"content-length", str(described.size)))
+        headers.extend((k, v.encode("latin-1")) for k, v in fields if k not in names)
+        no_body = head or no_body_status(status) or described.size == 0
         await send({"type": "http.response.start", "status": status, "headers": headers})
         if no_body:
             await send({"type": "http.response.body", "body": b""})

@@ -45,31 +45,40 @@ async def handle_lifespan(app: App, scope: dict[str, Any], receive: Receive, sen
         # lifespan call returns before yielding to the scheduler.
         await trio.lowlevel.checkpoint()
         return
-    if state:
-        app.state._data.update(state)
-        scope.setdefault("state", {}).update(state)
-    started = False
-    # The mounted apps' lifespans run in a nursery, inside the app's own lifespan (an app
-    # without mounts opens none, so its shutdown path is what it always was).
-    owner: contextlib.AbstractAsyncContextManager[trio.Nursery | None] = (
-        trio.open_nursery() if app._mounts else contextlib.nullcontext()
-    )
-    async with owner as nursery:
-        try:
-            mounted = await start_mounted(app._mounts, nursery, scope.get("asgi") or {})
-        except MountStartupFailed as error:
-            logger.error("startup failed: %s", error)  # noqa: TRY400 (the mount logged its traceback)
-            failure_message = str(error)
-        else:
-            started = True
-            # After the user's startup, which may configure logging or signals of its own.
-            ensure_visible()
-            guard_runner_sigterm()
-            await send({"type": "lifespan.startup.complete"})
-            await app.tasks._serve_until(receive)  # lifespan.shutdown; durable tasks run till then
-            failures = await stop_mounted(mounted)
-        if nursery is not None:  # a mounted app still waiting for a message: none will come
-            nursery.cancel_scope.cancel()
+    try:
+        if state:
+            app.state._data.update(state)
+            scope.setdefault("state", {}).update(state)
+        started = False
+        # The mounted apps' lifespans run in a nursery, inside the app's own lifespan (an app
+        # without mounts opens none, so its shutdown path is what it always was).
+        owner: contextlib.AbstractAsyncContextManager[trio.Nursery | None] = (
+            trio.open_nursery() if app._mounts else contextlib.nullcontext()
+        )
+        async with owner as nursery:
+            try:
+                mounted = await start_mounted(app._mounts, nursery, scope.get("asgi") or {})
+            except MountStartupFailed as error:
+                logger.error("startup failed: %s", error)  # noqa: TRY400 (the mount logged its traceback)
+                failure_message = str(error)
+            else:
+                started = True
+                # After the user's startup, which may configure logging or signals of its own.
+                ensure_visible()
+                guard_runner_sigterm()
+                await send({"type": "lifespan.startup.complete"})
+                # Until lifespan.shutdown; durable tasks run till then.
+                await app.tasks._serve_until(receive)
+                failures = await stop_mounted(mounted)
+            if nursery is not None:  # a mounted app still waiting for a message: none will come
+                nursery.cancel_scope.cancel()
+    except BaseException as interrupted:
+        # Cancelled before shutdown (a server's deadline, or a test leaving its client with an
+        # exception): the user's context must still be exited, with the cancellation, or its
+        # generator is left to the garbage collector, its cleanup never run (a ResourceWarning).
+        if manager is not None:
+            await _exit_interrupted(manager, interrupted)
+        raise
     if not started:
         if manager is not None:
             try:
@@ -93,6 +102,25 @@ async def handle_lifespan(app: App, scope: dict[str, Any], receive: Receive, sen
     else:
         await send({"type": "lifespan.shutdown.complete"})
     await trio.lowlevel.checkpoint()
+
+
+async def _exit_interrupted(
+    manager: contextlib.AbstractAsyncContextManager[Any], error: BaseException
+) -> None:
+    """Exit the user's lifespan context with ``error``, which goes on propagating anyway.
+
+    Its cleanup runs inside the cancelled scope, as any trio code being cancelled does: an
+    ``await`` there needs a shielded scope of its own. A cleanup that fails is logged.
+    """
+    # A nursery (the mounts') wraps a cancellation in a group: show the context the
+    # ``Cancelled`` itself, as an ``async with`` around the same code would see it.
+    if isinstance(error, BaseExceptionGroup) and error.split(trio.Cancelled)[1] is None:
+        while isinstance(error, BaseExceptionGroup):
+            error = error.exceptions[0]
+    try:
+        await manager.__aexit__(type(error), error, error.__traceback__)
+    except Exception:
+        logger.exception("shutdown after the lifespan was interrupted failed")
 
 
 def _check_state(state: Any) -> Mapping[str, Any] | None:

@@ -58,6 +58,17 @@ class _Required:
 
 REQUIRED: Any = _Required()
 
+
+def _required_if_ellipsis(default: Any) -> Any:
+    """``...`` as a marker's default means "required", as FastAPI users write it.
+
+    Read as a value, ``Query(...)`` would make ``Ellipsis`` the default of an optional
+    parameter: a missing key would reach the handler as ``...`` and the OpenAPI document would
+    call a required parameter optional.
+    """
+    return REQUIRED if default is ... else default
+
+
 Source = Literal["path", "query", "header", "cookie", "body", "form", "file"]
 
 
@@ -66,7 +77,7 @@ class ParamInfo:
     """What a parameter marker declared: its source, default, wire name and bounds."""
 
     source: Source
-    default: Any = REQUIRED
+    default: Any = attrs.field(default=REQUIRED, converter=_required_if_ellipsis)
     alias: str | None = None
     description: str | None = None
     gt: float | None = None
@@ -219,7 +230,7 @@ def Query(
     """A value from the query string; annotate ``list[X]`` to collect repeated keys.
 
     Args:
-        default: Used when the key is absent; omitted, the key is required.
+        default: Used when the key is absent; omitted (or ``...``), the key is required.
         alias: The key on the wire when it differs from the Python name.
         description: For documentation.
         gt, ge, lt, le: Bounds a number must respect.
@@ -246,7 +257,7 @@ def Header(
     """A request header: ``user_agent`` reads ``User-Agent``.
 
     Args:
-        default: Used when the header is absent; omitted, the header is required.
+        default: Used when the header is absent; omitted (or ``...``), the header is required.
         alias: The header name when it differs from the Python name.
         convert_underscores: Read ``x_token`` as ``x-token`` (the default).
         description: For documentation.
@@ -273,7 +284,7 @@ def Cookie(
     """A request cookie, by name.
 
     Args:
-        default: Used when the cookie is absent; omitted, the cookie is required.
+        default: Used when the cookie is absent; omitted (or ``...``), the cookie is required.
         alias: The cookie name when it differs from the Python name.
         description: For documentation.
         min_length, max_length: Bounds on the value's length.
@@ -303,7 +314,7 @@ def Body(
     """The JSON body, or with ``embed=True`` (or several body parameters) one key of it.
 
     Args:
-        default: Used when the body (or key) is absent; omitted, it is required.
+        default: Used when the body (or key) is absent; omitted (or ``...``), it is required.
         embed: Read ``{"name": value}`` instead of the bare value.
         alias: The key when it differs from the Python name.
         description: For documentation.
@@ -343,7 +354,7 @@ def Form(
         min_length, max_length: Bounds on the length of a string or list.
     """
     return ParamInfo(
-        source="form", default=REQUIRED if default is ... else default, alias=alias,
+        source="form", default=default, alias=alias,
         description=description, gt=gt, ge=ge, lt=lt, le=le, min_length=min_length,
         max_length=max_length,
     )  # fmt: skip
@@ -371,7 +382,7 @@ def File(
         min_length, max_length: How many files a ``list[UploadFile]`` takes.
     """
     return ParamInfo(
-        source="file", default=REQUIRED if default is ... else default, alias=alias,
+        source="file", default=default, alias=alias,
         description=description, min_length=min_length, max_length=max_length,
     )  # fmt: skip
 

@@ -77,7 +77,9 @@ class Response:
     def _init_content_headers(self, media_type: str | None) -> None:
         raw = self._raw
         names = {k for k, _ in raw} if raw else ()
-        if b"content-length" not in names and not no_body_status(self.status_code):
+        if no_body_status(self.status_code):
+            return  # no body, so nothing to give a length or a type to (an explicit header stays)
+        if b"content-length" not in names:
             raw.append((b"content-length", str(len(self.body)).encode()))
         if media_type is not None and b"content-type" not in names:
             raw.append((b"content-type", _content_type(media_type, self.charset)))
@@ -217,8 +219,8 @@ class JSONResponse(Response):
         response.background = None
         response.body = body
         if no_body:
-            response.body = b""  # a 204 or 304 has no body, not even ``null``
-            response._raw = [_JSON_CONTENT_TYPE]
+            response.body = b""  # a 204 or 304 has no body, not even ``null``, so no type
+            response._raw = []
         else:
             response._raw = [(b"content-length", str(len(body)).encode()), _JSON_CONTENT_TYPE]
         return response
@@ -319,7 +321,9 @@ class StreamingResponse(Response):
         super().__init__(None, status_code, headers, media_type, background)
 
     def _init_content_headers(self, media_type: str | None) -> None:
-        if media_type is not None and not any(k == b"content-type" for k, _ in self._raw):
+        if media_type is None or no_body_status(self.status_code):
+            return  # a 204 or 304 has no body to give a type to
+        if not any(k == b"content-type" for k, _ in self._raw):
             self._raw.append((b"content-type", media_type.encode("latin-1")))
 
     async def _send(self, send: Send, head: bool, receive: Receive | None = None) -> None:

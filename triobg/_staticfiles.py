@@ -298,6 +298,8 @@ class StaticFiles:
         if found.not_found_page:
             status = 404
         elif info.not_modified(request_headers):
+            # No body, so no Content-Type: the validators are what a cache updates from.
+            headers = [(k, v) for k, v in headers if k != b"content-type"]
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return

@@ -13,7 +13,9 @@
 # where the server offers ASGI's ``websocket.http.response`` extension (hypercorn does), else
 # with a close (1008 policy violation; hypercorn answers that with a bare 403). After
 # ``accept`` an ``HTTPException`` closes with 1008 and its detail as reason; any other error is
-# logged and closes with 1011. The client leaving (``WebSocketDisconnect``) is the normal end.
+# logged and closes with 1011. An exception handler the app registered for the error's class
+# runs first, given the WebSocket, and may close it its own way. The client leaving
+# (``WebSocketDisconnect``) is the normal end.
 #
 # Shutdown: ``WebSocketSessions`` listens for the start of the app's background drain. Then
 # every open socket's handler is cancelled and the socket closed with 1001 ("going away"), each
@@ -21,6 +23,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import typing
 from collections.abc import Mapping
@@ -31,6 +34,7 @@ import trio
 
 from ._background import BackgroundRunner, BackgroundTasks, callable_name
 from ._encode import dump_json
+from ._errors import ExceptionHandler, registered_handler
 from ._exceptions import HTTPException, RequestValidationError
 from ._routing import PathTable
 from ._solve import Teardown
@@ -173,7 +177,7 @@ async def handle_websocket(app: App, scope: dict[str, Any], receive: Receive, se
                     pass  # the same, from tasks in a nursery the handler opened
                 else:
                     failure = error
-                    await _fail(websocket, error, route)
+                    await _fail(websocket, error, route, app.exception_handlers)
                     runner._discard(tasks, f"the WebSocket handler failed ({type(error).__name__})")
         if session.cut:
             sessions._going_away += 1
@@ -240,8 +244,35 @@ async def _close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
         await websocket.close(code, reason)
 
 
-async def _fail(websocket: WebSocket, error: Exception, route: WebSocketRoute) -> None:
-    """Answer a handler or dependency failure: reject the handshake, or close the socket."""
+async def _fail(
+    websocket: WebSocket,
+    error: Exception,
+    route: WebSocketRoute,
+    handlers: dict[type[BaseException], ExceptionHandler],
+) -> None:
+    """Answer a handler or dependency failure: reject the handshake, or close the socket.
+
+    An exception handler the app registered for the error's class is called first, with the
+    WebSocket (as Starlette does): it may close it with a code and reason of its choosing,
+    before or after ``accept``. What it returns is ignored; if it leaves the socket open (or
+    fails itself, which is logged), the default below applies.
+    """
+    handler = registered_handler(handlers, error)
+    if handler is not None:
+        try:
+            result: Any = handler(websocket, error)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as handler_error:
+            error_logger.exception(
+                "exception handler %r failed (%s) while handling %s in WebSocket %s",
+                handler,
+                type(handler_error).__name__,
+                type(error).__name__,
+                websocket.path,
+            )
+        if websocket.application_state is WebSocketState.CLOSED or websocket.closed:
+            return
     if websocket.application_state is WebSocketState.CONNECTING:
         if not isinstance(error, HTTPException | RequestValidationError):
             _log_error(websocket, error, route)

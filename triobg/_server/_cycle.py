@@ -197,8 +197,9 @@ class RequestCycle:
     def _response_head(self, body: bytes, more: bool) -> h11.Response:
         status = self.status
         headers = list(self._headers)
-        if not more and not self.head:
-            # A one-piece body: say its length rather than let h11 chunk it.
+        if not more and not self.head and not (status < 200 or status in (204, 304)):
+            # A one-piece body: say its length rather than let h11 chunk it. A 1xx, 204 or 304
+            # has no body, so no length (RFC 9110 8.6: ``0`` would be wrong for a 304).
             for name, _ in headers:
                 if name == b"content-length" or name.lower() == b"content-length":
                     break

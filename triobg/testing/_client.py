@@ -15,7 +15,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from http.cookies import SimpleCookie
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import attrs
 import trio
@@ -23,6 +23,7 @@ import trio
 from .._background import TaskFailure
 from .._headers import Headers
 from ._forms import Files, FormFields, encode_form
+from ._target import Params, split_target, with_params
 from ._websocket import WebSocketTestSession
 
 ASGIApp = Callable[
@@ -33,7 +34,6 @@ ASGIApp = Callable[
     ],
     Awaitable[None],
 ]
-Params = Mapping[str, Any] | Sequence[tuple[str, Any]]
 
 
 @attrs.frozen
@@ -327,6 +327,9 @@ class TestClient:
     ) -> TestResponse:
         """Send one request and return once its response is complete (tasks may still run).
 
+        ``path`` is percent-encoded as a client would send it (``"/a b"`` arrives with
+        ``raw_path`` ``b"/a%20b"`` and ``path`` ``"/a b"``; escapes already written are kept);
+        ``params=`` is added to its query, a list value repeating the key, as httpx does.
         ``data=`` sends a form (urlencoded; a list value repeats the field) and ``files=`` a
         ``multipart/form-data`` body with those fields and files, as httpx takes them:
         ``files={"upload": ("a.txt", b"bytes", "text/plain")}``.
@@ -503,10 +506,7 @@ class TestClient:
         headers: Mapping[str, str] | None,
         cookies: Mapping[str, str] | None,
     ) -> dict[str, Any]:
-        path, _, query = path.partition("?")
-        if params:
-            encoded = urlencode(list(params.items()) if isinstance(params, Mapping) else params)
-            query = f"{query}&{encoded}" if query else encoded
+        path, raw_path, query_string = split_target(with_params(path, params))
         raw: list[tuple[bytes, bytes]] = [
             (b"host", self.host.encode()),
             (b"user-agent", b"triobg-testclient"),
@@ -526,8 +526,8 @@ class TestClient:
             "method": method.upper(),
             "scheme": self.scheme,
             "path": path,
-            "raw_path": path.encode("utf-8"),
-            "query_string": query.encode("latin-1"),
+            "raw_path": raw_path,
+            "query_string": query_string,
             "root_path": "",
             "headers": raw,
             "client": ("127.0.0.1", 50000),

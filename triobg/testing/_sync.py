@@ -19,13 +19,14 @@ from contextlib import AbstractAsyncContextManager, contextmanager, suppress
 from http.cookies import SimpleCookie
 from types import TracebackType
 from typing import Any, Self, TypeVar
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import attrs
 import trio
 
 from .._headers import Headers
-from ._client import ASGIApp, Params, StreamingTestResponse, TestClient, TestResponse
+from ._client import ASGIApp, StreamingTestResponse, TestClient, TestResponse
+from ._target import Params, with_params
 from ._websocket import WebSocketTestSession
 
 T = TypeVar("T")
@@ -362,11 +363,7 @@ class SyncTestClient:
             arguments["cookies"] = cookies
         follow = self.follow_redirects if follow_redirects is None else follow_redirects
         target = self._absolute(url)
-        if params:
-            # httpx's encoding: a list value repeats the key (``q=a&q=b``).
-            items = list(params.items()) if isinstance(params, Mapping) else list(params)
-            encoded = urlencode(items, doseq=True)
-            target += f"&{encoded}" if urlsplit(target).query else f"?{encoded}"
+        target = with_params(target, params)  # the async client's encoding, httpx's
         response = self._send(method, target, arguments)
         history: list[TestResponse] = []
         while follow and response.status_code in REDIRECTS and "location" in response.headers:
