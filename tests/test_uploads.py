@@ -214,6 +214,61 @@ class TestFormFields:
             async def bad(count: int = File()) -> None:
                 pass
 
+    async def test_bytes_file_parameters(self) -> None:
+        """``file: bytes = File()`` (and ``list[bytes]``, optional) is the whole content, as in
+        FastAPI; a missing required one is a located 422; the schema says binary."""
+        app = App()
+
+        @app.post("/digest")
+        async def digest(
+            file: bytes = File(),
+            more: Annotated[list[bytes], File()] = [],  # noqa: B006
+            maybe: bytes | None = File(None),
+            upload: UploadFile | None = None,
+        ) -> dict[str, Any]:
+            return {
+                "file": file.decode(),
+                "more": [m.decode() for m in more],
+                "maybe": maybe,
+                "upload": None if upload is None else (await upload.read()).decode(),
+            }
+
+        async with TestClient(app) as client:
+            response = await client.post(
+                "/digest",
+                files=[
+                    ("file", ("a.txt", b"first")),
+                    ("more", ("b.txt", b"second")),
+                    ("more", ("c.txt", b"third")),
+                    ("upload", ("d.txt", b"streamed")),
+                ],
+            )
+            missing = await client.post("/digest", files={"more": ("b.txt", b"x")})
+        assert response.status_code == 200, response.text
+        assert response.json() == {
+            "file": "first", "more": ["second", "third"], "maybe": None, "upload": "streamed"
+        }  # fmt: skip
+        assert missing.status_code == 422
+        assert missing.json()["detail"][0]["loc"] == ["body", "file"]
+        schema = app.openapi()["paths"]["/digest"]["post"]["requestBody"]["content"]
+        properties = schema["multipart/form-data"]["schema"]["properties"]
+        assert properties["file"] == {"type": "string", "format": "binary"}
+        assert properties["more"]["items"] == {"type": "string", "format": "binary"}
+
+    async def test_bytes_file_is_bounded_by_the_file_limit(self) -> None:
+        """A ``bytes`` file over ``max_file_size`` is a 413 before anything is held in memory."""
+        app = App(upload_limits=UploadLimits(max_file_size=10))
+
+        @app.post("/small")
+        async def small(file: bytes = File()) -> int:
+            return len(file)
+
+        async with TestClient(app) as client:
+            fits = await client.post("/small", files={"file": ("a", b"0123456789")})
+            over = await client.post("/small", files={"file": ("a", b"0123456789X")})
+        assert (fits.status_code, fits.json()) == (200, 10)
+        assert over.status_code == 413
+
     def test_websocket_route_refuses_form_and_file_parameters(self) -> None:
         """A WebSocket handshake has no body: ``Form``/``File`` there fail at declaration."""
         app = App()

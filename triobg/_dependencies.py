@@ -59,6 +59,8 @@ class ParamSpec:
     default: Any
     marker: ParamInfo
     annotation: Any = Any  # as declared; read by the OpenAPI generation, not per request
+    #: A ``bytes`` file parameter (``File()``): the solver reads the file into memory first.
+    whole_file: bool = False
 
 
 @attrs.frozen
@@ -189,6 +191,13 @@ def _upload_item(annotation: Any) -> Any | None:
 def _same(value: Any) -> Any:
     """The converter of a file parameter: the ``UploadFile`` is already the value."""
     return value
+
+
+def _whole_file(value: UploadFile) -> bytes:
+    """The converter of a ``bytes`` file parameter: the content ``load_form`` read for it."""
+    content = value._content
+    assert content is not None, "load_form reads the bytes of every whole-file parameter"
+    return content
 
 
 def _split_annotated(annotation: Any) -> tuple[Any, list[Any]]:
@@ -397,15 +406,20 @@ class Compiler:
         item = sequence_item(inner)
         many = item is not None and marker.source != "path"
         if marker.source == "file":
-            if _upload_item(annotation) is None:
+            whole = (item if many else inner) is bytes
+            if not whole and _upload_item(annotation) is None:
                 raise TypeError(
                     f"parameter {name!r} of {call!r}: File() needs an UploadFile, "
-                    f"list[UploadFile] or UploadFile | None annotation, not {annotation!r}"
+                    "list[UploadFile], UploadFile | None, bytes or list[bytes] annotation, "
+                    f"not {annotation!r}"
                 )
             if many and default is REQUIRED and not required:
                 default = []
             wire = marker.alias or name
-            return ParamSpec(name, wire, "file", _same, many, required, default, marker, annotation)
+            read: Callable[[Any], Any] = _whole_file if whole else _same
+            return ParamSpec(
+                name, wire, "file", read, many, required, default, marker, annotation, whole
+            )
         try:
             convert = scalar_converter(item if many else annotation)
         except TypeError as error:

@@ -369,10 +369,12 @@ def File(
     max_length: int | None = None,
 ) -> Any:
     """A file of a ``multipart/form-data`` body: annotate ``UploadFile``, ``list[UploadFile]``
-    or ``UploadFile | None``.
+    or ``UploadFile | None``; or ``bytes`` (``list[bytes]``, ``bytes | None``) for the whole
+    content of a small file, read into memory in a worker thread before the handler runs.
 
     An ``UploadFile`` parameter needs no marker; ``File()`` gives it a default, an alias or a
-    description. How large files may be is the app's (or the route's) ``UploadLimits``.
+    description (a ``bytes`` one needs the marker, as in FastAPI). How large files may be is the
+    app's (or the route's) ``UploadLimits``.
 
     Args:
         default: Used when no file was sent (``None`` for an optional file); omitted (or

@@ -34,6 +34,7 @@ from ._exceptions import HTTPException, RequestValidationError
 from ._forms import FORM_SOURCES, read_form_param
 from ._params import ParamInfo
 from ._requests import Request
+from ._uploads import UploadFile
 
 # --- reading request values -----------------------------------------------------------------
 
@@ -141,9 +142,20 @@ async def load_body(plan: Plan, request: Request, errors: list[ErrorDetail]) -> 
     return _read_body(plan, payload, errors)
 
 
-async def load_form(request: Request) -> None:
-    """Read the form (``Form``/``File`` parameters), streaming its files to disk."""
-    await request.form()
+async def load_form(request: Request, whole_files: tuple[str, ...]) -> None:
+    """Read the form (``Form``/``File`` parameters), streaming its files to disk.
+
+    The files of ``bytes`` parameters (``whole_files``, by field name) are then read into
+    memory, in worker threads, so converting them (``_whole_file``) needs no I/O. What such a
+    file may hold is bounded by the upload limits' ``max_file_size``, as any file is.
+    """
+    form = await request.form()
+    for wire in whole_files:
+        for value in form.getlist(wire):
+            if isinstance(value, UploadFile) and value._content is None:
+                await value.seek(0)
+                value._content = await value.read()
+                await value.seek(0)  # as found, for any other reader of the same part
 
 
 def _wrong_type(media: str) -> HTTPException:
@@ -312,7 +324,8 @@ class _SolverWriter:
         if self.plan.body:
             self.line("body = await _load_body(_plan, request, errors)")
         if any(spec.source in FORM_SOURCES for r in self.plan.readers for spec in r.params):
-            self.line("await _load_form(request)")
+            whole = {spec.wire for r in self.plan.readers for spec in r.params if spec.whole_file}
+            self.line(f"await _load_form(request, {tuple(sorted(whole))!r})")
         if any(_inline_source(spec) == "query" for r in self.plan.readers for spec in r.params):
             self.line("query = request.query_params")
         for index, reader in enumerate(self.plan.readers):

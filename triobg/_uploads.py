@@ -106,6 +106,8 @@ class UploadFile:
         self._path: Path | None = None  # where the bytes are, once known
         self._owned = False  # a temporary file of ours: deleted at the end of its request
         self._closed = False
+        #: The whole content, for a ``bytes`` parameter (read by the solver before it converts).
+        self._content: bytes | None = None
 
     def __repr__(self) -> str:
         return (
