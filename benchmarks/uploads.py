@@ -33,10 +33,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 BOUNDARY = "bench-b0undary"
 BLOCK = os.urandom(1024 * 1024)
+#: name -> (the app's module, the server that runs it). "triobg native" is the same app on
+#: triobg's own server (``python -m triobg``, one process), for what hypercorn costs.
 APPS = {
-    "bare ASGI": "benchmarks.apps.upload_bare",
-    "triobg": "benchmarks.apps.upload_triobg",
-    "fastapi": "benchmarks.apps.upload_fastapi",
+    "bare ASGI": ("benchmarks.apps.upload_bare", "hypercorn"),
+    "triobg": ("benchmarks.apps.upload_triobg", "hypercorn"),
+    "fastapi": ("benchmarks.apps.upload_fastapi", "hypercorn"),
+    "triobg native": ("benchmarks.apps.upload_triobg", "native"),
 }
 
 
@@ -156,12 +159,15 @@ async def sample_rss(pid: int, done: trio.Event, peak: list[int]) -> None:
         await trio.sleep(0.02)
 
 
-async def measure(app: str, module: str, size: int) -> dict[str, float]:
+async def measure(app: str, module: str, server: str, size: int) -> dict[str, float]:
     port = free_port()
-    command = [
-        *(sys.executable, "-m", "hypercorn", "--worker-class", "trio", "-w", "1"),
-        *("--bind", f"{HOST}:{port}", f"{module}:app"),
-    ]
+    if server == "native":
+        command = [sys.executable, "-m", "triobg", f"{module}:app", "--bind", f"{HOST}:{port}"]
+    else:
+        command = [
+            *(sys.executable, "-m", "hypercorn", "--worker-class", "trio", "-w", "1"),
+            *("--bind", f"{HOST}:{port}", f"{module}:app"),
+        ]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     process = spawn(command, env)
     try:
@@ -245,27 +251,31 @@ def main() -> None:
     print(f"load average before: {Path('/proc/loadavg').read_text().split()[:3]}")
     results = {}
     cat_before = cat_seconds(size)
-    for app, module in APPS.items():
+    for app, (module, server) in APPS.items():
         try:
-            results[app] = trio.run(measure, app, module, size)
+            results[app] = trio.run(measure, app, module, server, size)
         except Exception as error:  # a peer that is not installed: say so, measure the rest
             print(f"SKIP {app}: {type(error).__name__}: {error}")
     cat = statistics.median([cat_before, cat_seconds(size)])
     print(f"load average after: {Path('/proc/loadavg').read_text().split()[:3]}")
-    print(f"\n{args.megabytes} MB upload, hypercorn --worker-class trio, one worker")
+    print(
+        f"\n{args.megabytes} MB upload, hypercorn --worker-class trio, one worker "
+        "(triobg native: python -m triobg, one process)"
+    )
     print(f"cat to a file: {size / cat / 2**20:.0f} MiB/s (the 1.0x line)")
     print(
-        "RSS: hypercorn's whole process tree (its supervisor and the worker); growth: peak - idle"
+        "RSS: the server's whole process tree (hypercorn: its supervisor and the worker); "
+        "growth: peak - idle"
     )
     header = (
-        "app        upload/cat  MiB/s  idle RSS  peak RSS  growth  ping p50  ping p99  ping max"
+        "app           upload/cat  MiB/s  idle RSS  peak RSS  growth  ping p50  ping p99  ping max"
         "  pings"
     )
     print(header)
     for app, r in results.items():
         growth = r["peak_rss_mib"] - r["idle_rss_mib"]
         print(
-            f"{app:<10} {r['seconds'] / cat:>9.2f}x {size / r['seconds'] / 2**20:>6.0f} "
+            f"{app:<13} {r['seconds'] / cat:>9.2f}x {size / r['seconds'] / 2**20:>6.0f} "
             f"{r['idle_rss_mib']:>7.0f}M {r['peak_rss_mib']:>8.0f}M {growth:>6.0f}M "
             f"{r['ping_p50_ms']:>7.1f}ms "
             f"{r['ping_p99_ms']:>7.1f}ms {r['ping_max_ms']:>7.1f}ms {r['pings']:>6}"
