@@ -4,7 +4,8 @@ The app of ``benchmarks.durable_http`` (two no-op tasks per request, in-process 
 SQLite file with ``synchronous=FULL``) is called directly through ASGI (``benchmarks._driver``,
 lifespan included, so the worker runs and the log lines go where hypercorn's would), by 64
 concurrent clients. Each kind's round ends when its tasks have all finished. Reported: the
-process's CPU time per request of each kind (threads included) and their ratio; with
+process's CPU time per request of each kind (threads included), and the event loop thread's
+part of it (the rest is the store's thread: SQLite and the commit's Python); with
 ``--profile KIND`` one round of that kind runs under cProfile and the top functions are
 printed::
 
@@ -34,11 +35,12 @@ from benchmarks.durable_http import APP
 CLIENTS = 64
 
 
-async def one_round(app: object, kind: str, requests: int) -> float:
-    """CPU seconds per request for ``requests`` requests of ``kind``, their tasks included."""
+async def one_round(app: object, kind: str, requests: int) -> tuple[float, float]:
+    """CPU seconds per request for ``requests`` requests of ``kind``, their tasks included:
+    the whole process's, and the event loop thread's alone (the rest is the store's thread)."""
     scope = _driver.make_scope(path=f"/{kind}/a@example.com", query=b"")
     per_client = requests // CLIENTS
-    before = time.process_time()
+    before, loop_before = time.process_time(), time.thread_time()
 
     async def client() -> None:
         for _ in range(per_client):
@@ -55,7 +57,8 @@ async def one_round(app: object, kind: str, requests: int) -> float:
                 break
             await trio.sleep(0.01)
     # In-process tasks run in the request's nursery, which the ASGI call waits for: done too.
-    return (time.process_time() - before) / (per_client * CLIENTS)
+    done = per_client * CLIENTS
+    return (time.process_time() - before) / done, (time.thread_time() - loop_before) / done
 
 
 async def run(args: argparse.Namespace, app: object) -> None:
@@ -72,14 +75,19 @@ async def run(args: argparse.Namespace, app: object) -> None:
             out.sort_stats("cumulative").print_stats(args.top)
             return
         cpu: dict[str, list[float]] = {"inprocess": [], "durable": []}
+        loop: dict[str, list[float]] = {"inprocess": [], "durable": []}
         for n in range(args.rounds):
             order = ["inprocess", "durable"] if n % 2 == 0 else ["durable", "inprocess"]
             for kind in order:
-                cpu[kind].append(await one_round(app, kind, args.requests))
+                total, in_loop = await one_round(app, kind, args.requests)
+                cpu[kind].append(total)
+                loop[kind].append(in_loop)
     inproc, durable = statistics.median(cpu["inprocess"]), statistics.median(cpu["durable"])
+    in_loop = {kind: statistics.median(values) * 1e6 for kind, values in loop.items()}
     print(
         f"in-process {inproc * 1e6:.0f} µs, durable {durable * 1e6:.0f} µs of CPU per request "
-        f"(+{(durable - inproc) * 1e6:.0f} µs); in-process / durable {inproc / durable:.2f}; "
+        f"(+{(durable - inproc) * 1e6:.0f} µs; in the event loop's thread "
+        f"{in_loop['inprocess']:.0f} and {in_loop['durable']:.0f} µs); "
         f"load average {os.getloadavg()[0]:.1f}"
     )
 
