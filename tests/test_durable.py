@@ -6,6 +6,7 @@ ASGI wrapper looks into the store at the instant the response starts.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from triobg import (
     TaskResult,
     TaskStatus,
 )
+from triobg._durable._codec import Parameters, decode_arguments, encode_arguments
 from triobg._durable._memory import MemoryTaskStore
 from triobg._durable._store import NewTask, TaskStore
 from triobg.testing import TestClient
@@ -173,6 +175,54 @@ class TestDeclaring:
             BackgroundTasks().add_task(task, Point(1, 2), note=object())
         with pytest.raises(TypeError, match="record: missing a required argument"):
             BackgroundTasks().add_task(task)
+
+
+def _plain(a: str, b: int = 1, *, c: float = 0.5, d: bool = False) -> None: ...
+
+
+def _varied(a: int, /, b: str, *args: int, c: str = "x", **kwargs: Any) -> None: ...
+
+
+CALLS: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+    (("x",), {}),
+    (("x", 2), {}),
+    (("x",), {"d": True, "c": 1.5}),
+    ((), {"b": 3, "a": "y"}),
+    (("x", 2, 3), {}),  # too many positional
+    ((), {}),  # a required argument missing
+    (("x",), {"a": "y"}),  # given twice
+    (("x",), {"e": 1}),  # unknown
+    (("x", 2), {"b": 3}),  # given twice
+]
+
+
+class TestArguments:
+    @pytest.mark.parametrize("func", [_plain, _varied])
+    @pytest.mark.parametrize(("args", "kwargs"), CALLS)
+    def test_binding_matches_the_signature_s(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """The fast binding gives ``Signature.bind``'s arguments, in order, or its TypeError."""
+        try:
+            expected: Any = list(inspect.signature(func).bind(*args, **kwargs).arguments.items())
+        except TypeError as error:
+            expected = str(error)
+        try:
+            got: Any = list(Parameters.of(func).bind(args, kwargs).items())
+        except TypeError as error:
+            got = str(error)
+        assert got == expected
+
+    def test_plain_values_decode_as_the_converter_would(self) -> None:
+        """A value already of its hint's exact type is kept; others still go through cattrs."""
+        parameters = Parameters.of(_plain)
+        hints = {"a": str, "b": int, "c": float, "d": bool}
+        text = encode_arguments("t", parameters, ("x", True), {"c": 2, "d": True})
+        assert text == '{"a":"x","b":true,"c":2,"d":true}'
+        args, kwargs = decode_arguments(hints, parameters, text)
+        assert args == []
+        assert kwargs == {"a": "x", "b": 1, "c": 2.0, "d": True}
+        assert [type(v) for v in kwargs.values()] == [str, int, float, bool]
 
 
 class TestTestClient:

@@ -13,6 +13,7 @@ import typing
 from collections.abc import Callable
 from typing import Any, Final
 
+import attrs
 import cattrs
 
 from .._uploads import UploadFile
@@ -28,8 +29,67 @@ def _dumps(data: Any) -> str:
     return json.dumps(data, allow_nan=False, separators=(",", ":"))
 
 
+#: Types cattrs passes through unchanged both ways: a value of exactly one of them (not a
+#: subclass, such as an enum) skips the converter, which is most arguments of most tasks.
+_PLAIN: Final = frozenset({str, int, float, bool, type(None)})
+
+_BY_NAME: Final = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+@attrs.frozen
+class Parameters:
+    """A task function's signature, with what binding a call to it needs worked out once.
+
+    ``inspect.Signature.bind`` is general and costs a few microseconds per call; for the usual
+    function (parameters that can be passed by position or by name, or by name only; no
+    ``*args``, ``**kwargs`` or positional-only ones) ``bind`` does the same mapping directly
+    and leaves anything unusual (a missing or unknown argument, ...) to ``Signature.bind``,
+    which raises its usual ``TypeError``.
+    """
+
+    signature: inspect.Signature
+    #: The names that may come by position, in order; ``None`` if the signature is unusual.
+    positional: tuple[str, ...] | None
+    order: tuple[str, ...]
+    required: frozenset[str]
+
+    @classmethod
+    def of(cls, func: Callable[..., Any]) -> Parameters:
+        signature = inspect.signature(func)
+        kinds = [p.kind for p in signature.parameters.values()]
+        simple = all(kind in _BY_NAME for kind in kinds)
+        positional = tuple(
+            n
+            for n, p in signature.parameters.items()
+            if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        )
+        required = frozenset(
+            n for n, p in signature.parameters.items() if p.default is inspect.Parameter.empty
+        )
+        return cls(signature, positional if simple else None, tuple(signature.parameters), required)
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The arguments given, by parameter name in the signature's order (defaults left out),
+        as ``Signature.bind(...).arguments``.
+
+        Raises:
+            TypeError: the call does not fit the signature.
+        """
+        positional = self.positional
+        if positional is not None and len(args) <= len(positional):
+            bound = dict(zip(positional, args, strict=False))
+            if kwargs:
+                if any(name in bound or name not in self.order for name in kwargs):
+                    return self.signature.bind(*args, **kwargs).arguments  # raises
+                bound.update(kwargs)
+                bound = {name: bound[name] for name in self.order if name in bound}
+            if self.required <= bound.keys():
+                return bound
+        return self.signature.bind(*args, **kwargs).arguments
+
+
 def encode_arguments(
-    task_name: str, signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+    task_name: str, parameters: Parameters, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> str:
     """The call ``(args, kwargs)`` as JSON text: an object of parameter name to value.
 
@@ -38,15 +98,20 @@ def encode_arguments(
             unstructured by cattrs; the message names the task and the argument.
     """
     try:
-        bound = signature.bind(*args, **kwargs)
+        arguments = parameters.bind(args, kwargs)
     except TypeError as error:
         raise TypeError(f"durable task {task_name}: {error}") from None
     try:
-        return _dumps({name: converter.unstructure(v) for name, v in bound.arguments.items()})
+        return _dumps(
+            {
+                name: v if type(v) in _PLAIN else converter.unstructure(v)
+                for name, v in arguments.items()
+            }
+        )
     except (TypeError, ValueError):
         pass
     # Which one? Checked one by one only now, so that the error can name the argument.
-    for name, value in bound.arguments.items():
+    for name, value in arguments.items():
         try:
             _dumps(converter.unstructure(value))
         except (TypeError, ValueError) as error:
@@ -58,7 +123,7 @@ def encode_arguments(
 
 
 def decode_arguments(
-    hints: dict[str, Any], signature: inspect.Signature, text: str
+    hints: dict[str, Any], parameters: Parameters, text: str
 ) -> tuple[list[Any], dict[str, Any]]:
     """Positional and keyword arguments for a function from ``encode_arguments``' JSON text.
 
@@ -71,13 +136,15 @@ def decode_arguments(
     data = json.loads(text)
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
-    for name, parameter in signature.parameters.items():
+    for name, parameter in parameters.signature.parameters.items():
         if name not in data:
             continue
         hint = hints.get(name, Any)
         value = data.pop(name)
         try:
-            if parameter.kind is parameter.VAR_POSITIONAL:
+            if type(value) is hint and hint in _PLAIN and parameter.kind in _BY_NAME:
+                kwargs[name] = value  # what the converter would return
+            elif parameter.kind is parameter.VAR_POSITIONAL:
                 args.extend(converter.structure(item, hint) for item in value)
             elif parameter.kind is parameter.VAR_KEYWORD:
                 kwargs.update({k: converter.structure(v, hint) for k, v in value.items()})

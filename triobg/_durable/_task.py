@@ -17,7 +17,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, final
 import attrs
 
 from .._uploads import UploadFile
-from ._codec import decode_arguments, encode_arguments, type_hints
+from ._codec import Parameters, decode_arguments, encode_arguments, type_hints
 from ._files import files_dir, hand_over
 from ._status import TaskStatus
 from ._store import NewTask, TaskError, TaskRecord
@@ -99,9 +99,9 @@ class DurableTask(Generic[P, R]):
         "__name__",
         "__qualname__",
         "_hints",
+        "_parameters",
         "_priority",
         "_run_after",
-        "_signature",
         "_tasks",
         "func",
         "is_async",
@@ -133,7 +133,7 @@ class DurableTask(Generic[P, R]):
         self.__name__ = getattr(func, "__name__", name)
         self.__qualname__ = getattr(func, "__qualname__", name)
         self._tasks = tasks
-        self._signature = inspect.signature(func)
+        self._parameters = Parameters.of(func)
         self._hints: dict[str, Any] | None = None  # resolved at the first run (forward refs)
         self._run_after: RunAfter | None = None
         self._priority = 0
@@ -183,14 +183,14 @@ class DurableTask(Generic[P, R]):
         hints = self._hints
         if hints is None:
             hints = self._hints = type_hints(self.func)
-        return decode_arguments(hints, self._signature, text)
+        return decode_arguments(hints, self._parameters, text)
 
     def _new(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> NewTask:
         task_id = uuid.uuid4().hex
         uploads = [v for v in (*args, *kwargs.values()) if isinstance(v, UploadFile)]
         if uploads:  # moved into the task file area now, before the task is stored
             hand_over(uploads, files_dir(self._tasks.store), task_id)
-        arguments = encode_arguments(self.name, self._signature, args, kwargs)
+        arguments = encode_arguments(self.name, self._parameters, args, kwargs)
         now = self._tasks.clock()
         return NewTask(
             id=task_id,
