@@ -7,6 +7,8 @@ whole file passes against it unchanged; register it in ``STORE_FACTORIES``.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 import trio
 from _durable_support import STORE_FACTORIES, FakeClock, new_task
 
-from triobg._durable._sqlite import SQLiteTaskStore
+from triobg._durable._sqlite import _MIGRATIONS, SQLiteTaskStore
 from triobg._durable._status import TaskStatus
 from triobg._durable._store import Preclaim, TaskError, TaskNotFound, TaskStore
 
@@ -421,6 +423,53 @@ class TestSQLite:
         assert record.status is TaskStatus.RUNNING
         assert record.owner == A
         await second.aclose()
+
+    async def test_schema_version_is_written_and_migrate_reports_it(
+        self, tmp_path: Path, clock: FakeClock
+    ) -> None:
+        """A new file gets the newest schema version in ``user_version``; migrating again is a
+        no-op that reports it."""
+        path = tmp_path / "t.sqlite3"
+        store = SQLiteTaskStore(path, clock=clock)
+        assert await store.migrate() == len(_MIGRATIONS)
+        assert await store.migrate() == len(_MIGRATIONS)
+        await store.aclose()
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            assert connection.execute("PRAGMA user_version").fetchone()[0] == len(_MIGRATIONS)
+
+    async def test_a_file_from_before_versions_is_adopted_with_its_tasks(
+        self, tmp_path: Path, clock: FakeClock
+    ) -> None:
+        """A file written before the schema had a number (``user_version`` 0, the tables there)
+        is brought to the newest version and keeps its tasks."""
+        path = tmp_path / "t.sqlite3"
+        first = SQLiteTaskStore(path, clock=clock)
+        await first.enqueue([new_task("old", clock)])
+        await first.aclose()
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            connection.execute("PRAGMA user_version = 0")
+            connection.commit()
+        second = SQLiteTaskStore(path, clock=clock)
+        assert (await second.get("old")).status is TaskStatus.READY
+        assert await second.migrate() == len(_MIGRATIONS)
+        await second.aclose()
+
+    async def test_a_file_from_a_newer_triobg_is_refused(
+        self, tmp_path: Path, clock: FakeClock
+    ) -> None:
+        """A schema version this triobg does not know is a clear error, and the file is left
+        as it was."""
+        path = tmp_path / "t.sqlite3"
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            connection.execute(f"PRAGMA user_version = {len(_MIGRATIONS) + 1}")
+            connection.commit()
+        store = SQLiteTaskStore(path, clock=clock)
+        with pytest.raises(RuntimeError, match="newer triobg"):
+            await store.migrate()
+        await store.aclose()
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            tables = connection.execute("SELECT name FROM sqlite_master").fetchall()
+        assert tables == []
 
     async def test_concurrent_writes_share_commits(self, tmp_path: Path, clock: FakeClock) -> None:
         """Group commit: 50 concurrent enqueues take far fewer than 50 transactions."""

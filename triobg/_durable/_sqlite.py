@@ -53,8 +53,12 @@ T = TypeVar("T")
 
 _COLUMNS: Final = RECORD_COLUMNS
 
-_SQL: Final = {
-    "schema": """
+#: The schema, one entry per version: entry ``n`` takes a file from version ``n`` to ``n + 1``.
+#: A file's version is SQLite's ``PRAGMA user_version`` (0 for a new file, and for files made
+#: before the schema was versioned: version 1 is written with ``IF NOT EXISTS``, so on such a
+#: file it changes nothing but the number). Append; never edit an entry that has shipped.
+_MIGRATIONS: Final = (
+    """
         CREATE TABLE IF NOT EXISTS triobg_tasks (
             seq INTEGER PRIMARY KEY,
             id TEXT NOT NULL UNIQUE,
@@ -86,6 +90,9 @@ _SQL: Final = {
             ON triobg_tasks (finished_at) WHERE status IN ('succeeded', 'failed', 'cancelled');
         CREATE INDEX IF NOT EXISTS triobg_tasks_status ON triobg_tasks (status);
     """,
+)
+
+_SQL: Final = {
     "holder": f"""
         SELECT {_COLUMNS} FROM triobg_tasks
         WHERE key = ? AND status IN ('ready', 'running', 'retrying')
@@ -224,8 +231,7 @@ class SQLiteTaskStore(TaskStore):
         try:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
-            # One script: ``executescript`` commits any open transaction before it starts.
-            connection.executescript("BEGIN IMMEDIATE;" + _SQL["schema"] + "COMMIT;")
+            _upgrade(connection, self.path)
         except BaseException:
             connection.close()
             raise
@@ -283,9 +289,9 @@ class SQLiteTaskStore(TaskStore):
         self._writes.batches += 1
 
     async def migrate(self) -> int:
-        """Create the file and its table now (otherwise done on first use); returns 1."""
-        await self._read(lambda connection: None)
-        return 1
+        """Create or upgrade the file's schema now (otherwise done on first use); returns the
+        schema version the file is at."""
+        return await self._read(_version)
 
     async def aclose(self) -> None:
         def close() -> None:
@@ -604,3 +610,42 @@ def store_from_url(url: str) -> TaskStore:
         f"unknown task store URL {url!r}: expected 'sqlite:///path/to/tasks.sqlite3' or "
         "'postgresql://user@host:5432/database'"
     )
+
+
+def _version(connection: sqlite3.Connection) -> int:
+    version: int = connection.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def _upgrade(connection: sqlite3.Connection, path: Path) -> None:
+    """Bring the file's schema to the newest version, in one transaction with its number.
+
+    ``BEGIN IMMEDIATE`` takes the write lock first, so of several processes opening a new file
+    at once one migrates and the others then find it done. A file from a newer triobg (a higher
+    version than this one knows) is refused rather than written with the wrong assumptions.
+    """
+    newest = len(_MIGRATIONS)
+    if _version(connection) == newest:
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        version = _version(connection)
+        _check_known(version, path)
+        for migration in _MIGRATIONS[version:]:
+            for statement in migration.split(";"):  # no ``;`` inside the schema's strings
+                if statement.strip():
+                    connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {newest}")
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
+def _check_known(version: int, path: Path) -> None:
+    if version > len(_MIGRATIONS):
+        raise RuntimeError(
+            f"the task store {str(path)!r} has schema version {version}, written by a newer "
+            f"triobg; this one knows versions up to {len(_MIGRATIONS)}"
+        )
