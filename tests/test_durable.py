@@ -372,8 +372,11 @@ class TestPipelineStep:
             await wait_status(app, record.id, TaskStatus.SUCCEEDED)
         assert (Point(5, 5), "hi") in ran
 
-    async def test_a_request_cancelled_mid_commit_gives_its_preclaims_back(self) -> None:
-        """Cancelled while its commit went through: the pre-claimed task is released, READY."""
+    async def test_a_request_cancelled_mid_commit_gives_its_preclaims_back(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Cancelled while its commit went through: the pre-claimed task is released, READY,
+        and the log says its fate is unknown (never that it was not stored), with its id."""
 
         class CommitsThenHangs(MemoryTaskStore):
             def __init__(self) -> None:
@@ -400,7 +403,10 @@ class TestPipelineStep:
             async with trio.open_nursery() as nursery:
 
                 async def post() -> None:
-                    with pytest.raises(RuntimeError, match="without completing its response"):
+                    with (
+                        caplog.at_level(logging.WARNING),
+                        pytest.raises(RuntimeError, match="without completing its response"),
+                    ):
                         await client.post("/points?x=6&y=6")
 
                 nursery.start_soon(post)
@@ -414,6 +420,9 @@ class TestPipelineStep:
             worker = app.tasks.worker
             assert worker is not None and worker.idle  # the reserved slot came back
         assert ran == []
+        assert "never stored" not in caplog.text
+        assert f"(id {record.id})" in caplog.text
+        assert "stored or not is unknown" in caplog.text
 
     async def test_adding_a_durable_task_after_the_response_is_refused_loudly(
         self, caplog: pytest.LogCaptureFixture

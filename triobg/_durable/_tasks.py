@@ -213,7 +213,22 @@ class DurableTasks:
         assert new is not None
         try:
             start = (await self._commit_new(new))[1]
-        except Exception as error:
+        except BaseException as error:
+            if not isinstance(error, Exception):
+                # Cancelled with the commit in flight: it may have gone through, and then the
+                # tasks run (recovered from the store like any other), so "never stored" would
+                # be a lie. Say what is known, with the ids to look them up by.
+                for task in new:
+                    logger.warning(
+                        "durable task %s (id %s) of %s: the request was cancelled while its "
+                        "commit was in flight; stored or not is unknown (if stored, it runs)",
+                        task.name,
+                        task.id,
+                        tasks._label,
+                        extra={"task": task.name, "task_id": task.id, "outcome": "unknown"},
+                    )
+                tasks._durable = []
+                raise
             logger.error(  # noqa: TRY400 - the traceback is passed explicitly (exc_info)
                 "could not store %d durable task(s) of %s (%s: %s); answering 503",
                 len(new),
