@@ -17,14 +17,12 @@ from ._status import UNFINISHED, TaskStatus
 from ._store import (
     NewTask,
     Preclaim,
+    RecordMaker,
     TaskError,
     TaskNotFound,
     TaskRecord,
     TaskStatistics,
     TaskStore,
-    claimed_record,
-    preclaims,
-    ready_record,
     recovered,
 )
 
@@ -48,8 +46,7 @@ class MemoryTaskStore(TaskStore):
         self, tasks: Sequence[NewTask], *, claim: Preclaim | None = None
     ) -> builtins.list[TaskRecord]:
         await trio.lowlevel.checkpoint()
-        now = self.clock()
-        claimed = 0
+        make = RecordMaker(claim, self.clock())
         if len({task.id for task in tasks}) != len(tasks) or any(
             task.id in self._tasks for task in tasks
         ):
@@ -60,12 +57,7 @@ class MemoryTaskStore(TaskStore):
             if held is not None:
                 out.append(held)
                 continue
-            if preclaims(task, claim, claimed, now):
-                assert claim is not None
-                record = claimed_record(task, claim, now)
-                claimed += 1
-            else:
-                record = ready_record(task)
+            record = make(task)
             self._tasks[task.id] = record
             self._seq += 1
             self._order[task.id] = self._seq

@@ -51,6 +51,7 @@ from ._store import (
     RECORD_COLUMNS,
     NewTask,
     Preclaim,
+    RecordMaker,
     TaskError,
     TaskNotFound,
     TaskRecord,
@@ -460,17 +461,8 @@ class PostgresTaskStore(TaskStore):
         if all(task.key is None for task in tasks):
             # Nothing to look up first: the records are built here and the group commit
             # inserts them together with the other key-less enqueues of its batch.
-            now = self.clock()
-            records = []
-            claimed = 0
-            for task in tasks:
-                if preclaims(task, claim, claimed, now):
-                    assert claim is not None
-                    records.append(claimed_record(task, claim, now))
-                    claimed += 1
-                else:
-                    records.append(ready_record(task))
-            return await self._write(_Insert(records))
+            make = RecordMaker(claim, self.clock())
+            return await self._write(_Insert([make(task) for task in tasks]))
 
         def apply(db: psycopg.Connection[Any]) -> builtins.list[TaskRecord]:
             now = self.clock()

@@ -37,14 +37,12 @@ from ._store import (
     RECORD_COLUMNS,
     NewTask,
     Preclaim,
+    RecordMaker,
     TaskError,
     TaskNotFound,
     TaskRecord,
     TaskStatistics,
     TaskStore,
-    claimed_record,
-    preclaims,
-    ready_record,
     record_from_row,
     recovered,
 )
@@ -311,21 +309,11 @@ class SQLiteTaskStore(TaskStore):
         if all(task.key is None for task in tasks):
             # The common case: nothing to look up first, so the rows are built here and the
             # group commit inserts them together with the other enqueues of its batch.
-            now = self.clock()
-            records = []
-            claimed = 0
-            for task in tasks:
-                if preclaims(task, claim, claimed, now):
-                    assert claim is not None
-                    records.append(claimed_record(task, claim, now))
-                    claimed += 1
-                else:
-                    records.append(ready_record(task))
-            return await self._write(_Insert(records))
+            make = RecordMaker(claim, self.clock())
+            return await self._write(_Insert([make(task) for task in tasks]))
 
         def apply(db: sqlite3.Connection) -> builtins.list[TaskRecord]:
-            now = self.clock()
-            claimed = 0
+            make = RecordMaker(claim, self.clock())
             out = []
             for task in tasks:
                 if task.key is not None:
@@ -333,12 +321,7 @@ class SQLiteTaskStore(TaskStore):
                     if held is not None:
                         out.append(_record(held))
                         continue
-                if preclaims(task, claim, claimed, now):
-                    assert claim is not None
-                    record = claimed_record(task, claim, now)
-                    claimed += 1
-                else:
-                    record = ready_record(task)
+                record = make(task)
                 _insert_rows(db, [_row(record)])
                 out.append(record)
             return out

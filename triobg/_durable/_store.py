@@ -367,6 +367,26 @@ def preclaims(task: NewTask, claim: Preclaim | None, claimed: int, now: float) -
     )
 
 
+class RecordMaker:
+    """The records of one ``enqueue`` call, built task by task in order (``preclaims``): stored
+    claimed while ``claim`` has room and the task is due, READY otherwise. Each record made
+    counts as stored: a store that may not store one (a held key) checks before making it."""
+
+    __slots__ = ("claim", "claimed", "now")
+
+    def __init__(self, claim: Preclaim | None, now: float) -> None:
+        self.claim = claim
+        self.now = now
+        self.claimed = 0
+
+    def __call__(self, task: NewTask) -> TaskRecord:
+        claim = self.claim
+        if claim is not None and preclaims(task, claim, self.claimed, self.now):
+            self.claimed += 1
+            return claimed_record(task, claim, self.now)
+        return ready_record(task)
+
+
 def recovered(record: TaskRecord, now: float) -> TaskRecord:
     """``record`` (RUNNING, its worker lost) as ``recover`` leaves it: the lost-worker error
     appended, then READY at once if it has attempts left, else FAILED. The rule every store
