@@ -48,7 +48,7 @@ import trio
 
 from .._exit_wait import wait_at_exit
 from ._codec import encode_result
-from ._files import close_uploads, delete_task_files, files_dir, sweep
+from ._files import UPLOAD_KEY, close_uploads, delete_task_files, files_dir, sweep
 from ._status import TaskStatus
 from ._store import Preclaim, TaskError, TaskNotFound, TaskRecord, TaskStore
 
@@ -583,7 +583,7 @@ class Worker:
 
     async def _delete_files(self, record: TaskRecord) -> None:
         """The task finished for good: the files handed over to it go (if it had any)."""
-        if "triobg.upload" in record.arguments:
+        if UPLOAD_KEY in record.arguments:
             await trio.to_thread.run_sync(delete_task_files, files_dir(self.store), record.id)
 
     async def _write(self, operation: Any, label: str) -> bool:
