@@ -277,15 +277,11 @@ class Worker:
         """Start held tasks (``adopt``) now: their request's response has been sent."""
         if not records or self._closed:
             return
-        runs = self._runs
-        if runs is None:  # not running yet: the claim loop starts them once it is
-            self._to_start.extend(records)
+        self._to_start.extend(records)
+        if self._runs is None:  # not running yet: the claim loop starts them once it is
             self._wakeup.set()
-            return
-        for record in records:
-            scope = self._running.get(record.id)
-            if scope is not None:  # not dropped meanwhile
-                runs.start_soon(self._run_one, record, scope)
+        else:
+            self._start_held(self._runs)
 
     @property
     def idle(self) -> bool:
