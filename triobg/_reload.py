@@ -151,7 +151,6 @@ def run_reloader(argv: Sequence[str], directories: Sequence[Path]) -> int:
         files = snapshot(directories)
         _say(f"reloading when a .py file under {watched} changes ({len(files)} watched)")
         while True:
-            files = snapshot(directories)
             child = signals.child = subprocess.Popen(command, env=env)
             status, changed = _watch(child, files, directories, signals)
             if signals.stopping:
@@ -166,6 +165,7 @@ def run_reloader(argv: Sequence[str], directories: Sequence[Path]) -> int:
                 if changed is None:
                     return 0
             _say(f"{_describe(changed)} changed: reloading")
+            files = snapshot(directories)  # what the next child starts from
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

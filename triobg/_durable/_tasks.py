@@ -166,22 +166,20 @@ class DurableTasks:
         claim = None if worker is None else worker.reserve(len(new))
         try:
             records = await self.store.enqueue(new, claim=claim)
-        except Exception:  # the store refused the batch: nothing of it was stored
-            if claim is not None:
-                assert worker is not None
-                worker.adopt(claim, None)
-            raise
-        except BaseException:
-            if claim is not None:
-                assert worker is not None
-                worker.adopt(claim, None)
-                # Cancelled while the commit may still have gone through: give back what was
-                # stored claimed (nothing if it was not), so another claim runs it at once.
-                with trio.CancelScope(shield=True):
-                    try:
-                        await self.store.release(claim.owner, [task.id for task in new])
-                    except Exception:
-                        logger.exception("releasing the pre-claimed tasks of a cancelled enqueue")
+        except BaseException as error:
+            if claim is None:
+                raise
+            assert worker is not None
+            worker.adopt(claim, None)
+            if isinstance(error, Exception):  # the store refused the batch: nothing was stored
+                raise
+            # Cancelled while the commit may still have gone through: give back what was stored
+            # claimed (nothing if it was not), so another claim runs it at once.
+            with trio.CancelScope(shield=True):
+                try:
+                    await self.store.release(claim.owner, [task.id for task in new])
+                except Exception:
+                    logger.exception("releasing the pre-claimed tasks of a cancelled enqueue")
             raise
         if worker is None:
             return records, None

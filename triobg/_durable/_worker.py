@@ -48,7 +48,7 @@ import trio
 
 from .._exit_wait import wait_at_exit
 from ._codec import encode_result
-from ._files import close_uploads, delete_task_files, files_dir, sweep
+from ._files import UPLOAD_KEY, close_uploads, delete_task_files, files_dir, sweep
 from ._status import TaskStatus
 from ._store import Preclaim, TaskError, TaskNotFound, TaskRecord, TaskStore
 
@@ -277,15 +277,11 @@ class Worker:
         """Start held tasks (``adopt``) now: their request's response has been sent."""
         if not records or self._closed:
             return
-        runs = self._runs
-        if runs is None:  # not running yet: the claim loop starts them once it is
-            self._to_start.extend(records)
+        self._to_start.extend(records)
+        if self._runs is None:  # not running yet: the claim loop starts them once it is
             self._wakeup.set()
-            return
-        for record in records:
-            scope = self._running.get(record.id)
-            if scope is not None:  # not dropped meanwhile
-                runs.start_soon(self._run_one, record, scope)
+        else:
+            self._start_held(self._runs)
 
     @property
     def idle(self) -> bool:
@@ -583,7 +579,7 @@ class Worker:
 
     async def _delete_files(self, record: TaskRecord) -> None:
         """The task finished for good: the files handed over to it go (if it had any)."""
-        if "triobg.upload" in record.arguments:
+        if UPLOAD_KEY in record.arguments:
             await trio.to_thread.run_sync(delete_task_files, files_dir(self.store), record.id)
 
     async def _write(self, operation: Any, label: str) -> bool:

@@ -24,8 +24,7 @@ def encode_form(
 ) -> tuple[bytes, str]:
     """The body and ``Content-Type`` for ``data=`` (and ``files=``, which makes it multipart)."""
     if files is None:
-        pairs = [(name, value) for name, value in _fields(data)]
-        return urlencode(pairs).encode(), "application/x-www-form-urlencoded"
+        return urlencode(_fields(data)).encode(), "application/x-www-form-urlencoded"
     boundary = boundary or os.urandom(16).hex()
     return encode_multipart(data, files, boundary), f"multipart/form-data; boundary={boundary}"
 

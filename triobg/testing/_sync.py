@@ -395,9 +395,7 @@ class SyncTestClient:
 
     def _send(self, method: str, url: str, arguments: dict[str, Any]) -> TestResponse:
         loop, client = self._running()
-        parts = urlsplit(url)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        request = functools.partial(client.request, method, path, **arguments)
+        request = functools.partial(client.request, method, _path_and_query(url), **arguments)
         self._errors.errors.clear()
         try:
             response = loop.call(request)
@@ -443,8 +441,7 @@ class SyncTestClient:
         ``headers``). Redirects are not followed.
         """
         loop, client = self._running()
-        parts = urlsplit(self._absolute(url))
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        path = _path_and_query(self._absolute(url))
         manager = client.stream(method, path, **kwargs)
         response = loop.call(manager.__aenter__)
         with _leaving(loop, manager):
@@ -479,14 +476,19 @@ class SyncTestClient:
             WebSocketDenied: the app refused the handshake with an HTTP response.
         """
         loop, client = self._running()
-        parts = urlsplit(self._absolute(url))
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        path = _path_and_query(self._absolute(url))
         manager = client.websocket_connect(
             path, subprotocols=subprotocols, params=params, headers=headers, cookies=cookies
         )
         session = loop.call(manager.__aenter__)
         with _leaving(loop, manager):
             yield SyncWebSocketSession(loop, session)
+
+
+def _path_and_query(url: str) -> str:
+    """The request target the app gets for an absolute ``url``: its path and query."""
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 def _refuse_inside_trio() -> None:
