@@ -3,6 +3,7 @@
 # No ``from __future__ import annotations``: handlers below refer to local dependencies.
 
 import datetime as dt
+import decimal
 import enum
 import importlib
 import pkgutil
@@ -255,6 +256,19 @@ class TestParameters:
 
         operation = _op(app.openapi(), "/x")
         assert [p["name"] for p in operation["parameters"]] == ["q"]
+
+    def test_a_bounded_optional_decimal_is_a_bounded_number_or_null(self) -> None:
+        """``Decimal | None`` with a numeric bound is documented as that bound on a number."""
+        app = App()
+
+        @app.get("/d")
+        async def d(q: Annotated[decimal.Decimal | None, Query(gt=1)] = None) -> str:
+            return str(q)
+
+        q = _params(_op(app.openapi(), "/d"))["query", "q"]
+        assert q["schema"] == {
+            "anyOf": [{"type": "number", "exclusiveMinimum": 1}, {"type": "null"}]
+        }
 
     def test_path_converters_and_unread_path_parameters(self) -> None:
         """``{rest:path}`` is ``{rest}`` in OpenAPI, and a placeholder no one reads is still

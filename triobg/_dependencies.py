@@ -31,6 +31,7 @@ from ._convert import (
     sequence_item,
     strip_optional,
 )
+from ._forms import FORM_SOURCES
 from ._params import REQUIRED, DependsInfo, ParamInfo
 from ._requests import HTTPConnection, Request
 from ._responses import Response
@@ -110,6 +111,12 @@ class Plan:
     needs_tasks: bool
     needs_response: bool
     function_teardown: bool  # some generator dependency has scope="function"
+
+    @property
+    def form_params(self) -> list[ParamSpec]:
+        """Every reader's ``Form()``/``File()`` parameters, in reading order (asked when the
+        solver is written and the OpenAPI document built, never per request)."""
+        return [spec for r in self.readers for spec in r.params if spec.source in FORM_SOURCES]
 
 
 class DependencyOverrides(dict[Callable[..., Any], Callable[..., Any]]):
@@ -251,7 +258,7 @@ class Compiler:
 
         visit(root)
         body = tuple(spec for reader in readers for spec in reader.body)
-        if body and any(p.source in ("form", "file") for r in readers for p in r.params):
+        if body and any(p.source in FORM_SOURCES for r in readers for p in r.params):
             raise TypeError(
                 f"{getattr(handler, '__name__', handler)!r} reads both a JSON body "
                 f"({body[0].name!r}) and form fields or files: a request has one body, "

@@ -344,10 +344,12 @@ def bounds(schema: Schema, marker: ParamInfo, annotation: Any) -> Schema:
     if inner is decimal.Decimal and any(bound is not None for bound in numeric):
         # A numeric string's value cannot be bounded in JSON Schema: a bounded decimal is
         # documented as a number only (strings within the bounds are still accepted).
+        # Built whole and returned: recursing into the ``anyOf`` with the same annotation would
+        # come back here for each branch, without end.
+        number = bounds({"type": "number"}, marker, float)
         schema.clear()
-        schema.update({"anyOf": [{"type": "number"}, {"type": "null"}]} if nullable else {})
-        if not nullable:
-            schema["type"] = "number"
+        schema.update({"anyOf": [number, {"type": "null"}]} if nullable else number)
+        return schema
     if "anyOf" in schema:
         for option in schema["anyOf"]:
             bounds(option, marker, annotation)

@@ -89,7 +89,7 @@ def openapi_document(
                         "content": {"application/json": {"schema": _validation_error(registry)}},
                     },
                 )
-            if _reads_form(plan):  # a form's body is parsed, and limited, before validation
+            if plan.form_params:  # a form's body is parsed, and limited, before validation
                 for status, description in _FORM_ERRORS:
                     operation["responses"].setdefault(status, _detail_response(description))
             paths.setdefault(template, {})[method.lower()] = operation
@@ -253,10 +253,6 @@ _FORM_ERRORS = (
 )
 
 
-def _reads_form(plan: Plan) -> bool:
-    return any(spec.source in FORM_SOURCES for reader in plan.readers for spec in reader.params)
-
-
 def _detail_response(description: str) -> dict[str, Any]:
     """An error answered as ``{"detail": "..."}`` (``HTTPException``'s body)."""
     schema = {
@@ -277,25 +273,24 @@ def _form_body(plan: Plan, registry: SchemaRegistry) -> dict[str, Any] | None:
     properties: dict[str, Schema] = {}
     needed: list[str] = []
     has_file = False
-    for reader in plan.readers:
-        for spec in reader.params:
-            if spec.source not in FORM_SOURCES or spec.wire in properties:
-                continue
-            if spec.source == "file":
-                has_file = True
-                prop: Schema = {"type": "string", "format": "binary"}
-                if spec.many:
-                    prop = bounds({"type": "array", "items": prop}, spec.marker, list)
-            else:
-                prop = bounds(registry.schema(spec.annotation), spec.marker, spec.annotation)
-                default = spec.default
-                if not spec.required and has_json_value(default) and default is not None:
-                    prop["default"] = json_value(default)
-            if spec.marker.description:
-                prop["description"] = spec.marker.description
-            if spec.required:
-                needed.append(spec.wire)
-            properties[spec.wire] = prop
+    for spec in plan.form_params:
+        if spec.wire in properties:
+            continue
+        if spec.source == "file":
+            has_file = True
+            prop: Schema = {"type": "string", "format": "binary"}
+            if spec.many:
+                prop = bounds({"type": "array", "items": prop}, spec.marker, list)
+        else:
+            prop = bounds(registry.schema(spec.annotation), spec.marker, spec.annotation)
+            default = spec.default
+            if not spec.required and has_json_value(default) and default is not None:
+                prop["default"] = json_value(default)
+        if spec.marker.description:
+            prop["description"] = spec.marker.description
+        if spec.required:
+            needed.append(spec.wire)
+        properties[spec.wire] = prop
     if not properties:
         return None
     schema: Schema = {"type": "object", "properties": properties}

@@ -42,7 +42,7 @@ def _sent_by_client(request: Request, target: str) -> str | None:
     # ``query_params`` may refuse a flood of parameters (400); this runs only for off-site
     # redirects, after the handler has run, so the parsed query is usually cached already.
     for name, value in request.query_params.multi_items():
-        if value == target or value.strip() == target.strip():
+        if value.strip() == target.strip():
             return f"query parameter {name!r}"
     for name, value in request.path_params.items():
         if value == target:

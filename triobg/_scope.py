@@ -69,7 +69,7 @@ def declaring_scope(declared: Any = None) -> Scope:
         frame = frame.f_back
     if frame is None:
         return MODULE_SCOPE
-    target = getattr(_unwrap_all(declared), "__func__", _unwrap_all(declared))
+    target = _original(declared)
     ancestors = set(_enclosing_names(getattr(target, "__qualname__", "")))
     module = getattr(target, "__globals__", None)
     enclosing: list[tuple[str, Mapping[str, Any]]] = []
@@ -95,11 +95,13 @@ def _enclosing_names(qualname: str) -> list[str]:
     return names
 
 
-def _unwrap_all(call: Any) -> Any:
+def _original(call: Any) -> Any:
+    """The function whose code a reader sees: partials, classes, callable objects, bound
+    methods and ``functools.wraps`` decorators looked through (``None`` for ``None``)."""
     target = _unwrap(call) if call is not None else None
     with contextlib.suppress(ValueError):  # a ``__wrapped__`` cycle
         target = inspect.unwrap(target) if callable(target) else target
-    return target
+    return getattr(target, "__func__", target)
 
 
 def _is_internal(frame: types.FrameType) -> bool:
@@ -173,8 +175,7 @@ def type_hints(call: Callable[..., Any], scope: Scope = MODULE_SCOPE) -> dict[st
             callable and the missing name).
     """
     target = _unwrap(call)
-    # Decorated with functools.wraps: the original's names.
-    inner = getattr(_unwrap_all(call), "__func__", _unwrap_all(call))
+    inner = _original(call)  # decorated with functools.wraps: the original's names
     namespace = _namespace(
         getattr(inner, "__qualname__", ""),
         getattr(inner, "__globals__", {}),

@@ -323,8 +323,9 @@ class _SolverWriter:
         self.line("errors = []")
         if self.plan.body:
             self.line("body = await _load_body(_plan, request, errors)")
-        if any(spec.source in FORM_SOURCES for r in self.plan.readers for spec in r.params):
-            whole = {spec.wire for r in self.plan.readers for spec in r.params if spec.whole_file}
+        form_params = self.plan.form_params
+        if form_params:
+            whole = {spec.wire for spec in form_params if spec.whole_file}
             self.line(f"await _load_form(request, {tuple(sorted(whole))!r})")
         if any(_inline_source(spec) == "query" for r in self.plan.readers for spec in r.params):
             self.line("query = request.query_params")
