@@ -156,6 +156,33 @@ class TestFormFields:
             ("body", "tags"),
         ]
 
+    async def test_form_constraints_report_as_query_ones_do(self) -> None:
+        """``Form(pattern=...)`` is checked like a query parameter's: the same error type,
+        every failing item of a list located by its index, the pattern in the schema."""
+        app = App()
+
+        @app.post("/codes")
+        async def codes(
+            code: str = Form(pattern="^[A-Z]{3}$"),
+            more: list[str] = Form([], pattern="^[a-z]+$"),
+        ) -> str:
+            return code
+
+        async with TestClient(app) as client:
+            bad = await client.post("/codes", data={"code": "abcd", "more": ["ok", "NO", "x1"]})
+            good = await client.post("/codes", data={"code": "ABC", "more": ["fine"]})
+        assert good.json() == "ABC"
+        assert bad.status_code == 422
+        errors = [(tuple(e["loc"]), e["type"]) for e in bad.json()["detail"]]
+        assert errors == [
+            (("body", "code"), "string_pattern_mismatch"),
+            (("body", "more", 1), "string_pattern_mismatch"),
+            (("body", "more", 2), "string_pattern_mismatch"),
+        ]
+        body = app.openapi()["paths"]["/codes"]["post"]["requestBody"]["content"]
+        properties = body["application/x-www-form-urlencoded"]["schema"]["properties"]
+        assert properties["code"]["pattern"] == "^[A-Z]{3}$"
+
     async def test_empty_value_counts_as_absent(self) -> None:
         """An empty input (what browsers send) is a missing field, or its default."""
         async with TestClient(form_app()) as client:

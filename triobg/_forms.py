@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -20,7 +20,6 @@ from ._uploads import UploadFile, UploadLimits
 
 if typing.TYPE_CHECKING:
     from ._dependencies import ParamSpec
-    from ._params import ParamInfo
     from ._requests import Request
 
 FORM_SOURCES = ("form", "file")
@@ -139,7 +138,6 @@ def read_form_param(
     spec: ParamSpec,
     request: Request,
     errors: list[ErrorDetail],
-    check_bounds: Callable[[Any, ParamInfo], str | None],
 ) -> Any:
     """The value of one ``Form()``/``File()`` parameter from the form already read.
 
@@ -185,7 +183,5 @@ def read_form_param(
         errors.append(ErrorDetail(loc, error.msg, error.kind))
         return None
     if spec.marker.has_bounds:
-        problem = check_bounds(result, spec.marker)
-        if problem is not None:
-            errors.append(ErrorDetail(loc, problem, "bounds"))
+        errors.extend(spec.marker.check(result, loc))
     return result

@@ -340,6 +340,7 @@ def Form(
     le: float | None = None,
     min_length: int | None = None,
     max_length: int | None = None,
+    pattern: str | None = None,
 ) -> Any:
     """A field of a form body (urlencoded or multipart), typed like a query parameter.
 
@@ -352,11 +353,13 @@ def Form(
         description: For documentation.
         gt, ge, lt, le: Bounds a number must respect.
         min_length, max_length: Bounds on the length of a string or list.
+        pattern: A regular expression the string (or each string of a list) must contain a
+            match for; anchor it (``^[a-z]+$``) to match the whole value.
     """
     return ParamInfo(
         source="form", default=default, alias=alias,
         description=description, gt=gt, ge=ge, lt=lt, le=le, min_length=min_length,
-        max_length=max_length,
+        max_length=max_length, pattern=pattern,
     )  # fmt: skip
 
 

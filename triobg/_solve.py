@@ -32,17 +32,10 @@ from ._dependencies import BodySpec, CallKind, Dependant, ParamSpec, Plan, SubDe
 from ._encode import converter as body_converter
 from ._exceptions import HTTPException, RequestValidationError
 from ._forms import FORM_SOURCES, read_form_param
-from ._params import ParamInfo
 from ._requests import Request
 from ._uploads import UploadFile
 
 # --- reading request values -----------------------------------------------------------------
-
-
-def _check_bounds(value: Any, marker: ParamInfo) -> str | None:
-    """The first constraint ``value`` breaks, as a message (``ParamInfo.check`` has them all)."""
-    problems = marker.check(value, ())
-    return problems[0].msg if problems else None
 
 
 def read_param(
@@ -50,7 +43,7 @@ def read_param(
 ) -> Any:
     source = spec.source
     if source in FORM_SOURCES:
-        return read_form_param(spec, request, errors, _check_bounds)
+        return read_form_param(spec, request, errors)
     found: str | list[str] | None
     if spec.many:
         if source == "query":
