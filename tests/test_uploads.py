@@ -591,12 +591,16 @@ class TestLimits:
         assert asked == 0
 
     async def test_urlencoded_limits(self) -> None:
-        """urlencoded forms have field count and field size limits too."""
+        """urlencoded forms have field count and field size limits too, the size in bytes as
+        for multipart fields."""
         app = form_app(upload_limits=UploadLimits(max_fields=2, max_field_size=5))
         async with TestClient(app) as client:
             many = await client.post("/echo", data={"a": "1", "b": "2", "c": "3"})
             long = await client.post("/echo", data={"a": "123456"})
-        assert (many.status_code, long.status_code) == (413, 413)
+            wide = await client.post("/echo", data={"a": "ééé"})  # 3 characters, 6 bytes
+            fits = await client.post("/echo", data={"a": "éé"})  # 4 bytes
+        assert (many.status_code, long.status_code, wide.status_code) == (413, 413, 413)
+        assert fits.status_code == 200
         assert "too many form fields" in many.json()["detail"]
         assert "'a' too large" in long.json()["detail"]
 

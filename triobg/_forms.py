@@ -126,7 +126,10 @@ def parse_urlencoded(raw: bytes, limits: UploadLimits) -> FormData:
         name, _, value = part.partition("=")
         name = unquote_plus(name, errors="replace")
         value = unquote_plus(value, errors="replace")
-        if len(value) > limits.max_field_size:
+        # The limit is in bytes, as for multipart fields: a character is up to 4 of them
+        # (encoded only when that could matter).
+        limit = limits.max_field_size
+        if len(value) * 4 > limit and len(value.encode("utf-8", "surrogatepass")) > limit:
             raise HTTPException(
                 413, f"form field {name!r} too large: over {limits.max_field_size} bytes"
             )
