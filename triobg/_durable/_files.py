@@ -21,6 +21,7 @@ import trio
 
 from .._headers import Headers
 from .._uploads import UploadFile
+from ._memory import MemoryTaskStore
 
 #: Overrides where the file area is (any store); see ``files_dir``.
 FILES_ENV = "TRIOBG_TASK_FILES"
@@ -40,7 +41,7 @@ def files_dir(store: Any) -> Path:
     path = getattr(store, "path", None)
     if isinstance(path, Path):
         return path.with_name(path.name + ".files")
-    if type(store).__name__ == "MemoryTaskStore":
+    if isinstance(store, MemoryTaskStore):
         return Path(tempfile.gettempdir()) / "triobg-task-files"
     return Path("triobg-task-files")
 
