@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import attrs
 import trio
 
-from ._batch import GroupCommit, Write
+from ._batch import GroupCommit, Write, apply_in_order
 from ._status import TaskStatus
 from ._store import (
     RECORD_COLUMNS,
@@ -379,26 +379,16 @@ class PostgresTaskStore(TaskStore):
         for attempt in range(3):
             try:
                 with self._connections().connection() as connection, connection.transaction():
-                    # The writes of a batch were all pending at once, so any order is one they
-                    # could have arrived in: the key-less enqueues first, in one statement, and
-                    # the succeeds last, in another (under load, most of a batch), instead of
-                    # one round trip each.
-                    inserts = [write for write in batch if type(write.apply) is _Insert]
-                    succeeds = [write for write in batch if type(write.apply) is _Succeed]
-                    if inserts:
-                        _insert_many(connection, inserts)
-                    for write in batch:
-                        if type(write.apply) in (_Insert, _Succeed):
-                            continue
-                        write.error = None
-                        try:
-                            write.result = write.apply(connection)
-                        except psycopg.Error:
-                            raise
-                        except Exception as error:  # a contract error raised before writing
-                            write.error = error
-                    if succeeds:
-                        _succeed_many(connection, succeeds, self.clock())
+                    apply_in_order(  # the key-less enqueues and the succeeds in one each
+                        connection,
+                        batch,
+                        bulk_first=(_Insert, _insert_many),
+                        bulk_last=(
+                            _Succeed,
+                            lambda db, writes: _succeed_many(db, writes, self.clock()),
+                        ),
+                        store_error=psycopg.Error,
+                    )
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
                 if attempt == 2:
                     raise

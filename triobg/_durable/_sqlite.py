@@ -31,7 +31,7 @@ from typing import Any, Final, TypeVar
 import attrs
 import trio
 
-from ._batch import GroupCommit, Write
+from ._batch import GroupCommit, Write, apply_in_order
 from ._status import TaskStatus
 from ._store import (
     RECORD_COLUMNS,
@@ -253,30 +253,20 @@ class SQLiteTaskStore(TaskStore):
         return await self._writes.write(apply)
 
     def _commit(self, batch: list[Write]) -> None:
-        # The writes of a batch were all pending at once, so any order of applying them is one
-        # in which they could have arrived: new tasks without a key go first, together, and
-        # the succeeds last, together (under load most of a batch is one or the other). Each
+        # A batch is a handful of statements (``apply_in_order``), not one per write: each
         # statement costs a round trip for the GIL (``sqlite3`` lets it go while SQLite works,
         # and a busy event loop may hold it for its whole switch interval before giving it
-        # back), so a batch is a handful of statements, not one per write.
+        # back).
         connection = self._connect()
-        inserts = [write for write in batch if type(write.apply) is _Insert]
-        succeeds = [write for write in batch if type(write.apply) is _Succeed]
         try:
             connection.execute("BEGIN IMMEDIATE")
-            if inserts:
-                _insert_many(connection, inserts)
-            for write in batch:
-                if type(write.apply) in (_Insert, _Succeed):
-                    continue
-                try:
-                    write.result = write.apply(connection)
-                except sqlite3.Error:
-                    raise
-                except Exception as error:  # a contract error raised before writing
-                    write.error = error
-            if succeeds:
-                _succeed_many(connection, succeeds, self.clock())
+            apply_in_order(
+                connection,
+                batch,
+                bulk_first=(_Insert, _insert_many),
+                bulk_last=(_Succeed, lambda db, writes: _succeed_many(db, writes, self.clock())),
+                store_error=sqlite3.Error,
+            )
             connection.execute("COMMIT")
         except sqlite3.Error as error:
             if connection.in_transaction:
