@@ -10,7 +10,6 @@ import datetime
 import inspect
 import json
 import typing
-import uuid
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, final
 
@@ -19,6 +18,7 @@ import attrs
 from .._uploads import UploadFile
 from ._codec import Parameters, decode_arguments, encode_arguments, type_hints
 from ._files import files_dir, hand_over
+from ._ids import new_task_id
 from ._status import TaskStatus
 from ._store import NewTask, TaskError, TaskRecord
 
@@ -186,7 +186,7 @@ class DurableTask(Generic[P, R]):
         return decode_arguments(hints, self._parameters, text)
 
     def _new(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> NewTask:
-        task_id = uuid.uuid4().hex
+        task_id = new_task_id()
         uploads = [v for v in (*args, *kwargs.values()) if isinstance(v, UploadFile)]
         if uploads:  # moved into the task file area now, before the task is stored
             hand_over(uploads, files_dir(self._tasks.store), task_id)

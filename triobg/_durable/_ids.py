@@ -1,0 +1,37 @@
+# Durable task ids: chosen by the caller before anything is stored, ordered by time.
+#
+# Where it sits: ``DurableTask._new`` (``_task.py``) names every task with ``new_task_id``;
+# ``add_task`` returns the id at once, before the request's commit.
+#
+# Why time-ordered: every store keeps a unique index on the id. Random ids (UUID version 4)
+# land on random pages of that index, so each commit of a batch of N tasks dirties about N
+# index pages (written to SQLite's WAL, or PostgreSQL's, in full); ids that grow with time land
+# on the last page or two. Measured on the SQLite store: the commit's CPU per task halved
+# (29 to 14 µs). The layout is RFC 9562's UUID version 7: 48 bits of Unix milliseconds, then
+# 74 random bits (from ``os.urandom``: an id doubles as the handle a client polls a task's
+# status by, so it must not be guessable), written as 32 hex digits like ``uuid4().hex``.
+from __future__ import annotations
+
+import os
+import time
+from typing import Final
+
+_MILLIS: Final = (1 << 48) - 1
+_RAND_A: Final = (1 << 12) - 1
+_RAND_B: Final = (1 << 62) - 1
+_VERSION: Final = 0x7 << 76
+_VARIANT: Final = 0b10 << 62
+
+
+def new_task_id() -> str:
+    """A new task id: a UUID version 7 (time-ordered, 74 random bits) as 32 hex digits."""
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10))
+    value = (
+        (millis & _MILLIS) << 80
+        | _VERSION
+        | ((rand >> 62) & _RAND_A) << 64
+        | _VARIANT
+        | (rand & _RAND_B)
+    )
+    return f"{value:032x}"
