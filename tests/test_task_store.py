@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from _durable_support import STORE_FACTORIES, FakeClock, new_task
 
 from triobg._durable._sqlite import _MIGRATIONS, SQLiteTaskStore
@@ -248,6 +249,37 @@ class TestOwnerTransitions:
         assert record.finished_at == clock.now
         assert not await store.succeed("t1", A, "null")  # only once
 
+    async def test_succeed_many_records_the_tasks_still_held(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """Each held task -> SUCCEEDED with its own result; a task the owner no longer holds
+        (cancelled, or another owner's) is left alone and missing from the answer."""
+        await store.enqueue([new_task(f"t{n}", clock) for n in range(4)])
+        await store.claim(A, 3, LEASE)
+        await store.claim(B, 1, LEASE)  # t3 is B's
+        await store.cancel("t1")
+        clock.advance(2)
+        results = [("t0", "0"), ("t1", "1"), ("t2", '"two"'), ("t3", "3")]
+        assert await store.succeed_many(A, results) == {"t0", "t2"}
+        records = {record.id: record for record in await store.list()}
+        assert (records["t0"].status, records["t0"].result) == (TaskStatus.SUCCEEDED, "0")
+        assert (records["t2"].status, records["t2"].result) == (TaskStatus.SUCCEEDED, '"two"')
+        assert records["t2"].finished_at == clock.now
+        assert records["t1"].status is TaskStatus.CANCELLED
+        assert records["t3"].status is TaskStatus.RUNNING
+        assert await store.succeed_many(A, [("t0", "again")]) == set()  # only once
+        assert await store.succeed_many(A, []) == set()
+
+    async def test_succeed_many_refuses_an_id_twice_and_changes_nothing(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """The same id twice in one call is a ``ValueError`` before anything is written."""
+        await store.enqueue([new_task("t1", clock), new_task("t2", clock)])
+        await store.claim(A, 2, LEASE)
+        with pytest.raises(ValueError, match="'t1' appears twice"):
+            await store.succeed_many(A, [("t1", "1"), ("t2", "2"), ("t1", "1")])
+        assert {r.status for r in await store.list()} == {TaskStatus.RUNNING}
+
     async def test_fail_with_retry_then_for_good(self, store: TaskStore, clock: FakeClock) -> None:
         """fail(retry_at) -> RETRYING until then; the last fail(None) -> FAILED; errors kept."""
         await store.enqueue([new_task("t1", clock, max_attempts=2)])
@@ -481,6 +513,38 @@ class TestSQLite:
                 nursery.start_soon(store.enqueue, [new_task(f"t{i}", clock)])
         assert len(await store.list(limit=100)) == 51
         assert store.batches - before < 10
+        await store.aclose()
+
+    async def test_concurrent_succeeds_share_one_commit_and_keep_their_answers(
+        self, tmp_path: Path, clock: FakeClock
+    ) -> None:
+        """Succeeds that meet in one batch are merged, and each still gets its own answer:
+        ``True`` for the owner, ``False`` for another owner or a second report of one task."""
+        store = SQLiteTaskStore(tmp_path / "t.sqlite3", clock=clock)
+        await store.enqueue([new_task(f"t{n}", clock) for n in range(8)])
+        claimed = await store.claim(A, 8, LEASE)
+        answers: dict[str, bool] = {}
+
+        async def succeed(label: str, task_id: str, owner: str) -> None:
+            answers[label] = await store.succeed(task_id, owner, f'"{label}"')
+
+        batches = store.batches
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(succeed, "first", "t1", A)  # leads a batch alone
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(succeed, "stranger", "t0", B)
+            for record in claimed:
+                if record.id != "t1":
+                    nursery.start_soon(succeed, record.id, record.id, A)
+            nursery.start_soon(succeed, "again", "t7", A)
+        assert store.batches - batches == 2  # the first alone, then the nine others together
+        assert answers["first"]
+        assert all(answers[f"t{n}"] for n in range(7) if n != 1)
+        assert not answers["stranger"]
+        assert answers["t7"] != answers["again"]  # only one of the two reports counts
+        records = {record.id: record for record in await store.list()}
+        assert all(r.status is TaskStatus.SUCCEEDED for r in records.values())
+        assert records["t0"].result == '"t0"'
         await store.aclose()
 
     async def test_a_locked_file_fails_the_write_and_changes_nothing(

@@ -10,15 +10,16 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from triobg import App, DurableTask, MemoryTaskStore, NewTask, TaskRecord, TaskStatus
-from triobg._durable._worker import Worker, backoff, new_owner, owner_is_dead
+from triobg._durable._worker import RECORD_GRACE, Worker, backoff, new_owner, owner_is_dead
 
 WAIT = 5
 
@@ -222,7 +223,138 @@ class TestFailures:
         assert backoff(10_000, base=1, cap=300, rand=lambda: 0.0) == 150
 
 
+class GatedStore(MemoryTaskStore):
+    """A memory store whose ``succeed_many`` waits at ``gate`` (while it is closed) and keeps
+    the size of every call, so a test can hold the recorder's write open."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = trio.Event()
+        self.calls: list[int] = []
+        self.called = trio.Event()
+
+    async def succeed_many(self, owner: str, results: Sequence[tuple[str, str]]) -> set[str]:
+        self.calls.append(len(results))
+        self.called.set()
+        await self.gate.wait()
+        return await super().succeed_many(owner, results)
+
+
+class TestRecording:
+    async def test_successes_while_a_write_is_in_flight_share_the_next_one(self) -> None:
+        """Tasks that finish while the recorder's write is being committed are all written by
+        its next one, not one write each."""
+        app, store = App(), GatedStore()
+        task = declare(app, noop)
+        async with running(app, store) as worker:
+            first = await stored(store, task)
+            worker.wake()
+            with trio.fail_after(WAIT):
+                await store.called.wait()  # the first success is being written
+                rest = [await stored(store, task) for _ in range(4)]
+                worker.wake()
+                while worker.running < 5 or len(worker._recording) < 5:  # noqa: ASYNC110
+                    await trio.sleep(0.002)
+            store.gate.set()
+            for task_id in [first, *rest]:
+                await wait_status(store, task_id, TaskStatus.SUCCEEDED)
+            assert store.calls == [1, 4]
+            assert worker.completed == 5
+
+    async def test_a_task_whose_outcome_is_being_written_frees_its_slot(self) -> None:
+        """With one slot, the next task starts while the first one's success is still being
+        written: a finished task runs nothing, so it holds no slot."""
+        app, store = App(), GatedStore()
+        second_started = trio.Event()
+
+        async def second() -> None:
+            second_started.set()
+
+        one, two = declare(app, noop), declare(app, second)
+        async with running(app, store, concurrency=1) as worker:
+            first_id = await stored(store, one)
+            worker.wake()
+            with trio.fail_after(WAIT):
+                await store.called.wait()
+                second_id = await stored(store, two)
+                worker.wake()
+                await second_started.wait()  # the gate is still closed
+            store.gate.set()
+            await wait_status(store, first_id, TaskStatus.SUCCEEDED)
+            await wait_status(store, second_id, TaskStatus.SUCCEEDED)
+
+    async def test_a_failed_write_is_logged_with_the_ids_and_frees_the_slots(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The store refusing the write: each task is named in the log, stays RUNNING in the
+        store (to be recovered when its lease runs out) and frees its slot here."""
+        app, store = App(), GatedStore()
+        store.gate.set()
+
+        async def refuse(owner: str, results: Sequence[tuple[str, str]]) -> set[str]:
+            raise OSError("disk full")
+
+        store.succeed_many = refuse  # type: ignore[method-assign]
+        task = declare(app, noop)
+        async with running(app, store) as worker:
+            task_id = await stored(store, task)
+            worker.wake()
+            with trio.fail_after(WAIT):
+                await worker.wait_idle()
+            assert worker.completed == 0
+        assert (await store.get(task_id)).status is TaskStatus.RUNNING
+        assert "recording the outcome of 1 durable task(s) failed" in caplog.text
+        assert task_id in caplog.text
+
+
 class TestShutdown:
+    async def test_an_outcome_being_written_at_the_deadline_is_not_released(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """At the drain deadline a finished task whose success is being written is left to
+        its write (not released to run again), which lands within the grace."""
+        app, store = App(), GatedStore()
+        task_id = await stored(store, declare(app, noop))
+        worker = Worker(store, app.tasks.registry, poll_interval=60)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.run)
+            with trio.fail_after(WAIT):
+                await store.called.wait()
+                nursery.start_soon(worker.stop, trio.current_time())  # the deadline is now
+                await trio.testing.wait_all_tasks_blocked()
+                store.gate.set()
+        record = await store.get(task_id)
+        assert (record.status, record.attempts) == (TaskStatus.SUCCEEDED, 1)
+        assert "released at shutdown" not in caplog.text
+
+    async def test_an_outcome_not_written_within_the_grace_is_left_to_recovery(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A write that never lands: the worker stops after ``RECORD_GRACE`` anyway, and the
+        task, still RUNNING under the stopped worker, is recovered (run again) by the next."""
+        app, store = App(), GatedStore()
+        runs = 0
+
+        async def counted() -> None:
+            nonlocal runs
+            runs += 1
+
+        task_id = await stored(store, declare(app, counted, retries=1))
+        worker = Worker(store, app.tasks.registry, poll_interval=60)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.run)
+            with trio.fail_after(WAIT):
+                await store.called.wait()
+                before = trio.current_time()
+                await worker.stop(trio.current_time())
+            assert trio.current_time() - before == pytest.approx(RECORD_GRACE)
+            nursery.cancel_scope.cancel()
+        assert (await store.get(task_id)).status is TaskStatus.RUNNING
+        store.gate.set()
+        async with running(app, store):  # recovers the stopped worker's task at start
+            await wait_status(store, task_id, TaskStatus.SUCCEEDED)
+        assert runs == 2
+
     async def test_tasks_cut_off_by_the_deadline_are_released_and_named(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:

@@ -57,6 +57,7 @@ from ._store import (
     TaskRecord,
     TaskStatistics,
     TaskStore,
+    check_unique,
     claimed_record,
     preclaims,
     ready_record,
@@ -163,11 +164,6 @@ _SQL: Final = {
         UPDATE triobg_tasks SET lease_until = %s
         WHERE id = ANY(%s) AND status = 'running' AND owner = %s
         RETURNING id
-    """,
-    "succeed": """
-        UPDATE triobg_tasks
-        SET status = 'succeeded', result = %s, finished_at = %s, lease_until = NULL
-        WHERE id = %s AND status = 'running' AND owner = %s
     """,
     # The succeeds of one batch in one statement (see ``_Succeed``).
     "succeed_many": """
@@ -446,8 +442,7 @@ class PostgresTaskStore(TaskStore):
     async def enqueue(
         self, tasks: Sequence[NewTask], *, claim: Preclaim | None = None
     ) -> builtins.list[TaskRecord]:
-        if len({task.id for task in tasks}) != len(tasks):
-            raise ValueError("task ids must be unique")
+        check_unique(task.id for task in tasks)
         if all(task.key is None for task in tasks):
             # Nothing to look up first: the records are built here and the group commit
             # inserts them together with the other key-less enqueues of its batch.
@@ -517,7 +512,15 @@ class PostgresTaskStore(TaskStore):
         return await self._write(apply)
 
     async def succeed(self, task_id: str, owner: str, result: str) -> bool:
-        return await self._write(_Succeed(task_id, owner, result, self.clock))
+        return task_id in await self._write(_Succeed(owner, ((task_id, result),), self.clock))
+
+    async def succeed_many(
+        self, owner: str, results: Sequence[tuple[str, str]]
+    ) -> builtins.set[str]:
+        if not results:
+            return set()
+        check_unique(task_id for task_id, _ in results)
+        return await self._write(_Succeed(owner, tuple(results), self.clock))
 
     async def fail(
         self, task_id: str, owner: str, error: TaskError, retry_at: float | None
@@ -645,16 +648,15 @@ class PostgresTaskStore(TaskStore):
 
 @attrs.frozen
 class _Succeed:
-    """``succeed`` as a write the group commit can recognise and merge with its neighbours."""
+    """``succeed``/``succeed_many`` as a write the group commit recognises and merges with
+    the others of its batch (``_succeed_many``); its result is the set of ids recorded."""
 
-    task_id: str
     owner: str
-    result: str
+    results: tuple[tuple[str, str], ...]  # (task id, result)
     clock: Callable[[], float]
 
-    def __call__(self, db: psycopg.Connection[Any]) -> bool:
-        args = (self.result, self.clock(), self.task_id, self.owner)
-        return db.execute(_SQL["succeed"], args).rowcount > 0
+    def __call__(self, db: psycopg.Connection[Any]) -> builtins.set[str]:
+        return _apply_succeeds(db, [self], self.clock())[0]
 
 
 @attrs.frozen
@@ -687,23 +689,31 @@ def _insert_records(db: psycopg.Connection[Any], records: Sequence[TaskRecord]) 
 
 
 def _succeed_many(db: psycopg.Connection[Any], writes: Sequence[Write], now: float) -> None:
-    succeeds = [write.apply for write in writes if isinstance(write.apply, _Succeed)]
-    assert len(succeeds) == len(writes)
-    rows = db.execute(
-        _SQL["succeed_many"],
-        (
-            now,
-            [s.task_id for s in succeeds],
-            [s.owner for s in succeeds],
-            [s.result for s in succeeds],
-        ),
-    ).fetchall()
-    done = {(row[0], row[1]) for row in rows}
-    for write, succeed in zip(writes, succeeds, strict=True):
-        key = (succeed.task_id, succeed.owner)
+    succeeds = [typing.cast(_Succeed, write.apply) for write in writes]
+    for write, held in zip(writes, _apply_succeeds(db, succeeds, now), strict=True):
         write.error = None
-        write.result = key in done
-        done.discard(key)  # the same report twice in one batch: only the first counts
+        write.result = held
+
+
+def _apply_succeeds(
+    db: psycopg.Connection[Any], succeeds: Sequence[_Succeed], now: float
+) -> builtins.list[builtins.set[str]]:
+    """The succeeds in one statement; for each, the ids it recorded. A task reported twice
+    in one batch is changed once, and only the first report in batch order is told so."""
+    ids = [task_id for s in succeeds for task_id, _ in s.results]
+    owners = [s.owner for s in succeeds for _ in s.results]
+    results = [result for s in succeeds for _, result in s.results]
+    rows = db.execute(_SQL["succeed_many"], (now, ids, owners, results)).fetchall()
+    done = {(row[0], row[1]) for row in rows}
+    out = []
+    for succeed in succeeds:
+        held = set()
+        for task_id, _ in succeed.results:
+            if (task_id, succeed.owner) in done:
+                done.discard((task_id, succeed.owner))
+                held.add(task_id)
+        out.append(held)
+    return out
 
 
 def _migrate(connection: psycopg.Connection[Any]) -> int:

@@ -43,6 +43,7 @@ from ._store import (
     TaskRecord,
     TaskStatistics,
     TaskStore,
+    check_unique,
     record_from_row,
     recovered,
 )
@@ -109,11 +110,6 @@ _SQL: Final = {
     """,
     "heartbeat": """
         UPDATE triobg_tasks SET lease_until = ?
-        WHERE id = ? AND status = 'running' AND owner = ?
-    """,
-    "succeed": """
-        UPDATE triobg_tasks
-        SET status = 'succeeded', result = ?, finished_at = ?, lease_until = NULL
         WHERE id = ? AND status = 'running' AND owner = ?
     """,
     "fail": """
@@ -294,8 +290,7 @@ class SQLiteTaskStore(TaskStore):
     async def enqueue(
         self, tasks: Sequence[NewTask], *, claim: Preclaim | None = None
     ) -> builtins.list[TaskRecord]:
-        if len({task.id for task in tasks}) != len(tasks):
-            raise ValueError("task ids must be unique")
+        check_unique(task.id for task in tasks)
         if all(task.key is None for task in tasks):
             # The common case: nothing to look up first, so the rows are built here and the
             # group commit inserts them together with the other enqueues of its batch.
@@ -348,7 +343,15 @@ class SQLiteTaskStore(TaskStore):
         return await self._write(apply)
 
     async def succeed(self, task_id: str, owner: str, result: str) -> bool:
-        return await self._write(_Succeed(task_id, owner, result, self.clock))
+        return task_id in await self._write(_Succeed(owner, ((task_id, result),), self.clock))
+
+    async def succeed_many(
+        self, owner: str, results: Sequence[tuple[str, str]]
+    ) -> builtins.set[str]:
+        if not results:
+            return set()
+        check_unique(task_id for task_id, _ in results)
+        return await self._write(_Succeed(owner, tuple(results), self.clock))
 
     async def fail(
         self, task_id: str, owner: str, error: TaskError, retry_at: float | None
@@ -468,39 +471,49 @@ class SQLiteTaskStore(TaskStore):
 
 @attrs.frozen
 class _Succeed:
-    """``succeed`` as a write the group commit can recognise and merge with its neighbours."""
+    """``succeed``/``succeed_many`` as a write the group commit recognises and merges with
+    the others of its batch (``_succeed_many``); its result is the set of ids recorded."""
 
-    task_id: str
     owner: str
-    result: str
+    results: tuple[tuple[str, str], ...]  # (task id, result)
     clock: Callable[[], float]
 
-    def __call__(self, db: sqlite3.Connection) -> bool:
-        args = (self.result, self.clock(), self.task_id, self.owner)
-        return bool(db.execute(_SQL["succeed"], args).rowcount)
+    def __call__(self, db: sqlite3.Connection) -> builtins.set[str]:
+        return _apply_succeeds(db, [self], self.clock())[0]
 
 
 def _succeed_many(db: sqlite3.Connection, writes: Sequence[Write], now: float) -> None:
-    """The succeeds of ``writes`` in as few statements as possible. Usually every one of them
-    applies (the worker still holds each task); if the count says otherwise (a lease lost, the
-    same task reported twice), that is undone and each succeed is applied on its own, so each
-    writer learns whether its task was still held."""
     succeeds = [typing.cast(_Succeed, write.apply) for write in writes]
-    db.execute("SAVEPOINT succeed_many")
-    changed = 0
-    for at in range(0, len(succeeds), _CHUNK):
-        chunk = succeeds[at : at + _CHUNK]
-        values = [value for s in chunk for value in (s.task_id, s.result, s.owner)]
-        changed += db.execute(_succeed_sql(len(chunk)), (now, *values)).rowcount
-    if changed == len(succeeds):
-        db.execute("RELEASE succeed_many")
-        for write in writes:
-            write.result = True
-        return
-    db.execute("ROLLBACK TO succeed_many")
-    db.execute("RELEASE succeed_many")
-    for write, succeed in zip(writes, succeeds, strict=True):
-        write.result = succeed(db)
+    for write, held in zip(writes, _apply_succeeds(db, succeeds, now), strict=True):
+        write.result = held
+
+
+def _apply_succeeds(
+    db: sqlite3.Connection, succeeds: Sequence[_Succeed], now: float
+) -> builtins.list[builtins.set[str]]:
+    """The succeeds in one statement per ``_CHUNK`` tasks; for each, the ids it recorded.
+
+    ``RETURNING`` names the tasks each statement changed, so a task no longer held (its lease
+    lost, or cancelled) is simply missing from the answer. A task reported twice in one batch
+    (two writers, or one writer twice) is changed once: the first report in batch order gets
+    it, the later ones are told it was not held, as if they had come after it (which of the
+    results is kept is then not defined; a task reports its outcome once).
+    """
+    rows = [(task_id, result, s.owner) for s in succeeds for task_id, result in s.results]
+    done: set[tuple[str, str]] = set()
+    for at in range(0, len(rows), _CHUNK):
+        chunk = rows[at : at + _CHUNK]
+        values = [value for row in chunk for value in row]
+        done.update(db.execute(_succeed_sql(len(chunk)), (now, *values)).fetchall())
+    out = []
+    for succeed in succeeds:
+        held = set()
+        for task_id, _ in succeed.results:
+            if (task_id, succeed.owner) in done:
+                done.discard((task_id, succeed.owner))
+                held.add(task_id)
+        out.append(held)
+    return out
 
 
 @attrs.frozen
@@ -554,13 +567,11 @@ def _insert_sql(rows: int) -> str:
 
 @functools.cache
 def _succeed_sql(rows: int) -> str:
-    # ``changes()`` (the cursor's ``rowcount``) counts each task once even if it is listed
-    # twice, which is how ``_succeed_many`` notices a repeated report.
     return (
         "UPDATE triobg_tasks SET status = 'succeeded', result = v.column2, finished_at = ?, "
         "lease_until = NULL FROM (VALUES " + ", ".join(["(?, ?, ?)"] * rows) + ") AS v "
         "WHERE triobg_tasks.id = v.column1 AND triobg_tasks.status = 'running' "
-        "AND triobg_tasks.owner = v.column3"
+        "AND triobg_tasks.owner = v.column3 RETURNING triobg_tasks.id, triobg_tasks.owner"
     )
 
 

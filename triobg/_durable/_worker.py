@@ -12,8 +12,11 @@
 #                ``adopt``: no claim write of its own) and started when the caller says so
 #                (``start_held``: after the response)
 #   runs         one trio task per claimed task: ``async def`` in the loop, ``def`` in a thread,
-#                each attempt under its ``timeout``; success -> ``succeed``; failure -> ``fail``
-#                with a retry time (exponential backoff, jitter) while attempts are left
+#                each attempt under its ``timeout``; failure -> ``fail`` with a retry time
+#                (exponential backoff, jitter) while attempts are left
+#   recorder     writes successes: every task that finished while the last write was being
+#                committed goes into the next ``succeed_many``, so a busy worker records many
+#                outcomes per write; a task's slot is free once its run is over
 #   heartbeats   renew the leases of running tasks every ``lease / 3`` seconds; a task whose
 #                lease was lost (cancelled by an operator, or taken over) is stopped
 #   recovery     every ``recover_interval`` seconds: tasks of dead owners on this machine (the
@@ -23,7 +26,8 @@
 #
 # Shutdown (``stop``): stop claiming; running tasks get until the drain deadline; whatever is
 # still running then has its lease released at once (so another worker can take it without
-# waiting for the lease to expire), is named in the log, and is cancelled.
+# waiting for the lease to expire), is named in the log, and is cancelled. Outcomes already
+# being written get ``RECORD_GRACE`` more to land.
 #
 # Log lines (logger ``triobg.tasks``): a task's start and success are DEBUG, as an in-process
 # task's are silent (at INFO they cost a quarter of a no-op durable task's CPU); a failure, a
@@ -42,7 +46,8 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
@@ -132,6 +137,21 @@ def backoff(
     return delay / 2 + delay / 2 * rand()
 
 
+#: Seconds a stopping worker waits, after its drain deadline, for the outcomes of tasks that
+#: finished to be written (a commit, normally milliseconds); not written by then, such a task
+#: stays RUNNING in the store and is recovered (run again) like the task of a lost worker.
+RECORD_GRACE: Final = 1.0
+
+
+def _label(record: TaskRecord) -> str:
+    return f"{record.name} (id {record.id}, attempt {record.attempts}/{record.max_attempts})"
+
+
+def _delete_files_of(directory: Path, task_ids: list[str]) -> None:
+    for task_id in task_ids:
+        delete_task_files(directory, task_id)
+
+
 def _error(attempt: int, error: BaseException, at: float) -> TaskError:
     kind = type(error)
     return TaskError(
@@ -201,6 +221,8 @@ class Worker:
         self._running: dict[str, trio.CancelScope] = {}
         self._given_up: set[str] = set()  # released or lost: record nothing for them
         self._recording: set[str] = set()  # run over, outcome being written: not "lost"
+        self._succeeded: list[tuple[TaskRecord, str]] = []  # for the recorder to write
+        self._to_record = trio.Event()
         self._wakeup = trio.Event()
         self._claim_wanted = True  # a claim is due (woken by new work, or a poll)
         self._backlog = True  # the last claim may have left claimable tasks in the store
@@ -238,7 +260,7 @@ class Worker:
         """
         if self._stopping or self._backlog or count <= 0:
             return None
-        free = self.concurrency - len(self._running) - self._reserved
+        free = self._free()
         if free <= 0:
             return None
         limit = min(count, free)
@@ -282,6 +304,12 @@ class Worker:
             self._wakeup.set()
         else:
             self._start_held(self._runs)
+
+    def _free(self) -> int:
+        # A task whose run is over and whose outcome is being written no longer counts: it
+        # runs nothing, and under load its slot would otherwise stay taken for a commit or
+        # two, sending the next request's tasks the long way (stored READY, then claimed).
+        return self.concurrency - len(self._running) + len(self._recording) - self._reserved
 
     @property
     def idle(self) -> bool:
@@ -335,6 +363,7 @@ class Worker:
                 services.start_soon(self._every, self.lease / 3, self._heartbeat)
                 services.start_soon(self._every, self.prune_interval, self._prune)
                 services.start_soon(self.store.watch, self.wake)  # other processes' work
+                services.start_soon(self._record_successes)
                 async with trio.open_nursery() as runs:
                     self._runs = runs
                     self._start_held(runs)
@@ -346,9 +375,13 @@ class Worker:
                             await self._slot.wait()
                     self._closed = True  # from here on nothing starts
                     self._runs = None
-                    if self._running:
+                    if len(self._running) > len(self._recording):
                         await self._release_running()
                     runs.cancel_scope.cancel()
+                with trio.move_on_after(RECORD_GRACE):
+                    while self._recording:  # outcomes being written: let them land
+                        self._slot = trio.Event()
+                        await self._slot.wait()
                 services.cancel_scope.cancel()
         finally:
             self._closed = True
@@ -364,7 +397,7 @@ class Worker:
         starting = True
         while not self._stopping:
             self._start_held(runs)
-            free = self.concurrency - len(self._running) - self._reserved
+            free = self._free()
             if free <= 0:
                 self._slot = trio.Event()
                 await self._slot.wait()
@@ -427,7 +460,8 @@ class Worker:
             await job()
 
     async def _release_running(self) -> None:
-        ids = list(self._running)
+        # Not the tasks whose run is over: their outcome is being written (``RECORD_GRACE``).
+        ids = [task_id for task_id in self._running if task_id not in self._recording]
         self._given_up.update(ids)
         try:
             with trio.CancelScope(shield=True):
@@ -447,8 +481,9 @@ class Worker:
     # --- one task ------------------------------------------------------------------------------
 
     async def _run_one(self, record: TaskRecord, scope: trio.CancelScope) -> None:
-        label = f"{record.name} (id {record.id}, attempt {record.attempts}/{record.max_attempts})"
+        label = _label(record)
         opened: list[Any] = []
+        handed = False  # to the recorder, which then frees the slot
         try:
             task = self.registry.get(record.name)
             if task is None:
@@ -495,22 +530,72 @@ class Worker:
             except TypeError as unstorable:
                 await self._record_failure(record, label, unstorable)
                 return
+            # The recorder writes it, with the other tasks that finished meanwhile, and
+            # frees the slot then (``_record_successes``).
             self._recording.add(record.id)
-            if await self._write(self.store.succeed(record.id, self.owner, result), label):
-                self.completed += 1
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug(
-                        "durable task %s succeeded", label, extra=self._extra(record, "ok")
-                    )
-                await self._delete_files(record)
+            self._succeeded.append((record, result))
+            self._to_record.set()
+            self._slot.set()  # no longer counted as running (``_free``)
+            handed = True
         finally:
             if opened:
                 close_uploads(opened)
-            del self._running[record.id]
-            self._given_up.discard(record.id)
-            self._recording.discard(record.id)
-            self._slot.set()
-            self._changed.set()
+            if not handed:
+                self._finished(record.id)
+
+    def _finished(self, task_id: str) -> None:
+        """The task is over here: its slot is free."""
+        del self._running[task_id]
+        self._given_up.discard(task_id)
+        self._recording.discard(task_id)
+        self._slot.set()
+        self._changed.set()
+
+    async def _record_successes(self) -> None:
+        """Write the outcomes of the tasks that succeeded: all those that finished while the
+        previous write was being committed, in one ``succeed_many``."""
+        while True:
+            if not self._succeeded:
+                self._to_record = trio.Event()
+                await self._to_record.wait()
+                continue
+            batch, self._succeeded = self._succeeded, []
+            try:
+                held = await self.store.succeed_many(
+                    self.owner, [(record.id, result) for record, result in batch]
+                )
+            except Exception:
+                logger.exception(
+                    "recording the outcome of %d durable task(s) failed; they run again once "
+                    "their leases expire: %s",
+                    len(batch),
+                    ", ".join(record.id for record, _ in batch),
+                )
+                held = None
+            with_files = []
+            for record, _ in batch:
+                if held is None:
+                    pass
+                elif record.id in held:
+                    self.completed += 1
+                    if logger.isEnabledFor(logging.DEBUG):
+                        logger.debug(
+                            "durable task %s succeeded",
+                            _label(record),
+                            extra=self._extra(record, "ok"),
+                        )
+                    if UPLOAD_KEY in record.arguments:
+                        with_files.append(record.id)
+                elif record.id not in self._given_up:
+                    logger.warning(
+                        "durable task %s: outcome not recorded, the task was cancelled or taken "
+                        "over meanwhile",
+                        _label(record),
+                    )
+                self._finished(record.id)
+            if with_files:  # they finished for good: the files handed over to them go
+                directory = files_dir(self.store)
+                await trio.to_thread.run_sync(_delete_files_of, directory, with_files)
 
     async def _in_thread(
         self, task: DurableTask[..., Any], args: Any, kwargs: Any, label: str
