@@ -122,6 +122,37 @@ class TestRunning:
                 await wait_status(store, i, TaskStatus.SUCCEEDED)
         assert peak == 3
 
+    async def test_claims_after_a_full_one_wait_for_the_slots_to_free(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Under a backlog of short tasks each claim takes a full set of slots: the claim
+        after a full one waits (``claim_cooldown``) for the slots still busy, rather than
+        asking for the one or two already free."""
+        app, store = App(), ClaimLog()
+
+        async def short(n: int) -> None:
+            await trio.sleep(0.001 * n)  # they finish one by one, within the cooldown
+
+        task = declare(app, short)
+        ids = [await stored(store, task, n % 4 + 1) for n in range(12)]
+        async with running(app, store, concurrency=4) as worker:
+            worker.wake()
+            for task_id in ids:
+                await wait_status(store, task_id, TaskStatus.SUCCEEDED)
+        assert store.limits[:3] == [4, 4, 4]
+
+
+class ClaimLog(MemoryTaskStore):
+    """A memory store that keeps the ``limit`` of every claim."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.limits: list[int] = []
+
+    async def claim(self, owner: str, limit: int, lease: float) -> list[TaskRecord]:
+        self.limits.append(limit)
+        return await super().claim(owner, limit, lease)
+
 
 class TestFailures:
     async def test_retries_with_backoff_then_success(self) -> None:

@@ -49,9 +49,14 @@ class DurableTasks:
     """The durable tasks of one app (``app.tasks``): ask about them, and tune the worker.
 
     Attributes:
-        concurrency: Most durable tasks this process has claimed and runs at once (128; ``def``
-            tasks among them also wait for one of the app's task threads). Claims are batched
-            up to the free slots, so a higher value means fewer commits per task.
+        concurrency: Most durable tasks this process has claimed and runs at once (256; ``def``
+            tasks among them also wait for one of the app's task threads). A request's tasks
+            are stored already claimed by this process (and run right after its response)
+            only while a slot is free, else stored READY and claimed a moment later (a write
+            more per task). 64 busy connections adding two tasks each kept 128 slots full, so
+            the default leaves room for a server's concurrent requests to add a few tasks each.
+            Claims are batched up to the free slots, so a higher value also means fewer commits
+            per task.
         lease: Seconds a worker's claim on a task lasts unless renewed; how long another
             machine waits before taking over the tasks of a worker that vanished.
         poll_interval: Seconds between looks at the store when idle (tasks stored by this
@@ -69,7 +74,7 @@ class DurableTasks:
         self._background = background
         self.registry: dict[str, DurableTask[..., Any]] = {}
         self.clock: Callable[[], float] = time.time
-        self.concurrency = 128
+        self.concurrency = 256
         self.lease = 10.0
         self.poll_interval = 1.0
         self.retention = 7 * 86400.0

@@ -175,6 +175,10 @@ class Worker:
         poll_interval: Seconds between claims when idle (a local enqueue wakes it at once).
         recover_interval: Seconds between checks for dead owners and expired leases.
         retention: Seconds finished tasks are kept before they are pruned.
+        claim_cooldown: Seconds a claim waits after the previous one unless every slot is
+            free by then (5 ms): under a backlog of short tasks, claims then take many tasks
+            each instead of the few slots still busy (Oban's ``dispatch_cooldown`` does the
+            same).
         thread_limiter: Limits the threads of ``def`` tasks.
         backoff_base, backoff_cap: The retry schedule; see ``backoff``.
         exit_grace: Seconds the process waits at exit for a ``def`` task cut off while running
@@ -186,12 +190,13 @@ class Worker:
         store: TaskStore,
         registry: Mapping[str, DurableTask[..., Any]],
         *,
-        concurrency: int = 128,
+        concurrency: int = 256,
         lease: float = 10.0,
         poll_interval: float = 1.0,
         recover_interval: float = 1.0,
         retention: float = 7 * 86400.0,
         prune_interval: float = 600.0,
+        claim_cooldown: float = 0.005,
         thread_limiter: trio.CapacityLimiter | None = None,
         backoff_base: float = 1.0,
         backoff_cap: float = 300.0,
@@ -209,6 +214,7 @@ class Worker:
         self.recover_interval = recover_interval
         self.retention = retention
         self.prune_interval = prune_interval
+        self.claim_cooldown = claim_cooldown
         self.thread_limiter = thread_limiter or trio.CapacityLimiter(40)
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -236,6 +242,7 @@ class Worker:
         self._stopping = False
         self._deadline = math.inf
         self._stopped = trio.Event()
+        self._cooled_at = -math.inf  # trio time before which a claim waits (``_cool_down``)
 
     @property
     def running(self) -> int:
@@ -403,6 +410,9 @@ class Worker:
                 await self._slot.wait()
                 continue
             if self._claim_wanted:
+                if free < self.concurrency and trio.current_time() < self._cooled_at:
+                    await self._cool_down()
+                    continue
                 self._claim_wanted = False
                 self._wakeup = trio.Event()  # before claiming: a wake during the claim counts
                 try:
@@ -410,6 +420,7 @@ class Worker:
                 except Exception:
                     logger.exception("claiming durable tasks failed; trying again shortly")
                     records = []
+                self._cooled_at = trio.current_time() + self.claim_cooldown
                 for record in records:
                     scope = trio.CancelScope()
                     self._running[record.id] = scope
@@ -428,6 +439,16 @@ class Worker:
             if self._to_start:
                 continue
             await self._idle()
+
+    async def _cool_down(self) -> None:
+        # Claims that follow one another closely wait for slots to free up, until all are free
+        # or ``claim_cooldown`` has passed since the last claim: under a backlog of short tasks
+        # the claim that follows a full one would otherwise ask for the few slots still busy,
+        # and cost a commit's wait while the rest of them free up.
+        with trio.move_on_at(self._cooled_at):
+            while self._free() < self.concurrency and not self._stopping:
+                self._slot = trio.Event()
+                await self._slot.wait()
 
     def _start_held(self, runs: trio.Nursery) -> None:
         to_start, self._to_start = self._to_start, []
