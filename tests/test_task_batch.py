@@ -66,9 +66,8 @@ async def test_a_lingering_write_rides_with_the_next_commit() -> None:
     assert sorted(log.batches[0]) == ["enqueue", "result"]
 
 
-async def test_a_lingering_write_follows_a_commit_under_way() -> None:
-    """While a commit is in flight a lingering write waits for the next batch like any other
-    (it does not add its linger to that)."""
+def gated() -> tuple[GroupCommit, Log, trio.Event]:
+    """A group commit whose commits wait (in their thread) until the event is set."""
     gate = trio.Event()
     log = Log()
     token = trio.lowlevel.current_trio_token()
@@ -77,13 +76,45 @@ async def test_a_lingering_write_follows_a_commit_under_way() -> None:
         trio.from_thread.run(gate.wait, trio_token=token)
         log.commit(batch)
 
-    commits = GroupCommit(slow_commit, trio.CapacityLimiter(1))
+    return GroupCommit(slow_commit, trio.CapacityLimiter(1)), log, gate
+
+
+async def test_a_lingering_write_is_not_handed_the_lead_while_it_lingers() -> None:
+    """A lingering write that finds a commit under way keeps lingering once that commit ends
+    (nobody commits for it alone), and rides with the next writer's commit."""
+    commits, log, gate = gated()
+    first_done = trio.Event()
+
+    async def first() -> None:
+        await commits.write(constant("first"))
+        first_done.set()
+
+    with trio.fail_after(WAIT):  # far less than the 60 s linger
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(first)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(partial(commits.write, constant("result"), linger=60.0))
+            await trio.testing.wait_all_tasks_blocked()
+            gate.set()
+            await first_done.wait()
+            await trio.testing.wait_all_tasks_blocked()
+            assert log.batches == [["first"]]
+            nursery.start_soon(commits.write, constant("next"))
+    assert log.batches[0] == ["first"]
+    assert sorted(log.batches[1]) == ["next", "result"]
+
+
+async def test_a_write_done_lingering_during_a_commit_leads_the_next() -> None:
+    """Its linger over while a commit is under way, a write is handed the lead when that
+    commit ends (it is never left waiting with nobody to commit it). A real clock: the
+    commit's thread would let MockClock's autojump skip to the ``fail_after``."""
+    commits, log, gate = gated()
     with trio.fail_after(WAIT):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(commits.write, constant("first"))
             await trio.testing.wait_all_tasks_blocked()
-            nursery.start_soon(partial(commits.write, constant("result"), linger=60.0))
-            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(partial(commits.write, constant("result"), linger=0.01))
+            await trio.sleep(0.05)  # its linger timer fires first; the commit waits at the gate
             gate.set()
     assert log.batches == [["first"], ["result"]]
 
