@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -42,3 +43,30 @@ def test_ids_made_in_the_same_millisecond_differ(monkeypatch: pytest.MonkeyPatch
     ids = {new_task_id() for _ in range(10_000)}
     assert len(ids) == 10_000
     assert {task_id[:12] for task_id in ids} == {f"{1_700_000_000_000:012x}"}
+
+
+def test_ids_use_up_random_bytes_read_ahead_and_refill() -> None:
+    """Ids draw on a pool read from ``os.urandom`` 4 KiB at a time (so the event loop's thread
+    does not let go of the GIL for each); crossing a refill they stay distinct."""
+    ids = {new_task_id() for _ in range(2 * 4096 // 10 + 5)}
+    assert len(ids) == 2 * 4096 // 10 + 5
+
+
+def test_a_forked_child_does_not_reuse_its_parents_random_bytes() -> None:
+    """After ``fork`` the child reads its own bytes: parent and child, each making ids from
+    the same point of the pool, make different ones."""
+    new_task_id()  # the pool holds bytes read ahead now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send one id back, then leave without running pytest's exit
+        os.close(read)
+        os.write(write, new_task_id().encode())
+        os._exit(0)
+    os.close(write)
+    try:
+        child = os.read(read, 64).decode()
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert len(child) == 32
+    assert child[12:] != new_task_id()[12:]  # the random part (time may be equal)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Final
 
@@ -23,10 +24,40 @@ _VERSION: Final = 0x7 << 76
 _VARIANT: Final = 0b10 << 62
 
 
+#: Random bytes from ``os.urandom``, read 4 KiB at a time and used up from the end.
+#: ``os.urandom`` lets go of the GIL for its system call, and under load the store's commit
+#: thread then takes it: a request's handler waited for that, once per task it added. Reading
+#: ahead keeps the event loop's thread from letting go. ``add_task`` may run in worker
+#: threads (a ``def`` dependency), hence the lock; a child process must never reuse its
+#: parent's bytes (both would make the same ids), hence the reset after ``fork``.
+_POOL = bytearray()
+_POOL_LOCK = threading.Lock()
+_POOL_READ: Final = 4096
+_ID_BYTES: Final = 10
+
+
+def _reset_after_fork() -> None:
+    global _POOL_LOCK  # a thread of the parent may have held it at the fork
+    _POOL_LOCK = threading.Lock()
+    _POOL.clear()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _random_bytes() -> bytes:
+    with _POOL_LOCK:
+        if len(_POOL) < _ID_BYTES:
+            _POOL[:] = os.urandom(_POOL_READ)
+        chunk = bytes(_POOL[-_ID_BYTES:])
+        del _POOL[-_ID_BYTES:]
+    return chunk
+
+
 def new_task_id() -> str:
     """A new task id: a UUID version 7 (time-ordered, 74 random bits) as 32 hex digits."""
     millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10))
+    rand = int.from_bytes(_random_bytes())
     value = (
         (millis & _MILLIS) << 80
         | _VERSION
