@@ -304,8 +304,11 @@ class TaskStore(abc.ABC):
 
 def check_unique(ids: Iterable[str]) -> None:
     """Raise ``ValueError`` if an id appears twice (in one ``enqueue`` or ``succeed_many``)."""
+    listed = list(ids)
+    if len(set(listed)) == len(listed):
+        return
     seen: set[str] = set()
-    for task_id in ids:
+    for task_id in listed:
         if task_id in seen:
             raise ValueError(f"task ids must be unique: {task_id!r} appears twice")
         seen.add(task_id)

@@ -502,7 +502,6 @@ class Worker:
     # --- one task ------------------------------------------------------------------------------
 
     async def _run_one(self, record: TaskRecord, scope: trio.CancelScope) -> None:
-        label = _label(record)
         opened: list[Any] = []
         handed = False  # to the recorder, which then frees the slot
         try:
@@ -512,16 +511,19 @@ class Worker:
                     f"no durable task named {record.name!r} is declared in this app "
                     "(renamed or removed since it was stored?)"
                 )
-                await self._record_failure(record, label, error, final=True)
+                await self._record_failure(record, error, final=True)
                 return
             try:
                 args, kwargs = task._decode(record.arguments)
             except ValueError as error:
-                await self._record_failure(record, label, error, final=True)
+                await self._record_failure(record, error, final=True)
                 return
-            opened = [*args, *kwargs.values()]  # UploadFiles among them are closed after
+            if UPLOAD_KEY in record.arguments:
+                opened = [*args, *kwargs.values()]  # the UploadFiles among them are closed after
             if logger.isEnabledFor(logging.DEBUG):  # a line per task: only when asked for
-                logger.debug("durable task %s started", label, extra=self._extra(record, "started"))
+                logger.debug(
+                    "durable task %s started", _label(record), extra=self._extra(record, "started")
+                )
             if task.timeout is not None:
                 scope.deadline = trio.current_time() + task.timeout
             value: Any = None
@@ -530,26 +532,26 @@ class Worker:
                     if task.is_async:
                         value = await task.func(*args, **kwargs)
                     else:
-                        value = await self._in_thread(task, args, kwargs, label)
+                        value = await self._in_thread(task, args, kwargs, record)
             except Exception as error:
-                await self._record_failure(record, label, error)
+                await self._record_failure(record, error)
                 return
             if record.id in self._given_up:
                 return  # released at shutdown or lost its lease: not ours to record
             if scope.cancelled_caught:
                 how = "cancelled" if task.is_async else "abandoned in its worker thread"
                 if not task.is_async:
-                    logger.warning("durable task %s timed out: %s", label, how)
+                    logger.warning("durable task %s timed out: %s", _label(record), how)
                 timed_out = TimeoutError(
                     f"attempt {record.attempts} took longer than its timeout of "
                     f"{task.timeout} s ({how})"
                 )
-                await self._record_failure(record, label, timed_out)
+                await self._record_failure(record, timed_out)
                 return
             try:
                 result = encode_result(value)
             except TypeError as unstorable:
-                await self._record_failure(record, label, unstorable)
+                await self._record_failure(record, unstorable)
                 return
             # The recorder writes it, with the other tasks that finished meanwhile, and
             # frees the slot then (``_record_successes``).
@@ -594,12 +596,13 @@ class Worker:
                 )
                 held = None
             with_files = []
+            debug = logger.isEnabledFor(logging.DEBUG)
             for record, _ in batch:
                 if held is None:
                     pass
                 elif record.id in held:
                     self.completed += 1
-                    if logger.isEnabledFor(logging.DEBUG):
+                    if debug:
                         logger.debug(
                             "durable task %s succeeded",
                             _label(record),
@@ -619,7 +622,7 @@ class Worker:
                 await trio.to_thread.run_sync(_delete_files_of, directory, with_files)
 
     async def _in_thread(
-        self, task: DurableTask[..., Any], args: Any, kwargs: Any, label: str
+        self, task: DurableTask[..., Any], args: Any, kwargs: Any, record: TaskRecord
     ) -> Any:
         # A ``def`` task in a worker thread. Cancelled (its timeout, the drain deadline), the
         # thread is abandoned: if the task had not started it never will, and if it is running
@@ -648,14 +651,15 @@ class Worker:
                 skip = True
                 running = started and not done.is_set()
             if running:
-                wait_at_exit(f"durable task {label}", done, self.exit_grace)
+                wait_at_exit(f"durable task {_label(record)}", done, self.exit_grace)
             raise
 
     async def _record_failure(
-        self, record: TaskRecord, label: str, error: BaseException, *, final: bool = False
+        self, record: TaskRecord, error: BaseException, *, final: bool = False
     ) -> None:
         if record.id in self._given_up:
             return
+        label = _label(record)
         now = self.clock()
         retry_at = None
         if not final and record.attempts < record.max_attempts:
