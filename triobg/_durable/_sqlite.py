@@ -108,9 +108,12 @@ _SQL: Final = {
         )
         RETURNING seq, {_COLUMNS}
     """,
+    # One statement for all the ids (a JSON array): under load a worker holds hundreds of
+    # tasks, and a statement each meant a trip for the GIL each, with every commit waiting.
     "heartbeat": """
         UPDATE triobg_tasks SET lease_until = ?
-        WHERE id = ? AND status = 'running' AND owner = ?
+        WHERE id IN (SELECT value FROM json_each(?)) AND status = 'running' AND owner = ?
+        RETURNING id
     """,
     "fail": """
         UPDATE triobg_tasks
@@ -127,7 +130,7 @@ _SQL: Final = {
     "release": """
         UPDATE triobg_tasks
         SET status = 'ready', attempts = attempts - 1, run_after = ?, lease_until = NULL
-        WHERE id = ? AND status = 'running' AND owner = ?
+        WHERE id IN (SELECT value FROM json_each(?)) AND status = 'running' AND owner = ?
     """,
     "owners": "SELECT DISTINCT owner FROM triobg_tasks WHERE status = 'running'",
     "lost": f"""
@@ -332,13 +335,11 @@ class SQLiteTaskStore(TaskStore):
         if not ids:
             return set()
 
+        listed = json.dumps(list(ids))
+
         def apply(db: sqlite3.Connection) -> set[str]:
-            until = self.clock() + lease
-            return {
-                task_id
-                for task_id in ids
-                if db.execute(_SQL["heartbeat"], (until, task_id, owner)).rowcount
-            }
+            rows = db.execute(_SQL["heartbeat"], (self.clock() + lease, listed, owner))
+            return {row[0] for row in rows}
 
         return await self._write(apply)
 
@@ -371,11 +372,10 @@ class SQLiteTaskStore(TaskStore):
         if not ids:
             return 0
 
+        listed = json.dumps(sorted(set(ids)))
+
         def apply(db: sqlite3.Connection) -> int:
-            now = self.clock()
-            return sum(
-                db.execute(_SQL["release"], (now, task_id, owner)).rowcount for task_id in ids
-            )
+            return db.execute(_SQL["release"], (self.clock(), listed, owner)).rowcount
 
         return await self._write(apply)
 
