@@ -140,3 +140,34 @@ async def test_a_lingering_write_cancelled_is_never_applied(
         await commits.write(constant("dropped"), linger=10)
     assert await commits.write(constant("next")) == "next"
     assert log.batches == [["next"]]
+
+
+async def test_a_leader_cancelled_before_its_commit_leaves_the_others_to_the_next() -> None:
+    """The leader is cancelled while it waits for the store's thread (a read holds it): its
+    own write is dropped with the cancellation, and the writes it had taken along are committed
+    by the next leader instead of being handed that cancellation."""
+    log = Log()
+    limiter = trio.CapacityLimiter(1)
+    commits = GroupCommit(log.commit, limiter)
+    answers: dict[str, str] = {}
+
+    async def result() -> None:
+        answers["result"] = await commits.write(constant("result"), linger=0.05)
+
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            await limiter.acquire()  # a read holds the store's thread
+            nursery.start_soon(result)
+            await trio.testing.wait_all_tasks_blocked()
+            with trio.CancelScope() as request:
+                nursery.start_soon(partial(cancel_soon, request))
+                await commits.write(constant("enqueue"))  # leads, waits for the limiter
+            assert request.cancelled_caught
+            limiter.release()
+    assert answers == {"result": "result"}
+    assert log.batches == [["result"]]
+
+
+async def cancel_soon(scope: trio.CancelScope) -> None:
+    await trio.testing.wait_all_tasks_blocked()
+    scope.cancel()

@@ -45,11 +45,21 @@ def test_ids_made_in_the_same_millisecond_differ(monkeypatch: pytest.MonkeyPatch
     assert {task_id[:12] for task_id in ids} == {f"{1_700_000_000_000:012x}"}
 
 
-def test_ids_use_up_random_bytes_read_ahead_and_refill() -> None:
-    """Ids draw on a pool read from ``os.urandom`` 4 KiB at a time (so the event loop's thread
-    does not let go of the GIL for each); crossing a refill they stay distinct."""
-    ids = {new_task_id() for _ in range(2 * 4096 // 10 + 5)}
-    assert len(ids) == 2 * 4096 // 10 + 5
+def test_ids_draw_on_random_bytes_read_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``os.urandom`` is called once per 4 KiB (409 ids), not once per id (it lets go of the
+    GIL each time); across a refill the ids stay distinct."""
+    calls: list[int] = []
+    real = os.urandom
+
+    def counted(size: int) -> bytes:
+        calls.append(size)
+        return real(size)
+
+    monkeypatch.setattr(os, "urandom", counted)
+    ids = {new_task_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert 2 <= len(calls) <= 3
+    assert set(calls) == {4096}
 
 
 def test_a_forked_child_does_not_reuse_its_parents_random_bytes() -> None:

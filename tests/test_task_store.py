@@ -547,6 +547,20 @@ class TestSQLite:
         assert records["t0"].result == '"t0"'
         await store.aclose()
 
+    def test_heartbeat_and_release_find_tasks_by_id(self, tmp_path: Path) -> None:
+        """The one-statement heartbeat and release look tasks up by id, not by walking every
+        running task of every worker (SQLite's planner preferred the status index)."""
+        from triobg._durable._sqlite import _SQL
+
+        with contextlib.closing(sqlite3.connect(tmp_path / "t.sqlite3")) as db:
+            for statement in _MIGRATIONS[0].split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            for query in ("heartbeat", "release"):
+                plan = db.execute(f"EXPLAIN QUERY PLAN {_SQL[query]}", (1.0, '["t1"]', A))
+                details = " ".join(row[3] for row in plan)
+                assert "sqlite_autoindex_triobg_tasks_1 (id=?)" in details, (query, details)
+
     async def test_a_locked_file_fails_the_write_and_changes_nothing(
         self, tmp_path: Path, clock: FakeClock
     ) -> None:

@@ -18,7 +18,7 @@ import pytest
 import trio
 import trio.testing
 
-from triobg import App, DurableTask, MemoryTaskStore, NewTask, TaskRecord, TaskStatus
+from triobg import App, DurableTask, MemoryTaskStore, NewTask, TaskError, TaskRecord, TaskStatus
 from triobg._durable._worker import RECORD_GRACE, Worker, backoff, new_owner, owner_is_dead
 
 WAIT = 5
@@ -271,6 +271,21 @@ class GatedStore(MemoryTaskStore):
         return await super().succeed_many(owner, results)
 
 
+class GatedFailStore(MemoryTaskStore):
+    """A memory store whose ``fail`` never returns (it waits for a gate nobody opens)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = trio.Event()
+
+    async def fail(
+        self, task_id: str, owner: str, error: TaskError, retry_at: float | None
+    ) -> bool:
+        self.failing.set()
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
 class TestRecording:
     async def test_successes_while_a_write_is_in_flight_share_the_next_one(self) -> None:
         """Tasks that finish while the recorder's write is being committed are all written by
@@ -357,6 +372,24 @@ class TestShutdown:
         record = await store.get(task_id)
         assert (record.status, record.attempts) == (TaskStatus.SUCCEEDED, 1)
         assert "released at shutdown" not in caplog.text
+
+    async def test_a_failure_being_written_at_the_deadline_is_released(self) -> None:
+        """A task whose failure is being written when the drain deadline comes is released
+        like a running one (its attempt given back), not left RUNNING with its write cut off."""
+        app, store = App(), GatedFailStore()
+
+        async def boom() -> None:
+            raise ValueError("boom")
+
+        task_id = await stored(store, declare(app, boom, retries=1))
+        worker = Worker(store, app.tasks.registry, poll_interval=60)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.run)
+            with trio.fail_after(WAIT):
+                await store.failing.wait()  # the failure's write is under way, held open
+                await worker.stop(trio.current_time())
+        record = await store.get(task_id)
+        assert (record.status, record.attempts) == (TaskStatus.READY, 0)
 
     async def test_an_outcome_not_written_within_the_grace_is_left_to_recovery(
         self, autojump_clock: trio.testing.MockClock

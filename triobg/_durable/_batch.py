@@ -81,7 +81,7 @@ class GroupCommit:
         self._pending.append(write)
         if not self._committing and linger <= 0:
             self._committing = True
-            await self._lead()
+            await self._lead(write)
         else:
             try:
                 if linger <= 0:
@@ -97,7 +97,7 @@ class GroupCommit:
                         self._hand_over()
                 raise
             if not write.finished:  # it leads the batch it is in
-                await self._lead()
+                await self._lead(write)
         if write.error is not None:
             raise write.error
         return write.result  # type: ignore[no-any-return]
@@ -117,23 +117,44 @@ class GroupCommit:
                 return
             deadline = math.inf  # a commit is under way: wait for it as any writer does
 
-    async def _lead(self) -> None:
+    async def _lead(self, own: Write) -> None:
+        """Commit every write pending, ``own`` (the leader's) among them."""
         batch, self._pending = self._pending, []
+        started = False
+
+        def commit(writes: list[Write]) -> None:
+            nonlocal started
+            started = True
+            self._commit(writes)
+
         try:
-            # Not abandoned on cancel: the thread commits or rolls back, then we report it.
-            await trio.to_thread.run_sync(self._commit, batch, limiter=self._limiter)
+            # Not abandoned on cancel once the thread has the batch: it commits or rolls back,
+            # then we report it.
+            await trio.to_thread.run_sync(commit, batch, limiter=self._limiter)
         except BaseException as error:
+            if not started:
+                # Cancelled before the thread took the batch (waiting for the store's thread,
+                # which a read may hold): nothing was applied. Only the leader's own write is
+                # dropped, with the leader's cancellation; the others wait for the next leader.
+                own.finished = True
+                own.error = error
+                self._pending[:0] = [write for write in batch if write is not own]
+                self._hand_over()
+                raise
             for write in batch:
                 if not write.finished:
                     write.finished = True
                     write.result = None
                     write.error = error
+            self._finish(batch)
             raise
-        finally:
-            for write in batch:
-                write.finished = True
-                write.done.set()
-            self._hand_over()
+        self._finish(batch)
+
+    def _finish(self, batch: list[Write]) -> None:
+        for write in batch:
+            write.finished = True
+            write.done.set()
+        self._hand_over()
 
     def _hand_over(self) -> None:
         # The lead goes to the first write waiting that is done lingering; if every write

@@ -110,9 +110,12 @@ _SQL: Final = {
     """,
     # One statement for all the ids (a JSON array): under load a worker holds hundreds of
     # tasks, and a statement each meant a trip for the GIL each, with every commit waiting.
+    # ``+status`` keeps the planner on the id index: without statistics it would rather walk
+    # the status index through every running task of every worker (measured: 5.6 ms instead
+    # of 0.6 ms for 250 ids among 20,000 running).
     "heartbeat": """
         UPDATE triobg_tasks SET lease_until = ?
-        WHERE id IN (SELECT value FROM json_each(?)) AND status = 'running' AND owner = ?
+        WHERE id IN (SELECT value FROM json_each(?)) AND +status = 'running' AND owner = ?
         RETURNING id
     """,
     "fail": """
@@ -130,7 +133,7 @@ _SQL: Final = {
     "release": """
         UPDATE triobg_tasks
         SET status = 'ready', attempts = attempts - 1, run_after = ?, lease_until = NULL
-        WHERE id IN (SELECT value FROM json_each(?)) AND status = 'running' AND owner = ?
+        WHERE id IN (SELECT value FROM json_each(?)) AND +status = 'running' AND owner = ?
     """,
     "owners": "SELECT DISTINCT owner FROM triobg_tasks WHERE status = 'running'",
     "lost": f"""

@@ -49,8 +49,9 @@ class DurableTasks:
     """The durable tasks of one app (``app.tasks``): ask about them, and tune the worker.
 
     Attributes:
-        concurrency: Most durable tasks this process has claimed and runs at once (256; ``def``
-            tasks among them also wait for one of the app's task threads). A request's tasks
+        concurrency: Most durable tasks this process runs at once (256; ``def`` tasks among
+            them also wait for one of the app's task threads). A task that succeeded stops
+            counting at once, while its result is being written. A request's tasks
             are stored already claimed by this process (and run right after its response)
             only while a slot is free, else stored READY and claimed a moment later (a write
             more per task). 64 busy connections adding two tasks each kept 128 slots full, so

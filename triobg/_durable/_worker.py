@@ -227,6 +227,7 @@ class Worker:
         self._running: dict[str, trio.CancelScope] = {}
         self._given_up: set[str] = set()  # released or lost: record nothing for them
         self._recording: set[str] = set()  # run over, outcome being written: not "lost"
+        self._handed: set[str] = set()  # succeeded, handed to the recorder (of ``_recording``)
         self._succeeded: list[tuple[TaskRecord, str]] = []  # for the recorder to write
         self._to_record = trio.Event()
         self._wakeup = trio.Event()
@@ -246,7 +247,7 @@ class Worker:
 
     @property
     def running(self) -> int:
-        """Tasks running now."""
+        """Tasks held now: running, about to start, or whose result is being written."""
         return len(self._running)
 
     def wake(self) -> None:
@@ -313,10 +314,10 @@ class Worker:
             self._start_held(self._runs)
 
     def _free(self) -> int:
-        # A task whose run is over and whose outcome is being written no longer counts: it
-        # runs nothing, and under load its slot would otherwise stay taken for a commit or
-        # two, sending the next request's tasks the long way (stored READY, then claimed).
-        return self.concurrency - len(self._running) + len(self._recording) - self._reserved
+        # A task that succeeded and whose result is being written no longer counts: it runs
+        # nothing, and under load its slot would otherwise stay taken for a commit or two,
+        # sending the next request's tasks the long way (stored READY, then claimed).
+        return self.concurrency - len(self._running) + len(self._handed) - self._reserved
 
     @property
     def idle(self) -> bool:
@@ -382,11 +383,11 @@ class Worker:
                             await self._slot.wait()
                     self._closed = True  # from here on nothing starts
                     self._runs = None
-                    if len(self._running) > len(self._recording):
+                    if len(self._running) > len(self._handed):
                         await self._release_running()
                     runs.cancel_scope.cancel()
                 with trio.move_on_after(RECORD_GRACE):
-                    while self._recording:  # outcomes being written: let them land
+                    while self._handed:  # successes being written: let them land
                         self._slot = trio.Event()
                         await self._slot.wait()
                 services.cancel_scope.cancel()
@@ -481,8 +482,9 @@ class Worker:
             await job()
 
     async def _release_running(self) -> None:
-        # Not the tasks whose run is over: their outcome is being written (``RECORD_GRACE``).
-        ids = [task_id for task_id in self._running if task_id not in self._recording]
+        # Not the tasks that succeeded: their results are being written (``RECORD_GRACE``). A
+        # failure being written is released (its ``fail`` is cancelled with the runs).
+        ids = [task_id for task_id in self._running if task_id not in self._handed]
         self._given_up.update(ids)
         try:
             with trio.CancelScope(shield=True):
@@ -556,6 +558,7 @@ class Worker:
             # The recorder writes it, with the other tasks that finished meanwhile, and
             # frees the slot then (``_record_successes``).
             self._recording.add(record.id)
+            self._handed.add(record.id)
             self._succeeded.append((record, result))
             self._to_record.set()
             self._slot.set()  # no longer counted as running (``_free``)
@@ -571,6 +574,7 @@ class Worker:
         del self._running[task_id]
         self._given_up.discard(task_id)
         self._recording.discard(task_id)
+        self._handed.discard(task_id)
         self._slot.set()
         self._changed.set()
 
@@ -589,8 +593,8 @@ class Worker:
                 )
             except Exception:
                 logger.exception(
-                    "recording the outcome of %d durable task(s) failed; they run again once "
-                    "their leases expire: %s",
+                    "recording the outcome of %d durable task(s) failed; those not recorded "
+                    "run again once their leases expire: %s",
                     len(batch),
                     ", ".join(record.id for record, _ in batch),
                 )
@@ -616,10 +620,15 @@ class Worker:
                         "over meanwhile",
                         _label(record),
                     )
-                self._finished(record.id)
-            if with_files:  # they finished for good: the files handed over to them go
-                directory = files_dir(self.store)
-                await trio.to_thread.run_sync(_delete_files_of, directory, with_files)
+            try:
+                if with_files:  # they finished for good: the files handed over to them go
+                    directory = files_dir(self.store)
+                    await trio.to_thread.run_sync(_delete_files_of, directory, with_files)
+            except Exception:
+                logger.exception("deleting the files of %d durable task(s) failed", len(with_files))
+            finally:
+                for record, _ in batch:  # then their slots (``wait_idle`` sees the files gone)
+                    self._finished(record.id)
 
     async def _in_thread(
         self, task: DurableTask[..., Any], args: Any, kwargs: Any, record: TaskRecord
