@@ -68,7 +68,8 @@ async def durable(email: str, background_tasks: triobg.BackgroundTasks):
 @app.get("/stats")
 async def stats():
     s = await app.tasks.statistics()
-    return {"ready": s.ready, "running": s.running, "succeeded": s.succeeded}
+    commits = getattr(app.tasks.store, "batches", 0)
+    return {"ready": s.ready, "running": s.running, "succeeded": s.succeeded, "commits": commits}
 """
 
 WRK_SCRIPT = 'wrk.method = "POST"\n'
@@ -92,6 +93,12 @@ def wrk(
     assert p50 is not None, out
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p50.group(2)]
     return rate, float(p50.group(1)) * scale, count
+
+
+def _commits(base: str) -> int:
+    """Transactions the server's store has committed so far (its group commit's batches)."""
+    stats = json.loads(urllib.request.urlopen(f"{base}/stats", timeout=10).read())
+    return int(stats["commits"])
 
 
 def settle(base: str) -> None:
@@ -179,19 +186,22 @@ def main() -> None:
                     time.sleep(0.1)
             wrk(f"{base}/inprocess/a@example.com", 1, cores.load, script)  # warm-up
             wrk(f"{base}/durable/a@example.com", 1, cores.load, script)
-            ratios, inproc, durable = [], [], []
+            ratios, inproc, durable, batches = [], [], [], []
             cpu: dict[str, list[float]] = {"inprocess": [], "durable": []}
             for n in range(args.rounds):
                 order = ["inprocess", "durable"] if n % 2 == 0 else ["durable", "inprocess"]
                 result = {}
                 for name in order:
                     url = f"{base}/{name}/a@example.com"
+                    commits = _commits(base)
                     before = process_tree_cpu_seconds(server.pid)
                     result[name] = wrk(url, args.seconds, cores.load, script)
                     settle(base)  # the tasks' own work counts too, wherever it ran
                     cpu[name].append(
                         (process_tree_cpu_seconds(server.pid) - before) / result[name][2]
                     )
+                    if name == "durable":
+                        batches.append((_commits(base) - commits) / result[name][2])
                 inproc.append(result["inprocess"])
                 durable.append(result["durable"])
                 ratios.append(result["durable"][0] / result["inprocess"][0])
@@ -216,6 +226,7 @@ def main() -> None:
         f"durable / in-process: {statistics.median(ratios):.2f} req/s (median of {len(ratios)} "
         f"rounds: {', '.join(f'{r:.2f}' for r in ratios)}); {cpu_ratio:.2f} by server CPU per "
         f"request; added p50 alone {quiet['durable'] - quiet['inprocess']:+.2f} ms; "
+        f"{statistics.median(batches):.3f} commits per durable request; "
         f"load average {os.getloadavg()[0]:.1f}; store at the end: {stats}"
     )
 
