@@ -92,42 +92,6 @@ class TestManyWorkers:
             assert len(await store.list()) == 4
 
 
-class TestBatching:
-    async def test_concurrent_succeeds_share_one_statement_and_keep_their_answers(
-        self,
-    ) -> None:
-        """Succeeds that meet in one batch are merged, and each still gets its own answer:
-        ``True`` for the owner, ``False`` for another owner or a second report of one task."""
-        clock = FakeClock()
-        async with stores(1) as (store,):
-            await store.enqueue([new_task(f"t{n}", clock) for n in range(8)])
-            claimed = await store.claim("host:a", 8, lease=60)
-            answers: dict[str, bool] = {}
-
-            async def succeed(label: str, task_id: str, owner: str) -> None:
-                answers[label] = await store.succeed(task_id, owner, f'"{label}"')
-
-            batches = store.batches
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(succeed, "first", "t1", "host:a")  # leads a batch alone
-                await trio.testing.wait_all_tasks_blocked()
-                nursery.start_soon(succeed, "stranger", "t0", "host:b")
-                for record in claimed:
-                    if record.id != "t1":
-                        nursery.start_soon(succeed, record.id, record.id, "host:a")
-                nursery.start_soon(succeed, "again", "t7", "host:a")
-            assert store.batches - batches < 10 - 1  # merged, not one transaction each
-            # (trio starts the tasks in no fixed order, so neither the stranger nor the second
-            # report of t7 can count on coming after the owner's first one.)
-            assert answers["first"]
-            assert all(answers[f"t{n}"] for n in range(7) if n != 1)
-            assert not answers["stranger"]
-            assert answers["t7"] != answers["again"]  # only one of the two reports counts
-            records = {record.id: record for record in await store.list()}
-            assert all(r.status is TaskStatus.SUCCEEDED for r in records.values())
-            assert records["t0"].result == '"t0"'
-
-
 class TestWakeUps:
     async def test_an_enqueue_elsewhere_wakes_a_watcher(self) -> None:
         """``watch`` hears another process's enqueue through ``LISTEN/NOTIFY``."""

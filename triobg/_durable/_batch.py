@@ -12,6 +12,9 @@
 # commit and is not handed the lead, but rides with whatever commit another writer starts.
 # At low load a request's enqueue then carries the previous request's results, instead of
 # waiting behind a commit of their own: one fsync per request, not two.
+#
+# Also here, shared by both SQL stores: the order a batch is applied in (``apply_in_order``),
+# and ``succeed``/``succeed_many`` written through the group commit (``GroupCommitSucceeds``).
 from __future__ import annotations
 
 import math
@@ -20,6 +23,8 @@ from typing import Any, Final, TypeVar
 
 import attrs
 import trio
+
+from ._store import check_unique
 
 T = TypeVar("T")
 
@@ -168,6 +173,47 @@ class GroupCommit:
                     write.done.set()
                     return
         self._committing = False
+
+
+class GroupCommitSucceeds:
+    """``succeed`` and ``succeed_many`` for a store whose writes go through a ``GroupCommit``
+    (its ``_writes``), and whose succeed write type (its ``_succeed_write``: built from the owner,
+    the ``(id, result)`` pairs and the clock) the commit recognises and merges; that write's
+    result is the set of ids recorded (``held_per_write``)."""
+
+    _writes: GroupCommit
+    _succeed_write: Callable[..., Callable[[Any], set[str]]]
+    clock: Callable[[], float]
+
+    async def succeed(self, task_id: str, owner: str, result: str) -> bool:
+        write = self._succeed_write(owner, ((task_id, result),), self.clock)
+        return task_id in await self._writes.write(write)
+
+    async def succeed_many(self, owner: str, results: Sequence[tuple[str, str]]) -> set[str]:
+        if not results:
+            return set()
+        check_unique(task_id for task_id, _ in results)
+        # Nobody waits on these in a hurry: at low load they ride with the next commit.
+        write = self._succeed_write(owner, tuple(results), self.clock)
+        return await self._writes.write(write, linger=RESULT_LINGER)
+
+
+def held_per_write(
+    writes: Sequence[tuple[str, Sequence[tuple[str, Any]]]], done: set[tuple[str, str]]
+) -> list[set[str]]:
+    """For each ``(owner, results)`` write of a merged ``succeed_many``, the ids it recorded,
+    given the ``(id, owner)`` pairs the statement changed. A task reported twice in one batch
+    was changed once: the first report in batch order is told so, the later ones that it was
+    not held, as if they had come after it."""
+    out = []
+    for owner, results in writes:
+        held = set()
+        for task_id, _ in results:
+            if (task_id, owner) in done:
+                done.discard((task_id, owner))
+                held.add(task_id)
+        out.append(held)
+    return out
 
 
 def apply_in_order(

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import attrs
 import trio
 
-from ._batch import RESULT_LINGER, GroupCommit, Write, apply_in_order
+from ._batch import GroupCommit, GroupCommitSucceeds, Write, apply_in_order, held_per_write
 from ._status import TaskStatus
 from ._store import (
     RECORD_COLUMNS,
@@ -273,7 +273,7 @@ def _import_psycopg() -> tuple[Any, Any]:
     return psycopg, psycopg_pool
 
 
-class PostgresTaskStore(TaskStore):
+class PostgresTaskStore(GroupCommitSucceeds, TaskStore):
     """Durable tasks in a PostgreSQL table, shared by every process and machine that uses it.
 
     The table (``triobg_tasks``) is created the first time the store is used.
@@ -304,6 +304,7 @@ class PostgresTaskStore(TaskStore):
         self._pool_lock = threading.Lock()
         self._limiter = trio.CapacityLimiter(max_connections)
         self._writes = GroupCommit(self._commit, trio.CapacityLimiter(1))
+        self._succeed_write = _Succeed  # merged by the group commit (``_succeed_many``)
         self.schema_version = 0  # known once connected
 
     def __repr__(self) -> str:
@@ -511,19 +512,6 @@ class PostgresTaskStore(TaskStore):
 
         return await self._write(apply)
 
-    async def succeed(self, task_id: str, owner: str, result: str) -> bool:
-        return task_id in await self._write(_Succeed(owner, ((task_id, result),), self.clock))
-
-    async def succeed_many(
-        self, owner: str, results: Sequence[tuple[str, str]]
-    ) -> builtins.set[str]:
-        if not results:
-            return set()
-        check_unique(task_id for task_id, _ in results)
-        # Nobody waits on these in a hurry: at low load they ride with the next commit.
-        write = _Succeed(owner, tuple(results), self.clock)
-        return await self._writes.write(write, linger=RESULT_LINGER)
-
     async def fail(
         self, task_id: str, owner: str, error: TaskError, retry_at: float | None
     ) -> bool:
@@ -707,15 +695,7 @@ def _apply_succeeds(
     results = [result for s in succeeds for _, result in s.results]
     rows = db.execute(_SQL["succeed_many"], (now, ids, owners, results)).fetchall()
     done = {(row[0], row[1]) for row in rows}
-    out = []
-    for succeed in succeeds:
-        held = set()
-        for task_id, _ in succeed.results:
-            if (task_id, succeed.owner) in done:
-                done.discard((task_id, succeed.owner))
-                held.add(task_id)
-        out.append(held)
-    return out
+    return held_per_write([(s.owner, s.results) for s in succeeds], done)
 
 
 def _migrate(connection: psycopg.Connection[Any]) -> int:

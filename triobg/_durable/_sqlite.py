@@ -31,7 +31,7 @@ from typing import Any, Final, TypeVar
 import attrs
 import trio
 
-from ._batch import RESULT_LINGER, GroupCommit, Write, apply_in_order
+from ._batch import GroupCommit, GroupCommitSucceeds, Write, apply_in_order, held_per_write
 from ._status import TaskStatus
 from ._store import (
     RECORD_COLUMNS,
@@ -186,7 +186,7 @@ def _error_json(error: TaskError) -> str:
     return json.dumps(attrs.asdict(error))
 
 
-class SQLiteTaskStore(TaskStore):
+class SQLiteTaskStore(GroupCommitSucceeds, TaskStore):
     """Durable tasks in one SQLite file (created, with its directory, on first use).
 
     Args:
@@ -209,6 +209,7 @@ class SQLiteTaskStore(TaskStore):
         self._connection: sqlite3.Connection | None = None
         self._limiter = trio.CapacityLimiter(1)  # one call on the connection at a time
         self._writes = GroupCommit(self._commit, self._limiter)
+        self._succeed_write = _Succeed  # merged by the group commit (``_succeed_many``)
 
     def __repr__(self) -> str:
         return f"SQLiteTaskStore({str(self.path)!r})"
@@ -345,19 +346,6 @@ class SQLiteTaskStore(TaskStore):
             return {row[0] for row in rows}
 
         return await self._write(apply)
-
-    async def succeed(self, task_id: str, owner: str, result: str) -> bool:
-        return task_id in await self._write(_Succeed(owner, ((task_id, result),), self.clock))
-
-    async def succeed_many(
-        self, owner: str, results: Sequence[tuple[str, str]]
-    ) -> builtins.set[str]:
-        if not results:
-            return set()
-        check_unique(task_id for task_id, _ in results)
-        # Nobody waits on these in a hurry: at low load they ride with the next commit.
-        write = _Succeed(owner, tuple(results), self.clock)
-        return await self._writes.write(write, linger=RESULT_LINGER)
 
     async def fail(
         self, task_id: str, owner: str, error: TaskError, retry_at: float | None
@@ -510,15 +498,7 @@ def _apply_succeeds(
         chunk = rows[at : at + _CHUNK]
         values = [value for row in chunk for value in row]
         done.update(db.execute(_succeed_sql(len(chunk)), (now, *values)).fetchall())
-    out = []
-    for succeed in succeeds:
-        held = set()
-        for task_id, _ in succeed.results:
-            if (task_id, succeed.owner) in done:
-                done.discard((task_id, succeed.owner))
-                held.add(task_id)
-        out.append(held)
-    return out
+    return held_per_write([(s.owner, s.results) for s in succeeds], done)
 
 
 @attrs.frozen
