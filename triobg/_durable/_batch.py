@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 
@@ -175,18 +176,64 @@ class GroupCommit:
         self._committing = False
 
 
+#: A store's statement for a merged batch of successes: given ``(id, result, owner)`` rows and
+#: the time, mark each task still held by that owner SUCCEEDED; returns the ``(id, owner)``
+#: pairs it changed (each once, even if listed twice).
+MarkSucceeded = Callable[[Any, list[tuple[str, str, str]], float], set[tuple[str, str]]]
+
+
+@attrs.frozen
+class Succeed:
+    """``succeed``/``succeed_many`` as a write the group commit recognises and merges with the
+    others of its batch (``merge_succeeds``); its result is the set of ids recorded."""
+
+    owner: str
+    results: tuple[tuple[str, str], ...]  # (task id, result)
+    mark: MarkSucceeded
+    clock: Callable[[], float]
+
+    def __call__(self, db: Any) -> set[str]:
+        return _apply_succeeds(db, [self])[0]
+
+
+def merge_succeeds(db: Any, writes: list[Write]) -> None:
+    """The ``Succeed`` writes of a batch, in one go (``apply_in_order``'s ``bulk_last``)."""
+    succeeds = [typing.cast(Succeed, write.apply) for write in writes]
+    for write, held in zip(writes, _apply_succeeds(db, succeeds), strict=True):
+        write.error = None
+        write.result = held
+
+
+def _apply_succeeds(db: Any, succeeds: Sequence[Succeed]) -> list[set[str]]:
+    """For each write, the ids it recorded. A task reported twice in one batch was changed
+    once: the first report in batch order is told so, the later ones that it was not held,
+    as if they had come after it (which result is kept is then not defined; a task reports
+    its outcome once)."""
+    first = succeeds[0]
+    rows = [(task_id, result, s.owner) for s in succeeds for task_id, result in s.results]
+    done = first.mark(db, rows, first.clock())
+    out = []
+    for succeed in succeeds:
+        held = set()
+        for task_id, _ in succeed.results:
+            if (task_id, succeed.owner) in done:
+                done.discard((task_id, succeed.owner))
+                held.add(task_id)
+        out.append(held)
+    return out
+
+
 class GroupCommitSucceeds:
     """``succeed`` and ``succeed_many`` for a store whose writes go through a ``GroupCommit``
-    (its ``_writes``), and whose succeed write type (its ``_succeed_write``: built from the owner,
-    the ``(id, result)`` pairs and the clock) the commit recognises and merges; that write's
-    result is the set of ids recorded (``held_per_write``)."""
+    (its ``_writes``) that merges ``Succeed`` writes (``merge_succeeds``), marking them with
+    the store's own statement (its ``_mark_succeeded``)."""
 
     _writes: GroupCommit
-    _succeed_write: Callable[..., Callable[[Any], set[str]]]
+    _mark_succeeded: MarkSucceeded
     clock: Callable[[], float]
 
     async def succeed(self, task_id: str, owner: str, result: str) -> bool:
-        write = self._succeed_write(owner, ((task_id, result),), self.clock)
+        write = Succeed(owner, ((task_id, result),), self._mark_succeeded, self.clock)
         return task_id in await self._writes.write(write)
 
     async def succeed_many(self, owner: str, results: Sequence[tuple[str, str]]) -> set[str]:
@@ -194,26 +241,8 @@ class GroupCommitSucceeds:
             return set()
         check_unique(task_id for task_id, _ in results)
         # Nobody waits on these in a hurry: at low load they ride with the next commit.
-        write = self._succeed_write(owner, tuple(results), self.clock)
+        write = Succeed(owner, tuple(results), self._mark_succeeded, self.clock)
         return await self._writes.write(write, linger=RESULT_LINGER)
-
-
-def held_per_write(
-    writes: Sequence[tuple[str, Sequence[tuple[str, Any]]]], done: set[tuple[str, str]]
-) -> list[set[str]]:
-    """For each ``(owner, results)`` write of a merged ``succeed_many``, the ids it recorded,
-    given the ``(id, owner)`` pairs the statement changed. A task reported twice in one batch
-    was changed once: the first report in batch order is told so, the later ones that it was
-    not held, as if they had come after it."""
-    out = []
-    for owner, results in writes:
-        held = set()
-        for task_id, _ in results:
-            if (task_id, owner) in done:
-                done.discard((task_id, owner))
-                held.add(task_id)
-        out.append(held)
-    return out
 
 
 def apply_in_order(

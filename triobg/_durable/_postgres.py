@@ -45,7 +45,14 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import attrs
 import trio
 
-from ._batch import GroupCommit, GroupCommitSucceeds, Write, apply_in_order, held_per_write
+from ._batch import (
+    GroupCommit,
+    GroupCommitSucceeds,
+    Succeed,
+    Write,
+    apply_in_order,
+    merge_succeeds,
+)
 from ._status import TaskStatus
 from ._store import (
     RECORD_COLUMNS,
@@ -165,7 +172,7 @@ _SQL: Final = {
         WHERE id = ANY(%s) AND status = 'running' AND owner = %s
         RETURNING id
     """,
-    # The succeeds of one batch in one statement (see ``_Succeed``).
+    # The succeeds of one batch in one statement (see ``_mark_succeeded``).
     "succeed_many": """
         UPDATE triobg_tasks AS t
         SET status = 'succeeded', result = v.result, finished_at = %s, lease_until = NULL
@@ -304,7 +311,7 @@ class PostgresTaskStore(GroupCommitSucceeds, TaskStore):
         self._pool_lock = threading.Lock()
         self._limiter = trio.CapacityLimiter(max_connections)
         self._writes = GroupCommit(self._commit, trio.CapacityLimiter(1))
-        self._succeed_write = _Succeed  # merged by the group commit (``_succeed_many``)
+        self._mark_succeeded = _mark_succeeded
         self.schema_version = 0  # known once connected
 
     def __repr__(self) -> str:
@@ -380,10 +387,7 @@ class PostgresTaskStore(GroupCommitSucceeds, TaskStore):
                         connection,
                         batch,
                         bulk_first=(_Insert, _insert_many),
-                        bulk_last=(
-                            _Succeed,
-                            lambda db, writes: _succeed_many(db, writes, self.clock()),
-                        ),
+                        bulk_last=(Succeed, merge_succeeds),
                         store_error=psycopg.Error,
                     )
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
@@ -637,19 +641,6 @@ class PostgresTaskStore(GroupCommitSucceeds, TaskStore):
 
 
 @attrs.frozen
-class _Succeed:
-    """``succeed``/``succeed_many`` as a write the group commit recognises and merges with
-    the others of its batch (``_succeed_many``); its result is the set of ids recorded."""
-
-    owner: str
-    results: tuple[tuple[str, str], ...]  # (task id, result)
-    clock: Callable[[], float]
-
-    def __call__(self, db: psycopg.Connection[Any]) -> builtins.set[str]:
-        return _apply_succeeds(db, [self], self.clock())[0]
-
-
-@attrs.frozen
 class _Insert:
     """``enqueue`` of tasks without idempotency keys, as a write the group commit recognises
     and inserts together with the others of its batch: its records are what it stores."""
@@ -678,24 +669,13 @@ def _insert_records(db: psycopg.Connection[Any], records: Sequence[TaskRecord]) 
         db.execute(_SQL["notify"])  # claimable by any worker: wake those listening
 
 
-def _succeed_many(db: psycopg.Connection[Any], writes: Sequence[Write], now: float) -> None:
-    succeeds = [typing.cast(_Succeed, write.apply) for write in writes]
-    for write, held in zip(writes, _apply_succeeds(db, succeeds, now), strict=True):
-        write.error = None
-        write.result = held
-
-
-def _apply_succeeds(
-    db: psycopg.Connection[Any], succeeds: Sequence[_Succeed], now: float
-) -> builtins.list[builtins.set[str]]:
-    """The succeeds in one statement; for each, the ids it recorded. A task reported twice
-    in one batch is changed once, and only the first report in batch order is told so."""
-    ids = [task_id for s in succeeds for task_id, _ in s.results]
-    owners = [s.owner for s in succeeds for _ in s.results]
-    results = [result for s in succeeds for _, result in s.results]
-    rows = db.execute(_SQL["succeed_many"], (now, ids, owners, results)).fetchall()
-    done = {(row[0], row[1]) for row in rows}
-    return held_per_write([(s.owner, s.results) for s in succeeds], done)
+def _mark_succeeded(
+    db: psycopg.Connection[Any], rows: builtins.list[tuple[str, str, str]], now: float
+) -> builtins.set[tuple[str, str]]:
+    """Successes in one statement (``_batch.MarkSucceeded``)."""
+    ids, results, owners = (list(column) for column in zip(*rows, strict=True))
+    changed = db.execute(_SQL["succeed_many"], (now, ids, owners, results)).fetchall()
+    return {(row[0], row[1]) for row in changed}
 
 
 def _migrate(connection: psycopg.Connection[Any]) -> int:

@@ -31,7 +31,14 @@ from typing import Any, Final, TypeVar
 import attrs
 import trio
 
-from ._batch import GroupCommit, GroupCommitSucceeds, Write, apply_in_order, held_per_write
+from ._batch import (
+    GroupCommit,
+    GroupCommitSucceeds,
+    Succeed,
+    Write,
+    apply_in_order,
+    merge_succeeds,
+)
 from ._status import TaskStatus
 from ._store import (
     RECORD_COLUMNS,
@@ -209,7 +216,7 @@ class SQLiteTaskStore(GroupCommitSucceeds, TaskStore):
         self._connection: sqlite3.Connection | None = None
         self._limiter = trio.CapacityLimiter(1)  # one call on the connection at a time
         self._writes = GroupCommit(self._commit, self._limiter)
-        self._succeed_write = _Succeed  # merged by the group commit (``_succeed_many``)
+        self._mark_succeeded = _mark_succeeded
 
     def __repr__(self) -> str:
         return f"SQLiteTaskStore({str(self.path)!r})"
@@ -267,7 +274,7 @@ class SQLiteTaskStore(GroupCommitSucceeds, TaskStore):
                 connection,
                 batch,
                 bulk_first=(_Insert, _insert_many),
-                bulk_last=(_Succeed, lambda db, writes: _succeed_many(db, writes, self.clock())),
+                bulk_last=(Succeed, merge_succeeds),
                 store_error=sqlite3.Error,
             )
             connection.execute("COMMIT")
@@ -462,43 +469,17 @@ class SQLiteTaskStore(GroupCommitSucceeds, TaskStore):
         return await self._write(apply)
 
 
-@attrs.frozen
-class _Succeed:
-    """``succeed``/``succeed_many`` as a write the group commit recognises and merges with
-    the others of its batch (``_succeed_many``); its result is the set of ids recorded."""
-
-    owner: str
-    results: tuple[tuple[str, str], ...]  # (task id, result)
-    clock: Callable[[], float]
-
-    def __call__(self, db: sqlite3.Connection) -> builtins.set[str]:
-        return _apply_succeeds(db, [self], self.clock())[0]
-
-
-def _succeed_many(db: sqlite3.Connection, writes: Sequence[Write], now: float) -> None:
-    succeeds = [typing.cast(_Succeed, write.apply) for write in writes]
-    for write, held in zip(writes, _apply_succeeds(db, succeeds, now), strict=True):
-        write.result = held
-
-
-def _apply_succeeds(
-    db: sqlite3.Connection, succeeds: Sequence[_Succeed], now: float
-) -> builtins.list[builtins.set[str]]:
-    """The succeeds in one statement per ``_CHUNK`` tasks; for each, the ids it recorded.
-
-    ``RETURNING`` names the tasks each statement changed, so a task no longer held (its lease
-    lost, or cancelled) is simply missing from the answer. A task reported twice in one batch
-    (two writers, or one writer twice) is changed once: the first report in batch order gets
-    it, the later ones are told it was not held, as if they had come after it (which of the
-    results is kept is then not defined; a task reports its outcome once).
-    """
-    rows = [(task_id, result, s.owner) for s in succeeds for task_id, result in s.results]
+def _mark_succeeded(
+    db: sqlite3.Connection, rows: builtins.list[tuple[str, str, str]], now: float
+) -> builtins.set[tuple[str, str]]:
+    """Successes in one statement per ``_CHUNK`` tasks (``_batch.MarkSucceeded``): ``RETURNING``
+    names the tasks changed, so one no longer held (lease lost, cancelled) is simply missing."""
     done: set[tuple[str, str]] = set()
     for at in range(0, len(rows), _CHUNK):
         chunk = rows[at : at + _CHUNK]
         values = [value for row in chunk for value in row]
         done.update(db.execute(_succeed_sql(len(chunk)), (now, *values)).fetchall())
-    return held_per_write([(s.owner, s.results) for s in succeeds], done)
+    return done
 
 
 @attrs.frozen
