@@ -522,6 +522,139 @@ class TestShutdown:
         assert "lost its lease" in caplog.text
 
 
+class TestARequestsTasks:
+    """The tasks one request stores run in one trio task, one after another (``_Run``)."""
+
+    @staticmethod
+    async def hold(
+        worker: Worker,
+        store: MemoryTaskStore,
+        calls: Sequence[tuple[DurableTask[..., Any], tuple[Any, ...]]],
+    ) -> list[str]:
+        """Store ``calls`` as a request does (pre-claimed by ``worker``), then start them."""
+        claim = worker.reserve(len(calls))
+        assert claim is not None and claim.limit == len(calls)
+        records = await store.enqueue([task._new(args, {}) for task, args in calls], claim=claim)
+        held, orphans = worker.adopt(claim, records)
+        assert len(held) == len(calls) and orphans == []
+        worker.start_held(held)
+        return [record.id for record in held]
+
+    async def test_they_run_one_after_another_in_the_order_added(self) -> None:
+        """As in-process tasks do: the second starts when the first has ended, a ``def`` task
+        among them included."""
+        app, store = App(), MemoryTaskStore()
+        seen: list[str] = []
+
+        async def first() -> None:
+            seen.append("first started")
+            await trio.sleep(0.01)
+            seen.append("first ended")
+
+        def second() -> None:
+            seen.append("second")
+
+        async def third() -> None:
+            seen.append("third")
+
+        a, b, c = declare(app, first), declare(app, second), declare(app, third)
+        async with running(app, store) as worker:
+            ids = await self.hold(worker, store, [(a, ()), (b, ()), (c, ())])
+            for task_id in ids:
+                await wait_status(store, task_id, TaskStatus.SUCCEEDED)
+        assert seen == ["first started", "first ended", "second", "third"]
+
+    async def test_a_timeout_cuts_off_its_own_task_only(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """The first task's timeout fails it; the next ones run, and a task with no timeout
+        is not held to the timeout of the one before it."""
+        app, store = App(), MemoryTaskStore()
+
+        async def stuck() -> None:
+            await trio.sleep_forever()
+
+        async def quick() -> str:
+            return "quick"
+
+        async def slow() -> str:
+            await trio.sleep(1)  # longer than the timeouts of the tasks before it
+            return "slow"
+
+        timed = {"timeout": 0.05}
+        a, b = declare(app, stuck, **timed), declare(app, quick, **timed)
+        c = declare(app, slow)
+        async with running(app, store) as worker:
+            ids = await self.hold(worker, store, [(a, ()), (c, ()), (b, ()), (c, ())])
+            records = [
+                await wait_status(store, task_id, TaskStatus.SUCCEEDED, TaskStatus.FAILED)
+                for task_id in ids
+            ]
+        assert [r.status for r in records] == [TaskStatus.FAILED] + [TaskStatus.SUCCEEDED] * 3
+        assert "timeout of 0.05 s (cancelled)" in records[0].errors[0].message
+        assert [r.result for r in records[1:]] == ['"slow"', '"quick"', '"slow"']
+
+    async def test_a_lost_lease_stops_the_running_task_and_skips_a_waiting_one(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Cancelled by an operator: the running task is stopped, a task cancelled before its
+        turn never starts, and the one between them runs."""
+        app, store = App(), MemoryTaskStore()
+        started = trio.Event()
+        seen: list[str] = []
+
+        async def long() -> None:
+            started.set()
+            try:
+                await trio.sleep_forever()
+            finally:
+                seen.append("long stopped")
+
+        async def mark(tag: str) -> None:
+            seen.append(tag)
+
+        a, b = declare(app, long), declare(app, mark)
+        async with running(app, store, lease=0.06) as worker:
+            ids = await self.hold(worker, store, [(a, ()), (b, ("middle",)), (b, ("last",))])
+            with trio.fail_after(WAIT):
+                await started.wait()
+            await store.cancel(ids[0])
+            await store.cancel(ids[2])
+            await wait_status(store, ids[1], TaskStatus.SUCCEEDED)
+            with trio.fail_after(WAIT):
+                await worker.wait_idle()
+        assert seen == ["long stopped", "middle"]
+        statuses = [(await store.get(task_id)).status for task_id in ids]
+        assert statuses == [TaskStatus.CANCELLED, TaskStatus.SUCCEEDED, TaskStatus.CANCELLED]
+        assert caplog.text.count("lost its lease") == 2
+
+    async def test_at_the_deadline_the_running_and_the_waiting_are_released(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Shutdown mid-way: the task running and the one waiting its turn go back to READY,
+        both named in the log."""
+        app, store = App(), MemoryTaskStore()
+        started = trio.Event()
+
+        async def forever() -> None:
+            started.set()
+            await trio.sleep_forever()
+
+        a, b = declare(app, forever), declare(app, noop)
+        worker = Worker(store, app.tasks.registry, poll_interval=60)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.run)
+            ids = await self.hold(worker, store, [(a, ()), (b, ())])
+            with trio.fail_after(WAIT):
+                await started.wait()
+                await worker.stop(trio.current_time() + 0.05)
+        for task_id in ids:
+            record = await store.get(task_id)
+            assert (record.status, record.attempts) == (TaskStatus.READY, 0)
+            assert f"durable task {task_id} released at shutdown" in caplog.text
+        assert worker.running == 0
+
+
 class TestRecovery:
     def test_owner_ids_tell_live_and_dead_processes_apart(self) -> None:
         """Our own live process is alive; a pid that does not exist, or was reused, is dead."""
