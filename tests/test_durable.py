@@ -27,7 +27,14 @@ from triobg import (
     TaskResult,
     TaskStatus,
 )
-from triobg._durable._codec import Parameters, decode_arguments, encode_arguments
+from triobg._durable._codec import (
+    Parameters,
+    _dumps,
+    _plain_json,
+    decode_arguments,
+    encode_arguments,
+    encode_call,
+)
 from triobg._durable._memory import MemoryTaskStore
 from triobg._durable._store import NewTask, TaskStore
 from triobg.testing import TestClient
@@ -223,6 +230,88 @@ class TestArguments:
         assert args == []
         assert kwargs == {"a": "x", "b": 1, "c": 2.0, "d": True}
         assert [type(v) for v in kwargs.values()] == [str, int, float, bool]
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "", "plain", 'quote " backslash \\ slash /', "tab\t nl\n nul\x00 del\x7f",
+            "é ü ß 中文", "emoji \U0001f600", "lone surrogate \ud800", 0, -1, 2**70, -(2**70),
+            0.1, -0.0, 1e300, 5e-324, 1.0, True, False, None,
+        ],
+    )  # fmt: skip
+    def test_plain_arguments_are_written_as_json_dumps_writes_them(self, value: Any) -> None:
+        """The direct writing of plain values gives ``_dumps``' very text."""
+        arguments = {"a": value, "naïve key": value}
+        assert _plain_json(arguments) == _dumps(arguments)
+
+    @pytest.mark.parametrize("value", [[1], {"x": 1}, (1,), Point(1, 2), float("nan"), 1 + 2j])
+    def test_other_values_go_the_general_way(self, value: Any) -> None:
+        """Anything but a finite plain value is left to cattrs and ``_dumps``."""
+        assert _plain_json({"a": value}) is None
+
+    @pytest.mark.parametrize(
+        ("hints", "args", "kwargs", "call"),
+        [
+            ({"a": str, "b": int, "c": float, "d": bool}, ("x", 2), {"c": 1.5}, True),
+            ({}, ("x", 2.5), {"d": None}, True),  # no hints: kept as they are
+            ({"a": Any, "b": int}, ("x",), {}, True),
+            ({"a": str, "b": int, "c": float}, ("x",), {"c": 2}, False),  # int for a float
+            ({"a": str, "b": int}, ("x", True), {}, False),  # bool for an int
+            ({"a": str | None}, ("x",), {}, False),  # decoding goes through cattrs
+            ({"a": str}, (Point(1, 2),), {}, False),  # not plain
+        ],
+    )
+    def test_the_call_is_kept_only_when_decoding_gives_it_back(
+        self, hints: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any], call: bool
+    ) -> None:
+        """``encode_call`` hands the arguments on exactly when the decode would return them."""
+        parameters = Parameters.of(_plain)
+        text, kept = encode_call("t", parameters, hints, args, kwargs)
+        assert text == encode_arguments("t", parameters, args, kwargs)
+        if call:
+            assert kept is not None
+            assert decode_arguments(hints, parameters, text) == ([], kept)
+            assert [type(v) for v in kept.values()] == [
+                type(v) for v in decode_arguments(hints, parameters, text)[1].values()
+            ]
+        else:
+            assert kept is None
+
+    def test_a_positional_only_parameter_keeps_the_decode(self) -> None:
+        """Arguments passed by position only cannot be handed on as keywords."""
+        text, kept = encode_call("t", Parameters.of(_varied), {}, (1, "b"), {})
+        assert text == '{"a":1,"b":"b"}' and kept is None
+
+    async def test_this_process_runs_plain_arguments_without_decoding_them(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A request's task with plain arguments gets them as given; one with an attrs
+        argument still gets it structured back from the stored text."""
+        app, ran = make_app()
+        decoded: list[str] = []
+        original = DurableTask._decode
+
+        def counting(task: DurableTask[..., Any], text: str) -> Any:
+            decoded.append(text)
+            return original(task, text)
+
+        monkeypatch.setattr(DurableTask, "_decode", counting)
+
+        @app.task()
+        async def tag(name: str, times: int = 1) -> None:
+            ran.append((name, times))
+
+        @app.post("/tag")
+        async def add(tasks: BackgroundTasks) -> None:
+            tasks.add_task(tag, "t", times=2)
+
+        async with TestClient(app) as client:
+            await worker_started(app)
+            assert (await client.post("/tag")).status_code == 200
+            assert (await client.post("/points?x=1&y=2")).status_code == 200
+            await client.wait_background()
+        assert ("t", 2) in ran and (Point(1, 2), "hi") in ran
+        assert decoded == ['{"point":{"x":1,"y":2},"note":"hi"}']
 
 
 class TestTestClient:

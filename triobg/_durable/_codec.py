@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import typing
 from collections.abc import Callable
+from json.encoder import encode_basestring_ascii
 from typing import Any, Final
 
 import attrs
@@ -98,10 +100,61 @@ def encode_arguments(
         TypeError: the arguments do not fit the signature, or one of them is not JSON once
             unstructured by cattrs; the message names the task and the argument.
     """
+    return encode_call(task_name, parameters, {}, args, kwargs)[0]
+
+
+def encode_call(
+    task_name: str,
+    parameters: Parameters,
+    hints: dict[str, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> tuple[str, dict[str, Any] | None]:
+    """``encode_arguments``, and the keyword arguments the task will get when decoding the
+    text would give back exactly the values given: every one plain (``_PLAIN``, immutable)
+    and its parameter's hint (``hints``, from ``type_hints``) that very type or none. The
+    worker of this process, which runs most tasks a request adds, then skips the decode.
+
+    Raises:
+        TypeError: as ``encode_arguments``.
+    """
     try:
         arguments = parameters.bind(args, kwargs)
     except TypeError as error:
         raise TypeError(f"durable task {task_name}: {error}") from None
+    text = _plain_json(arguments)
+    if text is not None:
+        same = parameters.positional is not None and all(
+            hints.get(name, Any) in (type(value), Any) for name, value in arguments.items()
+        )
+        return text, arguments if same else None
+    return _encode_general(task_name, arguments), None
+
+
+def _plain_json(arguments: dict[str, Any]) -> str | None:
+    """``_dumps(arguments)`` when every value is of a ``_PLAIN`` type (and finite), written
+    directly: a third of the time, and most tasks' arguments are such. ``None`` otherwise.
+    The same text as ``_dumps`` (ASCII, no spaces; a test compares them)."""
+    parts = []
+    for name, value in arguments.items():
+        kind = type(value)
+        if kind is str:
+            text = encode_basestring_ascii(value)
+        elif kind is int:
+            text = int.__repr__(value)
+        elif kind is bool:
+            text = "true" if value else "false"
+        elif value is None:
+            text = "null"
+        elif kind is float and math.isfinite(value):
+            text = float.__repr__(value)
+        else:
+            return None
+        parts.append(f"{encode_basestring_ascii(name)}:{text}")
+    return "{" + ",".join(parts) + "}"
+
+
+def _encode_general(task_name: str, arguments: dict[str, Any]) -> str:
     try:
         return _dumps(
             {

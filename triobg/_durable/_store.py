@@ -63,6 +63,9 @@ class NewTask:
         key: Idempotency key: while a task with this key is unfinished, enqueueing another
             returns the first instead.
         max_attempts: ``retries + 1``.
+        call: Not stored (stores ignore it): the keyword arguments the task runs with, when
+            decoding ``arguments`` would give back exactly these (plain values; see
+            ``_codec.encode_call``), so that this process's worker skips the decode.
     """
 
     id: str
@@ -73,6 +76,7 @@ class NewTask:
     priority: int = 0
     key: str | None = None
     max_attempts: int = 1
+    call: Mapping[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen(kw_only=True)

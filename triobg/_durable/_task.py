@@ -16,7 +16,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, final
 import attrs
 
 from .._uploads import UploadFile
-from ._codec import Parameters, decode_arguments, encode_arguments, type_hints
+from ._codec import Parameters, decode_arguments, encode_call, type_hints
 from ._files import files_dir, hand_over
 from ._ids import new_task_id
 from ._status import TaskStatus
@@ -178,19 +178,22 @@ class DurableTask(Generic[P, R]):
         """
         return await self._tasks._enqueue([self._new(args, kwargs)])
 
+    def _type_hints(self) -> dict[str, Any]:
+        hints = self._hints
+        if hints is None:  # resolved at the first use, not at declaration (forward refs)
+            hints = self._hints = type_hints(self.func)
+        return hints
+
     def _decode(self, text: str) -> tuple[list[Any], dict[str, Any]]:
         """The stored arguments, structured back by the function's type hints."""
-        hints = self._hints
-        if hints is None:
-            hints = self._hints = type_hints(self.func)
-        return decode_arguments(hints, self._parameters, text)
+        return decode_arguments(self._type_hints(), self._parameters, text)
 
     def _new(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> NewTask:
         task_id = new_task_id()
         uploads = [v for v in (*args, *kwargs.values()) if isinstance(v, UploadFile)]
         if uploads:  # moved into the task file area now, before the task is stored
             hand_over(uploads, files_dir(self._tasks.store), task_id)
-        arguments = encode_arguments(self.name, self._parameters, args, kwargs)
+        arguments, call = encode_call(self.name, self._parameters, self._type_hints(), args, kwargs)
         now = self._tasks.clock()
         return NewTask(
             id=task_id,
@@ -201,6 +204,7 @@ class DurableTask(Generic[P, R]):
             priority=self._priority,
             key=self.key,
             max_attempts=self.retries + 1,
+            call=call,
         )
 
 

@@ -191,7 +191,7 @@ class DurableTasks:
             return records, None
         held: builtins.list[TaskRecord] = []
         if claim is not None:
-            held, orphans = worker.adopt(claim, records)
+            held, orphans = worker.adopt(claim, records, new)
             if orphans:  # the worker stopped meanwhile: let another worker take them at once
                 await self.store.release(claim.owner, orphans)
         rest = len(held) < len(new)

@@ -47,7 +47,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -57,7 +57,7 @@ from .._exit_wait import wait_at_exit
 from ._codec import encode_result
 from ._files import UPLOAD_KEY, close_uploads, delete_task_files, files_dir, sweep
 from ._status import TaskStatus
-from ._store import Preclaim, TaskError, TaskNotFound, TaskRecord, TaskStore
+from ._store import NewTask, Preclaim, TaskError, TaskNotFound, TaskRecord, TaskStore
 
 if TYPE_CHECKING:
     from ._task import DurableTask
@@ -177,10 +177,13 @@ class _Run:
     (``Worker._given_up``). A scope once cancelled is spent, so the next task gets a new one.
     """
 
-    __slots__ = ("current", "records", "scope")
+    __slots__ = ("calls", "current", "records", "scope")
 
-    def __init__(self, records: list[TaskRecord]) -> None:
+    def __init__(
+        self, records: list[TaskRecord], calls: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> None:
         self.records = records
+        self.calls = calls  # task id -> its arguments, not to be decoded (``NewTask.call``)
         self.scope: trio.CancelScope | None = None
         self.current: str | None = None  # the id of the task running now
 
@@ -304,12 +307,17 @@ class Worker:
         return Preclaim(owner=self.owner, lease=self.lease, limit=limit)
 
     def adopt(
-        self, claim: Preclaim, records: list[TaskRecord] | None
+        self,
+        claim: Preclaim,
+        records: list[TaskRecord] | None,
+        new: Sequence[NewTask] = (),
     ) -> tuple[list[TaskRecord], list[str]]:
         """Take the tasks ``enqueue(claim=claim)`` stored claimed for this worker.
 
         Args:
             records: What the enqueue returned; ``None`` when it failed.
+            new: What was enqueued: the arguments of those whose ``call`` is known are not
+                decoded again.
 
         Returns:
             The tasks now held (leases renewed by the heartbeat; each starts once passed to
@@ -327,7 +335,8 @@ class Worker:
         ]  # fmt: skip
         if self._closed:
             return [], [r.id for r in mine]
-        run = _Run(mine)  # run one after another, in the order the request added them
+        calls = {task.id: task.call for task in new if task.call is not None}
+        run = _Run(mine, calls)  # one after another, in the order the request added them
         for record in mine:
             self._running[record.id] = run
         return mine, []
@@ -549,7 +558,8 @@ class Worker:
                             done = started
                             continue
                         run.current = record.id
-                        await self._attempt(record, scope)
+                        call = None if run.calls is None else run.calls.get(record.id)
+                        await self._attempt(record, scope, call)
                         run.current = None
                         done = started
                         if scope.cancel_called:  # spent (a deadline passed as the task ended)
@@ -564,8 +574,11 @@ class Worker:
                 if record.id in self._running:
                     self._finished(record.id)
 
-    async def _attempt(self, record: TaskRecord, scope: trio.CancelScope) -> None:
-        """One attempt of ``record``'s task, in ``scope`` (entered by ``_run_tasks``).
+    async def _attempt(
+        self, record: TaskRecord, scope: trio.CancelScope, call: Mapping[str, Any] | None
+    ) -> None:
+        """One attempt of ``record``'s task, in ``scope`` (entered by ``_run_tasks``), with
+        ``call`` for arguments if given (``NewTask.call``), else its stored ones decoded.
 
         Its outcome is written, or handed to the recorder, and its slot given back, except
         when it is cut off by a cancellation: ``_run_tasks`` then sees to it (``_cut_off``,
@@ -585,11 +598,16 @@ class Worker:
                 )
                 await self._record_failure(record, error, final=True)
                 return
-            try:
-                args, kwargs = task._decode(record.arguments)
-            except ValueError as error:
-                await self._record_failure(record, error, final=True)
-                return
+            args: list[Any] = []
+            kwargs: dict[str, Any]
+            if call is not None:
+                kwargs = dict(call)
+            else:
+                try:
+                    args, kwargs = task._decode(record.arguments)
+                except ValueError as error:
+                    await self._record_failure(record, error, final=True)
+                    return
             if UPLOAD_KEY in record.arguments:
                 opened = [*args, *kwargs.values()]  # the UploadFiles among them are closed after
             if logger.isEnabledFor(logging.DEBUG):  # a line per task: only when asked for
