@@ -109,11 +109,16 @@ def encode_call(
     hints: dict[str, Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    prepare: Callable[[], object] | None = None,
 ) -> tuple[str, dict[str, Any] | None]:
     """``encode_arguments``, and the keyword arguments the task will get when decoding the
     text would give back exactly the values given: every one plain (``_PLAIN``, immutable)
     and its parameter's hint (``hints``, from ``type_hints``) that very type or none. The
     worker of this process, which runs most tasks a request adds, then skips the decode.
+
+    Args:
+        prepare: Called before arguments that are not all plain are encoded (``_new`` moves
+            uploaded files into the task's file area then: a plain argument is no file).
 
     Raises:
         TypeError: as ``encode_arguments``.
@@ -128,6 +133,8 @@ def encode_call(
             hints.get(name, Any) in (type(value), Any) for name, value in arguments.items()
         )
         return text, arguments if same else None
+    if prepare is not None:
+        prepare()
     return _encode_general(task_name, arguments), None
 
 

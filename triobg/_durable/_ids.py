@@ -24,13 +24,15 @@ _VERSION: Final = 0x7 << 76
 _VARIANT: Final = 0b10 << 62
 
 
-#: Random bytes from ``os.urandom``, read 4 KiB at a time and used up from the end.
-#: ``os.urandom`` lets go of the GIL for its system call, and under load the store's commit
-#: thread then takes it: a request's handler waited for that, once per task it added. Reading
-#: ahead keeps the event loop's thread from letting go. ``add_task`` may run in worker
-#: threads (a ``def`` dependency), hence the lock; a child process must never reuse its
-#: parent's bytes (both would make the same ids), hence the reset after ``fork``.
-_POOL = bytearray()
+#: The random part of the next ids, each already laid out (version, 74 random bits, variant),
+#: made from ``os.urandom`` 4 KiB at a time and used up from the end. ``os.urandom`` lets go
+#: of the GIL for its system call, and under load the store's commit thread then takes it: a
+#: request's handler waited for that, once per task it added. Reading ahead keeps the event
+#: loop's thread from letting go. ``add_task`` may run in worker threads (a ``def``
+#: dependency): ``list.pop`` is atomic, and the lock keeps two refills from racing needlessly.
+#: A child process must never reuse its parent's bits (both would make the same ids), hence
+#: the reset after ``fork``.
+_POOL: list[int] = []
 _POOL_LOCK = threading.Lock()
 _POOL_READ: Final = 4096
 _ID_BYTES: Final = 10
@@ -45,24 +47,23 @@ def _reset_after_fork() -> None:
 os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def _random_bytes() -> bytes:
+def _refill() -> None:
     with _POOL_LOCK:
-        if len(_POOL) < _ID_BYTES:
-            _POOL[:] = os.urandom(_POOL_READ)
-        chunk = bytes(_POOL[-_ID_BYTES:])
-        del _POOL[-_ID_BYTES:]
-    return chunk
+        if _POOL:
+            return  # another thread refilled it meanwhile
+        data = os.urandom(_POOL_READ)
+        for at in range(0, _POOL_READ - _ID_BYTES + 1, _ID_BYTES):
+            rand = int.from_bytes(data[at : at + _ID_BYTES])
+            _POOL.append(_VERSION | ((rand >> 62) & _RAND_A) << 64 | _VARIANT | (rand & _RAND_B))
 
 
 def new_task_id() -> str:
     """A new task id: a UUID version 7 (time-ordered, 74 random bits) as 32 hex digits."""
     millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(_random_bytes())
-    value = (
-        (millis & _MILLIS) << 80
-        | _VERSION
-        | ((rand >> 62) & _RAND_A) << 64
-        | _VARIANT
-        | (rand & _RAND_B)
-    )
-    return f"{value:032x}"
+    while True:
+        try:
+            random_part = _POOL.pop()
+            break
+        except IndexError:
+            _refill()
+    return ((millis & _MILLIS) << 80 | random_part).to_bytes(16).hex()

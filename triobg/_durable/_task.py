@@ -190,10 +190,15 @@ class DurableTask(Generic[P, R]):
 
     def _new(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> NewTask:
         task_id = new_task_id()
-        uploads = [v for v in (*args, *kwargs.values()) if isinstance(v, UploadFile)]
-        if uploads:  # moved into the task file area now, before the task is stored
-            hand_over(uploads, files_dir(self._tasks.store), task_id)
-        arguments, call = encode_call(self.name, self._parameters, self._type_hints(), args, kwargs)
+
+        def hand_over_uploads() -> None:  # into the task file area now, before it is stored
+            uploads = [v for v in (*args, *kwargs.values()) if isinstance(v, UploadFile)]
+            if uploads:
+                hand_over(uploads, files_dir(self._tasks.store), task_id)
+
+        arguments, call = encode_call(
+            self.name, self._parameters, self._type_hints(), args, kwargs, hand_over_uploads
+        )
         now = self._tasks.clock()
         return NewTask(
             id=task_id,
