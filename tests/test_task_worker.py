@@ -654,10 +654,6 @@ class TestARequestsTasks:
             assert f"durable task {task_id} released at shutdown" in caplog.text
         assert worker.running == 0
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="an error left beside the scope's Cancelled escapes _run_tasks and kills the worker",
-    )
     async def test_an_error_beside_the_timeout_s_cancel_fails_the_task_not_the_worker(
         self, autojump_clock: trio.testing.MockClock
     ) -> None:
