@@ -680,9 +680,6 @@ class TestARequestsTasks:
         assert "clean-up failed" in first.errors[0].traceback
         assert worker.running == 0
 
-    @pytest.mark.xfail(
-        strict=True, reason="adopt holds the one record twice: it runs twice, slot freed twice"
-    )
     async def test_one_key_twice_in_a_request_runs_its_task_once(self) -> None:
         """Two calls with one idempotency key in one request store one task (the store gives
         its record for both): it runs once, and its slot is given back once."""

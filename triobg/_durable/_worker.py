@@ -327,12 +327,13 @@ class Worker:
         self._reserved -= claim.limit
         self._slot.set()
         self._changed.set()
-        mine = [
-            r
+        # By id: two calls with one idempotency key in one enqueue get the same record.
+        mine = list({
+            r.id: r
             for r in records or ()
             if r.status is TaskStatus.RUNNING and r.owner == self.owner and r.attempts == 1
             and r.id not in self._running
-        ]  # fmt: skip
+        }.values())  # fmt: skip
         if self._closed:
             return [], [r.id for r in mine]
         calls = {task.id: task.call for task in new if task.call is not None}
