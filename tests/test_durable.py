@@ -244,9 +244,6 @@ class TestArguments:
         arguments = {"a": value, "naïve key": value}
         assert _plain_json(arguments) == _dumps(arguments)
 
-    @pytest.mark.xfail(
-        strict=True, reason="_plain_json lets int.__repr__'s ValueError (over 4300 digits) out"
-    )
     def test_an_int_too_long_for_json_is_a_type_error_naming_it(self) -> None:
         """An ``int`` too long to write (Python's 4300-digit limit) is refused as every
         unstorable argument is: a ``TypeError`` naming the task and the argument."""
