@@ -706,13 +706,14 @@ class TestARequestsTasks:
 
     @pytest.mark.xfail(
         strict=True,
-        reason="the tutorial promises the order added for all of a request's durable tasks; "
-        "those past the worker's free slots are stored READY and claimed side by side",
+        reason="not promised (tutorial, design page): a request's tasks past the worker's "
+        "free slots are stored READY and claimed like any other, side by side",
     )
     async def test_past_the_free_slots_a_request_s_tasks_still_run_in_order(
         self, autojump_clock: trio.testing.MockClock
     ) -> None:
-        """Three tasks from one request with two free slots: the third waits for the second."""
+        """Three tasks from one request with two free slots: the third would wait for the
+        second (it does not; if it ever does, the docs may promise the order outright)."""
         app, store = App(), MemoryTaskStore()
         seen: list[str] = []
 
