@@ -571,7 +571,7 @@ class Worker:
                     # What the scope left of a group once it took its ``Cancelled`` (the task's
                     # own nursery failed as it was cut off): the attempt's error, as it was
                     # before one scope covered a request's tasks; not the worker's.
-                    if done == started:
+                    if done == started or not scope.cancelled_caught:
                         raise
                     left = error
                 if done < started:  # the scope caught its cancel: timeout, or lease lost
