@@ -244,6 +244,12 @@ class TestArguments:
         arguments = {"a": value, "naïve key": value}
         assert _plain_json(arguments) == _dumps(arguments)
 
+    def test_an_int_too_long_for_json_is_a_type_error_naming_it(self) -> None:
+        """An ``int`` too long to write (Python's 4300-digit limit) is refused as every
+        unstorable argument is: a ``TypeError`` naming the task and the argument."""
+        with pytest.raises(TypeError, match="durable task t: argument 'a' \\(int\\)"):
+            encode_arguments("t", Parameters.of(_plain), (10**5000,), {})
+
     @pytest.mark.parametrize("value", [[1], {"x": 1}, (1,), Point(1, 2), float("nan"), 1 + 2j])
     def test_other_values_go_the_general_way(self, value: Any) -> None:
         """Anything but a finite plain value is left to cattrs and ``_dumps``."""

@@ -127,7 +127,10 @@ def encode_call(
         arguments = parameters.bind(args, kwargs)
     except TypeError as error:
         raise TypeError(f"durable task {task_name}: {error}") from None
-    text = _plain_json(arguments)
+    try:
+        text = _plain_json(arguments)
+    except ValueError:  # an int too long for ``str`` (4300 digits): the general way names it
+        text = None
     if text is not None:
         same = parameters.positional is not None and all(
             hints.get(name, Any) in (type(value), Any) for name, value in arguments.items()

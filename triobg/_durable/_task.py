@@ -50,8 +50,8 @@ class TaskResult:
         attempts: Attempts started so far (counted when the attempt is claimed).
         enqueued_at: When it was added (UTC).
         started_at: When its latest attempt started (UTC), if any has: when it was claimed
-            (a request's task is stored claimed, so at its commit; it runs once the tasks
-            the request added before it are done).
+            (a request's task that this process's worker has room for is stored claimed, so
+            at its commit; it runs once the tasks the request added before it are done).
         finished_at: When it finished (UTC), if it has.
         return_value: The return value as JSON data (``None`` until it succeeds).
         errors: One ``TaskError`` per failed attempt (type, message, traceback text).

@@ -327,12 +327,13 @@ class Worker:
         self._reserved -= claim.limit
         self._slot.set()
         self._changed.set()
-        mine = [
-            r
+        # By id: two calls with one idempotency key in one enqueue get the same record.
+        mine = list({
+            r.id: r
             for r in records or ()
             if r.status is TaskStatus.RUNNING and r.owner == self.owner and r.attempts == 1
             and r.id not in self._running
-        ]  # fmt: skip
+        }.values())  # fmt: skip
         if self._closed:
             return [], [r.id for r in mine]
         calls = {task.id: task.call for task in new if task.call is not None}
@@ -549,24 +550,33 @@ class Worker:
         try:
             while started < len(records):
                 scope = run.scope = trio.CancelScope()
-                with scope:
-                    while started < len(records):
-                        record = records[started]
-                        started += 1
-                        if record.id in self._given_up:  # lost its lease before its turn
-                            self._finished(record.id)
+                left: Exception | None = None
+                try:
+                    with scope:
+                        while started < len(records):
+                            record = records[started]
+                            started += 1
+                            if record.id in self._given_up:  # lost its lease before its turn
+                                self._finished(record.id)
+                                done = started
+                                continue
+                            run.current = record.id
+                            call = None if run.calls is None else run.calls.get(record.id)
+                            await self._attempt(record, scope, call)
+                            run.current = None
                             done = started
-                            continue
-                        run.current = record.id
-                        call = None if run.calls is None else run.calls.get(record.id)
-                        await self._attempt(record, scope, call)
-                        run.current = None
-                        done = started
-                        if scope.cancel_called:  # spent (a deadline passed as the task ended)
-                            break
+                            if scope.cancel_called:  # spent (a deadline passed as it ended)
+                                break
+                except Exception as error:
+                    # What the scope left of a group once it took its ``Cancelled`` (the task's
+                    # own nursery failed as it was cut off): the attempt's error, as it was
+                    # before one scope covered a request's tasks; not the worker's.
+                    if done == started or not scope.cancelled_caught:
+                        raise
+                    left = error
                 if done < started:  # the scope caught its cancel: timeout, or lease lost
                     run.current = None
-                    await self._cut_off(records[started - 1])
+                    await self._cut_off(records[started - 1], left)
                     done = started
         finally:
             run.current = None
@@ -653,21 +663,23 @@ class Worker:
             if over and not handed:
                 self._finished(record.id)
 
-    async def _cut_off(self, record: TaskRecord) -> None:
+    async def _cut_off(self, record: TaskRecord, error: Exception | None = None) -> None:
         """``record``'s attempt was cancelled by its own scope: its timeout, or its lease was
-        lost (then nothing is ours to record)."""
+        lost (then nothing is ours to record). ``error``: what the attempt raised besides
+        (recorded instead of the timeout)."""
         try:
             task = self.registry.get(record.name)
             if record.id in self._given_up or task is None:
                 return
-            how = "cancelled" if task.is_async else "abandoned in its worker thread"
-            if not task.is_async:
-                logger.warning("durable task %s timed out: %s", _label(record), how)
-            timed_out = TimeoutError(
-                f"attempt {record.attempts} took longer than its timeout of "
-                f"{task.timeout} s ({how})"
-            )
-            await self._record_failure(record, timed_out)
+            if error is None:
+                how = "cancelled" if task.is_async else "abandoned in its worker thread"
+                if not task.is_async:
+                    logger.warning("durable task %s timed out: %s", _label(record), how)
+                error = TimeoutError(
+                    f"attempt {record.attempts} took longer than its timeout of "
+                    f"{task.timeout} s ({how})"
+                )
+            await self._record_failure(record, error)
         finally:
             self._finished(record.id)
 
