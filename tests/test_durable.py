@@ -644,3 +644,18 @@ class TestEnqueue:
         assert isinstance(new, NewTask)
         assert (new.priority, new.key, new.max_attempts) == (3, "k", 2)
         assert new.arguments == '{"point":{"x":1,"y":2}}'
+
+    def test_using_leaves_the_task_as_it_was_and_shares_its_signature(self) -> None:
+        """A copy changes only what ``using`` was given; the signature and hints worked out
+        for the task are shared, not worked out again in every request."""
+        app, _ = make_app()
+        task = find(app, "record")
+        task._new((Point(1, 2),), {})  # the hints are resolved at the first use
+        copy = task.using(key="k", priority=2, run_after=5)
+        assert (task.key, task._priority, task._run_after) == (None, 0, None)
+        assert (copy.key, copy._priority, copy._run_after) == ("k", 2, 5)
+        assert (copy.name, copy.retries, copy.timeout, copy.func) == (
+            task.name, task.retries, task.timeout, task.func,
+        )  # fmt: skip
+        assert copy._parameters is task._parameters and copy._hints is task._hints
+        assert copy(Point(1, 1)) == {"sum": 2}

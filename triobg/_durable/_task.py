@@ -161,9 +161,11 @@ class DurableTask(Generic[P, R]):
             key: While a task with this key is unfinished, adding another returns the first.
             priority: Higher runs first among tasks ready at the same time (default 0).
         """
-        copy = DurableTask(
-            self.func, tasks=self._tasks, name=self.name, retries=self.retries, timeout=self.timeout
-        )
+        # Everything worked out at declaration (the signature, the hints once resolved) is
+        # shared, not worked out again: ``using`` may run in every request.
+        copy: DurableTask[P, R] = DurableTask.__new__(DurableTask)
+        for slot in DurableTask.__slots__:
+            setattr(copy, slot, getattr(self, slot))
         copy._run_after = self._run_after if run_after is None else run_after
         copy.key = self.key if key is None else key
         copy._priority = self._priority if priority is None else priority
