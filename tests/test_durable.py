@@ -658,4 +658,4 @@ class TestEnqueue:
             task.name, task.retries, task.timeout, task.func,
         )  # fmt: skip
         assert copy._parameters is task._parameters and copy._hints is task._hints
-        assert copy(Point(1, 1)) == {"sum": 2}
+        assert copy.is_async and copy.func is task.func
