@@ -779,6 +779,7 @@ class TestSQLite:
             ran.clear()
             rare = _list_status(db, "failed", 5)
             assert len(ran) == 2
+            assert len(_list_status(db, "failed", 2**62)) == 4  # no integer overflow
         assert [row[0] for row in common] == [f"t{i:03d}" for i in (299, 298, 297, 296, 295)]
         assert [row[0] for row in buried] == [f"t{i:03d}" for i in (99, 98, 97, 96, 95)]
         assert [row[0] for row in rare] == [f"t{i:03d}" for i in (250, 200, 150, 100)]

@@ -512,7 +512,7 @@ def _list_status(db: sqlite3.Connection, status: str, limit: int) -> builtins.li
     ``_RECENT_ROWS_PER_RESULT * limit`` newest rows hold too few does the index answer, and
     then the status is rare there (and usually rare overall: failed, cancelled).
     """
-    window = _RECENT_ROWS_PER_RESULT * limit
+    window = min(_RECENT_ROWS_PER_RESULT * limit, 2**62)  # an SQLite integer, whatever limit
     rows = db.execute(_SQL["list_status_recent"], (window, status, limit)).fetchall()
     if len(rows) < limit:
         rows = db.execute(_SQL["list_status"], (status, limit)).fetchall()
