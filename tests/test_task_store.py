@@ -8,16 +8,26 @@ whole file passes against it unchanged; register it in ``STORE_FACTORIES``.
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 from _durable_support import STORE_FACTORIES, FakeClock, new_task
 
-from triobg._durable._sqlite import _MIGRATIONS, SQLiteTaskStore
+from triobg._durable._sqlite import (
+    _MIGRATIONS,
+    _SQL,
+    SQLiteTaskStore,
+    _insert_sql,
+    _list_status,
+    _succeed_sql,
+    _upgrade,
+)
 from triobg._durable._status import TaskStatus
 from triobg._durable._store import Preclaim, TaskError, TaskNotFound, TaskStore
 
@@ -443,6 +453,22 @@ class TestOperator:
         assert [r.id for r in await store.list(TaskStatus.RUNNING)] == ["t1", "t0"]
         assert await store.list(TaskStatus.FAILED) == []
 
+    async def test_list_by_status_finds_the_newest_under_newer_tasks(
+        self, store: TaskStore, clock: FakeClock
+    ) -> None:
+        """By status, the newest enqueued come first even when 40 newer tasks of another status
+        sit above them and they finished in the opposite order."""
+        await store.enqueue([new_task(f"t{i:02d}", clock) for i in range(60)])
+        await store.claim(A, 60, LEASE)
+        for i in reversed(range(20)):  # t19 finishes first, t00 last
+            clock.advance(1)
+            await store.succeed(f"t{i:02d}", A, "1")
+        newest = [r.id for r in await store.list(TaskStatus.SUCCEEDED, limit=2)]
+        assert newest == ["t19", "t18"]
+        assert [r.id for r in await store.list(TaskStatus.RUNNING, limit=2)] == ["t59", "t58"]
+        listed = [r.id for r in await store.list(TaskStatus.SUCCEEDED, limit=100)]
+        assert listed == [f"t{i:02d}" for i in reversed(range(20))]
+
     async def test_statistics_count_each_status_and_the_lag(
         self, store: TaskStore, clock: FakeClock
     ) -> None:
@@ -475,6 +501,113 @@ class TestOperator:
         assert {r.id for r in await store.list()} == {"t2", "t3"}
         assert await store.prune(clock.now + 1) == 1
         assert [r.id for r in await store.list()] == ["t3"]
+
+
+#: The SQLite store's indexes at the newest schema version.
+_SQLITE_INDEXES = {
+    "sqlite_autoindex_triobg_tasks_1",  # id UNIQUE
+    "triobg_tasks_claimable",
+    "triobg_tasks_key",
+    "triobg_tasks_status_finished",
+}
+
+#: Parameters to plan each statement with (values do not matter, their number does).
+_PLAN_PARAMETERS: dict[str, Any] = {
+    "holder": ("k",),
+    "claim": {"owner": A, "lease_until": 1.0, "now": 1.0, "limit": 5},
+    "heartbeat": (1.0, '["t1"]', A),
+    "fail": ("{}", 1.0, "t1", A),
+    "fail_retry": ("{}", 1.0, "t1", A),
+    "release": (1.0, '["t1"]', A),
+    "owners": (),
+    "lost": (1.0, '["t1"]'),
+    "recover_ready": ("{}", 1.0, "t1"),
+    "recover_failed": ("{}", 1.0, "t1"),
+    "get": ("t1",),
+    "list": (5,),
+    "list_status_recent": (80, "failed", 5),
+    "list_status": ("failed", 5),
+    "cancel": (1.0, "t1"),
+    "retry": (1.0, "t1"),
+    "counts": (),
+    "oldest_ready": (1.0,),
+    "prune": (1.0,),
+    "succeed": (1.0, "t1", "1", A, "t2", "1", A),
+    "insert": (None,) * 26,
+}
+
+_BY_ID = r"USING INDEX sqlite_autoindex_triobg_tasks_1 \(id=\?\)"
+_BY_STATUS = r"USING INDEX triobg_tasks_status_finished \(status=\?\)"
+
+#: What each statement's plan must contain (SQLite's ``EXPLAIN QUERY PLAN`` wording).
+_EXPECTED_PLANS = {
+    "holder": r"USING INDEX triobg_tasks_key \(key=\?\)",
+    "claim": r"SCAN (TABLE )?triobg_tasks USING INDEX triobg_tasks_claimable",
+    "heartbeat": _BY_ID,
+    "fail": _BY_ID,
+    "fail_retry": _BY_ID,
+    "release": _BY_ID,
+    "owners": _BY_STATUS,
+    "lost": _BY_STATUS,
+    "recover_ready": _BY_ID,
+    "recover_failed": _BY_ID,
+    "get": _BY_ID,
+    "list": r"^SCAN (TABLE )?triobg_tasks$",
+    "list_status_recent": r"USING INTEGER PRIMARY KEY \(rowid>\?\)",
+    "list_status": r"USING COVERING INDEX triobg_tasks_status_finished \(status=\?\)",
+    "cancel": _BY_ID,
+    "retry": _BY_ID,
+    "counts": r"SCAN (TABLE )?triobg_tasks USING COVERING INDEX triobg_tasks_status_finished",
+    "oldest_ready": r"triobg_tasks USING INDEX triobg_tasks_claimable",
+    "prune": r"USING INDEX triobg_tasks_status_finished \(status=\? AND finished_at<\?\)",
+    "succeed": _BY_ID,
+    "insert": r"^(SCAN \d+ CONSTANT ROWS)?$",  # the VALUES; no index read
+}
+
+
+@contextlib.contextmanager
+def _schema_only(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to a new file holding the store's newest schema and no rows."""
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        _upgrade(db, path)
+        yield db
+
+
+def _plan(db: sqlite3.Connection, sql: str, parameters: Any) -> str:
+    rows = db.execute(f"EXPLAIN QUERY PLAN {sql}", parameters)
+    return " | ".join(row[3] for row in rows)
+
+
+def _schema(path: Path) -> list[tuple[object, ...]]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name")
+        return [*rows, ("user_version", db.execute("PRAGMA user_version").fetchone()[0])]
+
+
+def _write_version_1_file(path: Path, clock: FakeClock, *, version: int = 1) -> None:
+    """A file as triobg wrote it at schema version 1 (or before versions, 0), with one task
+    in each of four states."""
+    now = clock.now
+    errors = '[{"attempt": 1, "type": "builtins.ValueError", "message": "boom", "at": 1.0}]'
+    rows = [
+        ("ready", "ready", "k1", 0, None, None, None, None, "[]"),
+        ("running", "running", None, 1, A, now + LEASE, None, None, "[]"),
+        ("done", "succeeded", None, 1, A, None, now, "42", "[]"),
+        ("failed", "failed", None, 1, A, None, now, None, errors),
+    ]
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        for statement in _MIGRATIONS[0].split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.executemany(
+            "INSERT INTO triobg_tasks (id, name, arguments, status, priority, key, attempts,"
+            " max_attempts, enqueued_at, run_after, started_at, owner, lease_until,"
+            " finished_at, result, errors)"
+            " VALUES (?, 'tests.job', '{}', ?, 0, ?, ?, 1, ?, ?, NULL, ?, ?, ?, ?, ?)",
+            [(i, st, key, n, now, now, owner, lease, fin, res, err)
+             for i, st, key, n, owner, lease, fin, res, err in rows],
+        )  # fmt: skip
+        db.execute(f"PRAGMA user_version = {version}")
 
 
 class TestSQLite:
@@ -520,6 +653,53 @@ class TestSQLite:
         assert await second.migrate() == len(_MIGRATIONS)
         await second.aclose()
 
+    async def test_a_version_1_file_is_migrated_with_its_tasks(
+        self, tmp_path: Path, clock: FakeClock
+    ) -> None:
+        """A file at schema version 1 (five secondary indexes) ends at the newest version with
+        the new index set, its tasks intact and usable: keys held, claims, prune."""
+        path = tmp_path / "t.sqlite3"
+        _write_version_1_file(path, clock)
+        store = SQLiteTaskStore(path, clock=clock)
+        assert await store.migrate() == len(_MIGRATIONS)
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            names = "SELECT name FROM sqlite_master WHERE type = 'index'"
+            assert {name for (name,) in db.execute(names)} == _SQLITE_INDEXES
+        done, failed = await store.get("done"), await store.get("failed")
+        assert (done.status, done.result) == (TaskStatus.SUCCEEDED, "42")
+        assert done.finished_at == clock.now
+        assert failed.status is TaskStatus.FAILED
+        assert [e.message for e in failed.errors] == ["boom"]
+        running = await store.get("running")
+        assert (running.status, running.owner, running.attempts) == (TaskStatus.RUNNING, A, 1)
+        stats = await store.statistics()
+        assert (stats.ready, stats.running, stats.succeeded, stats.failed) == (1, 1, 1, 1)
+        assert [r.id for r in await store.list(TaskStatus.SUCCEEDED)] == ["done"]
+        assert await store.owners() == {A}
+        held = await store.enqueue([new_task("again", clock, key="k1")])
+        assert [r.id for r in held] == ["ready"]
+        assert [r.id for r in await store.claim(B, 5, LEASE)] == ["ready"]
+        clock.advance(100)
+        assert await store.prune(clock.now) == 2
+        assert {r.id for r in await store.list()} == {"ready", "running"}
+        await store.aclose()
+
+    async def test_a_migrated_file_has_the_schema_of_a_new_one(
+        self, tmp_path: Path, clock: FakeClock
+    ) -> None:
+        """Upgrading a file of version 1, or one from before versions, ends with exactly the
+        tables, indexes and version a new file gets."""
+        _write_version_1_file(tmp_path / "v1.sqlite3", clock)
+        _write_version_1_file(tmp_path / "v0.sqlite3", clock, version=0)
+        for name in ("new", "v1", "v0"):
+            store = SQLiteTaskStore(tmp_path / f"{name}.sqlite3", clock=clock)
+            await store.migrate()
+            await store.aclose()
+        new = _schema(tmp_path / "new.sqlite3")
+        assert {row[1] for row in new if row[0] == "index"} == _SQLITE_INDEXES
+        assert _schema(tmp_path / "v1.sqlite3") == new
+        assert _schema(tmp_path / "v0.sqlite3") == new
+
     async def test_a_file_from_a_newer_triobg_is_refused(
         self, tmp_path: Path, clock: FakeClock
     ) -> None:
@@ -552,16 +732,57 @@ class TestSQLite:
     def test_heartbeat_and_release_find_tasks_by_id(self, tmp_path: Path) -> None:
         """The one-statement heartbeat and release look tasks up by id, not by walking every
         running task of every worker (SQLite's planner preferred the status index)."""
-        from triobg._durable._sqlite import _SQL
-
-        with contextlib.closing(sqlite3.connect(tmp_path / "t.sqlite3")) as db:
-            for statement in _MIGRATIONS[0].split(";"):
-                if statement.strip():
-                    db.execute(statement)
+        with _schema_only(tmp_path / "t.sqlite3") as db:
             for query in ("heartbeat", "release"):
-                plan = db.execute(f"EXPLAIN QUERY PLAN {_SQL[query]}", (1.0, '["t1"]', A))
-                details = " ".join(row[3] for row in plan)
+                details = _plan(db, _SQL[query], _PLAN_PARAMETERS[query])
                 assert "sqlite_autoindex_triobg_tasks_1 (id=?)" in details, (query, details)
+
+    @pytest.mark.parametrize("query", sorted(_EXPECTED_PLANS))
+    def test_each_statement_uses_its_index(self, tmp_path: Path, query: str) -> None:
+        """Every statement of the store reaches its rows through the index meant for it, with
+        no scan of the whole table and no sort but of one status's index entries."""
+        sql = {**_SQL, "succeed": _succeed_sql(2), "insert": _insert_sql(2)}[query]
+        with _schema_only(tmp_path / "t.sqlite3") as db:
+            details = _plan(db, sql, _PLAN_PARAMETERS[query])
+        assert re.search(_EXPECTED_PLANS[query], details), (query, details)
+        if query != "list":  # newest first, with a limit: the table walked back, then stops
+            assert not re.search(r"SCAN (TABLE )?triobg_tasks($| \|)", details), details
+        if query != "list_status":  # there only the one status's entries of the index
+            assert "TEMP B-TREE FOR ORDER BY" not in details, details
+
+    def test_every_statement_has_an_expected_plan(self) -> None:
+        """The plan test above covers every named query (a new one must say its index)."""
+        assert set(_SQL) | {"succeed", "insert"} == set(_EXPECTED_PLANS)
+
+    async def test_list_by_status_walks_the_newest_rows_first_then_the_index(
+        self, tmp_path: Path, clock: FakeClock
+    ) -> None:
+        """A status common among the newest tasks is listed from the table's newest rows alone;
+        a rare one (or one buried under newer tasks) from the status index, in the same order."""
+        store = SQLiteTaskStore(tmp_path / "t.sqlite3", clock=clock)
+        await store.enqueue([new_task(f"t{i:03d}", clock) for i in range(300)])
+        await store.claim(A, 300, LEASE)
+        for i in range(100, 300):  # t000-t099 stay running, under 200 newer finished tasks
+            if i % 50 == 0:
+                await store.fail(f"t{i:03d}", A, error(), None)
+            else:
+                await store.succeed(f"t{i:03d}", A, "1")
+        await store.aclose()
+        ran: list[str] = []
+        with contextlib.closing(sqlite3.connect(tmp_path / "t.sqlite3")) as db:
+            db.set_trace_callback(ran.append)
+            common = _list_status(db, "succeeded", 5)
+            assert len(ran) == 1  # found among the 80 newest rows
+            ran.clear()
+            buried = _list_status(db, "running", 5)
+            assert len(ran) == 2
+            ran.clear()
+            rare = _list_status(db, "failed", 5)
+            assert len(ran) == 2
+            assert len(_list_status(db, "failed", 2**62)) == 4  # no integer overflow
+        assert [row[0] for row in common] == [f"t{i:03d}" for i in (299, 298, 297, 296, 295)]
+        assert [row[0] for row in buried] == [f"t{i:03d}" for i in (99, 98, 97, 96, 95)]
+        assert [row[0] for row in rare] == [f"t{i:03d}" for i in (250, 200, 150, 100)]
 
     async def test_a_locked_file_fails_the_write_and_changes_nothing(
         self, tmp_path: Path, clock: FakeClock

@@ -96,6 +96,19 @@ _MIGRATIONS: Final = (
             ON triobg_tasks (finished_at) WHERE status IN ('succeeded', 'failed', 'cancelled');
         CREATE INDEX IF NOT EXISTS triobg_tasks_status ON triobg_tasks (status);
     """,
+    # Version 2 (#14): one index on (status, finished_at) instead of three. A task's insert
+    # and its update to SUCCEEDED each paid for ``status``, ``finished`` and ``running``;
+    # without statistics the planner used ``status`` for all their queries anyway, so
+    # ``finished`` and ``running`` were written and never read. Now prune finds its rows by
+    # (status, finished_at), counts scan the index alone, and the running tasks (``owners``,
+    # ``lost``) are its ``status = 'running'`` range.
+    """
+        DROP INDEX IF EXISTS triobg_tasks_status;
+        DROP INDEX IF EXISTS triobg_tasks_finished;
+        DROP INDEX IF EXISTS triobg_tasks_running;
+        CREATE INDEX IF NOT EXISTS triobg_tasks_status_finished
+            ON triobg_tasks (status, finished_at);
+    """,
 )
 
 _SQL: Final = {
@@ -103,12 +116,17 @@ _SQL: Final = {
         SELECT {_COLUMNS} FROM triobg_tasks
         WHERE key = ? AND status IN ('ready', 'running', 'retrying')
     """,
+    # ``INDEXED BY``: the claimable index holds just the READY and RETRYING rows, in claim
+    # order; without statistics the planner preferred the status index, then sorted every
+    # claimable row (20 ms per claim with 100,000 waiting, 1.4 ms through this one). SQLite
+    # refuses the statement if the index cannot serve it, so a schema change cannot quietly
+    # lose it. ``oldest_ready`` below reads it for the same reason.
     "claim": f"""
         UPDATE triobg_tasks
         SET status = 'running', owner = :owner, lease_until = :lease_until,
             attempts = attempts + 1, started_at = :now
         WHERE seq IN (
-            SELECT seq FROM triobg_tasks
+            SELECT seq FROM triobg_tasks INDEXED BY triobg_tasks_claimable
             WHERE status IN ('ready', 'retrying') AND run_after <= :now
             ORDER BY priority DESC, run_after, seq
             LIMIT :limit
@@ -161,8 +179,18 @@ _SQL: Final = {
     """,
     "get": f"SELECT {_COLUMNS} FROM triobg_tasks WHERE id = ?",
     "list": f"SELECT {_COLUMNS} FROM triobg_tasks ORDER BY seq DESC LIMIT ?",
+    # Listing by status: first the newest rows of the table, walked back from the newest
+    # (``+status`` keeps the planner off the status index), then, if they hold too few, the
+    # status index (``_list_status``).
+    "list_status_recent": f"""
+        SELECT {_COLUMNS} FROM triobg_tasks
+        WHERE seq > (SELECT max(seq) FROM triobg_tasks) - ? AND +status = ?
+        ORDER BY seq DESC LIMIT ?
+    """,
     "list_status": f"""
-        SELECT {_COLUMNS} FROM triobg_tasks WHERE status = ? ORDER BY seq DESC LIMIT ?
+        SELECT {_COLUMNS} FROM triobg_tasks
+        WHERE seq IN (SELECT seq FROM triobg_tasks WHERE status = ? ORDER BY seq DESC LIMIT ?)
+        ORDER BY seq DESC
     """,
     "cancel": """
         UPDATE triobg_tasks SET status = 'cancelled', finished_at = ?, lease_until = NULL
@@ -175,7 +203,7 @@ _SQL: Final = {
     """,
     "counts": "SELECT status, count(*) FROM triobg_tasks GROUP BY status",
     "oldest_ready": """
-        SELECT min(run_after) FROM triobg_tasks
+        SELECT min(run_after) FROM triobg_tasks INDEXED BY triobg_tasks_claimable
         WHERE status IN ('ready', 'retrying') AND run_after <= ?
     """,
     "prune": """
@@ -413,9 +441,9 @@ class SQLiteTaskStore(GroupCommitSucceeds, TaskStore):
     ) -> builtins.list[TaskRecord]:
         def read(db: sqlite3.Connection) -> builtins.list[TaskRecord]:
             if status is None:
-                rows = db.execute(_SQL["list"], (max(limit, 0),))
+                rows = db.execute(_SQL["list"], (max(limit, 0),)).fetchall()
             else:
-                rows = db.execute(_SQL["list_status"], (status.value, max(limit, 0)))
+                rows = _list_status(db, status.value, max(limit, 0))
             return [_record(row) for row in rows]
 
         return await self._read(read)
@@ -467,6 +495,28 @@ class SQLiteTaskStore(GroupCommitSucceeds, TaskStore):
             return db.execute(_SQL["prune"], (finished_before,)).rowcount
 
         return await self._write(apply)
+
+
+#: How many of the table's newest rows ``_list_status`` walks per task asked for before it
+#: turns to the status index.
+_RECENT_ROWS_PER_RESULT: Final = 16
+
+
+def _list_status(db: sqlite3.Connection, status: str, limit: int) -> builtins.list[Any]:
+    """The newest ``limit`` rows with ``status``, newest first.
+
+    The status index is ordered by ``finished_at`` within a status, not by ``seq``, so through
+    it the newest rows of a status are found by sorting all of that status's entries (17 ms
+    for 100,000 succeeded tasks). A status that is common among the newest rows (succeeded,
+    usually) is found sooner by walking the table back from its newest row; only when the
+    ``_RECENT_ROWS_PER_RESULT * limit`` newest rows hold too few does the index answer, and
+    then the status is rare there (and usually rare overall: failed, cancelled).
+    """
+    window = min(_RECENT_ROWS_PER_RESULT * limit, 2**62)  # an SQLite integer, whatever limit
+    rows = db.execute(_SQL["list_status_recent"], (window, status, limit)).fetchall()
+    if len(rows) < limit:
+        rows = db.execute(_SQL["list_status"], (status, limit)).fetchall()
+    return rows
 
 
 def _mark_succeeded(
