@@ -373,9 +373,12 @@ class TestShutdown:
         assert (record.status, record.attempts) == (TaskStatus.SUCCEEDED, 1)
         assert "released at shutdown" not in caplog.text
 
-    async def test_a_failure_being_written_at_the_deadline_is_released(self) -> None:
+    async def test_a_failure_being_written_at_the_deadline_is_released(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
         """A task whose failure is being written when the drain deadline comes is released
-        like a running one (its attempt given back), not left RUNNING with its write cut off."""
+        like a running one (its attempt given back), not left RUNNING with its write cut off;
+        the log says which it was."""
         app, store = App(), GatedFailStore()
 
         async def boom() -> None:
@@ -390,6 +393,10 @@ class TestShutdown:
                 await worker.stop(trio.current_time())
         record = await store.get(task_id)
         assert (record.status, record.attempts) == (TaskStatus.READY, 0)
+        assert (
+            f"durable task {task_id} released at shutdown: its failure still being written"
+            in caplog.text
+        )
 
     async def test_an_outcome_not_written_within_the_grace_is_left_to_recovery(
         self, autojump_clock: trio.testing.MockClock

@@ -534,9 +534,12 @@ class Worker:
             released = 0
         for task_id in ids:
             logger.warning(
-                "durable task %s released at shutdown: still running at the drain deadline; "
-                "its lease is given back so another worker runs it again",
+                "durable task %s released at shutdown: %s at the drain deadline; its lease is "
+                "given back so another worker runs it again",
                 task_id,
+                "its failure still being written"
+                if task_id in self._recording
+                else "still running",
                 extra={"task_id": task_id, "outcome": "released"},
             )
         logger.info("released %d of %d running durable tasks", released, len(ids))
