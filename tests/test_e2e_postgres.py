@@ -19,6 +19,7 @@ from test_e2e_durable import APP_SOURCE, URL, done_tags, kill9, post
 from test_e2e_hypercorn import STARTUP, server_process
 
 from triobg import NewTask, PostgresTaskStore, TaskStatus
+from triobg._durable._postgres import _MIGRATIONS as POSTGRES_MIGRATIONS
 from triobg._durable._sqlite import _MIGRATIONS as SQLITE_MIGRATIONS
 
 pytestmark = pytest.mark.e2e
@@ -102,8 +103,7 @@ class TestMigrateCommand:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """``python -m triobg tasks module:app migrate``: the tables exist afterwards, at the
-        newest version (PostgreSQL's 1), and running it again changes nothing (PostgreSQL, then
-        SQLite)."""
+        newest version, and running it again changes nothing (PostgreSQL, then SQLite)."""
         from triobg._cli import main
 
         for name, value in setup(tmp_path).items():
@@ -116,7 +116,7 @@ class TestMigrateCommand:
             assert main(["tasks", "durableapp:app", "migrate"]) == 0
             out = capsys.readouterr().out
             assert "PostgresTaskStore(" in out
-            assert out.endswith("is at schema version 1\n")
+            assert out.endswith(f"is at schema version {len(POSTGRES_MIGRATIONS)}\n")
         monkeypatch.setenv("TASK_STORE", f"sqlite:///{tmp_path / 'fresh.sqlite3'}")
         monkeypatch.delitem(sys.modules, "durableapp")  # built again, on the SQLite store
         assert main(["tasks", "durableapp:app", "migrate"]) == 0

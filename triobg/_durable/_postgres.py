@@ -83,6 +83,7 @@ CHANNEL: Final = "triobg_tasks"
 
 _COLUMNS: Final = RECORD_COLUMNS
 _UNFINISHED: Final = "('ready', 'running', 'retrying')"
+_FINISHED: Final = "('succeeded', 'failed', 'cancelled')"
 
 #: The schema, as numbered migrations: version N is reached by applying the first N of them,
 #: each once, in order, recorded in ``triobg_schema``. A later release appends to this list and
@@ -118,6 +119,19 @@ _MIGRATIONS: Final = (
         CREATE INDEX IF NOT EXISTS triobg_tasks_finished
             ON triobg_tasks (finished_at) WHERE status IN ('succeeded', 'failed', 'cancelled');
         CREATE INDEX IF NOT EXISTS triobg_tasks_status ON triobg_tasks (status);
+    """,
+    # Version 2: one partial index on (status, finished_at) of finished rows instead of the
+    # index on ``status`` alone and the one on ``finished_at``. An UPDATE that changes
+    # ``status`` (the claim, the succeed) cannot be HOT, so it adds an entry to every index
+    # whose predicate the new row meets: a task now enters three indexes at each step, not
+    # four. ``prune`` and listing a finished status read the new one; listing READY, RETRYING
+    # or RUNNING tasks reads the claimable and running indexes (``docs/howto/postgresql.rst``;
+    # the plans are tested on a filled table).
+    f"""
+        DROP INDEX IF EXISTS triobg_tasks_status;
+        DROP INDEX IF EXISTS triobg_tasks_finished;
+        CREATE INDEX IF NOT EXISTS triobg_tasks_status_finished
+            ON triobg_tasks (status, finished_at) WHERE status IN {_FINISHED};
     """,
 )
 
