@@ -32,7 +32,6 @@ from triobg._durable._codec import (
     _dumps,
     _plain_json,
     decode_arguments,
-    encode_arguments,
     encode_call,
 )
 from triobg._durable._memory import MemoryTaskStore
@@ -224,7 +223,7 @@ class TestArguments:
         """A value already of its hint's exact type is kept; others still go through cattrs."""
         parameters = Parameters.of(_plain)
         hints = {"a": str, "b": int, "c": float, "d": bool}
-        text = encode_arguments("t", parameters, ("x", True), {"c": 2, "d": True})
+        text = encode_call("t", parameters, {}, ("x", True), {"c": 2, "d": True})[0]
         assert text == '{"a":"x","b":true,"c":2,"d":true}'
         args, kwargs = decode_arguments(hints, parameters, text)
         assert args == []
@@ -248,7 +247,7 @@ class TestArguments:
         """An ``int`` too long to write (Python's 4300-digit limit) is refused as every
         unstorable argument is: a ``TypeError`` naming the task and the argument."""
         with pytest.raises(TypeError, match="durable task t: argument 'a' \\(int\\)"):
-            encode_arguments("t", Parameters.of(_plain), (10**5000,), {})
+            encode_call("t", Parameters.of(_plain), {}, (10**5000,), {})
 
     @pytest.mark.parametrize("value", [[1], {"x": 1}, (1,), Point(1, 2), float("nan"), 1 + 2j])
     def test_other_values_go_the_general_way(self, value: Any) -> None:
@@ -273,7 +272,7 @@ class TestArguments:
         """``encode_call`` hands the arguments on exactly when the decode would return them."""
         parameters = Parameters.of(_plain)
         text, kept = encode_call("t", parameters, hints, args, kwargs)
-        assert text == encode_arguments("t", parameters, args, kwargs)
+        assert text == encode_call("t", parameters, {}, args, kwargs)[0]
         if call:
             assert kept is not None
             assert decode_arguments(hints, parameters, text) == ([], kept)

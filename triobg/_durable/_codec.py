@@ -91,18 +91,6 @@ class Parameters:
         return self.signature.bind(*args, **kwargs).arguments
 
 
-def encode_arguments(
-    task_name: str, parameters: Parameters, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> str:
-    """The call ``(args, kwargs)`` as JSON text: an object of parameter name to value.
-
-    Raises:
-        TypeError: the arguments do not fit the signature, or one of them is not JSON once
-            unstructured by cattrs; the message names the task and the argument.
-    """
-    return encode_call(task_name, parameters, {}, args, kwargs)[0]
-
-
 def encode_call(
     task_name: str,
     parameters: Parameters,
@@ -111,17 +99,20 @@ def encode_call(
     kwargs: dict[str, Any],
     prepare: Callable[[], object] | None = None,
 ) -> tuple[str, dict[str, Any] | None]:
-    """``encode_arguments``, and the keyword arguments the task will get when decoding the
-    text would give back exactly the values given: every one plain (``_PLAIN``, immutable)
-    and its parameter's hint (``hints``, from ``type_hints``) that very type or none. The
-    worker of this process, which runs most tasks a request adds, then skips the decode.
+    """The call ``(args, kwargs)`` as JSON text (an object of parameter name to value), and
+    the keyword arguments the task will get when decoding the text would give back exactly
+    the values given: every one plain (``_PLAIN``, immutable) and its parameter's hint
+    (``hints``, from ``type_hints``; the text does not depend on them) that very type or
+    none. The worker of this process, which runs most tasks a request adds, then skips the
+    decode.
 
     Args:
         prepare: Called before arguments that are not all plain are encoded (``_new`` moves
             uploaded files into the task's file area then: a plain argument is no file).
 
     Raises:
-        TypeError: as ``encode_arguments``.
+        TypeError: the arguments do not fit the signature, or one of them is not JSON once
+            unstructured by cattrs; the message names the task and the argument.
     """
     try:
         arguments = parameters.bind(args, kwargs)
@@ -189,7 +180,7 @@ def _encode_general(task_name: str, arguments: dict[str, Any]) -> str:
 def decode_arguments(
     hints: dict[str, Any], parameters: Parameters, text: str
 ) -> tuple[list[Any], dict[str, Any]]:
-    """Positional and keyword arguments for a function from ``encode_arguments``' JSON text.
+    """Positional and keyword arguments for a function from ``encode_call``'s JSON text.
 
     Args:
         hints: The function's type hints (``type_hints(func)``, computed once per function).
